@@ -1,0 +1,50 @@
+"""digitlab: handwritten-digit classification with Keras, from raw data to a served model.
+
+The public API is re-exported here. Names are imported on first use, so that
+`import digitlab` and the CLI's `--help` stay fast (TensorFlow takes seconds to import).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # errors
+    "DigitlabError": "digitlab.errors",
+    "DataError": "digitlab.errors",
+    "ChecksumError": "digitlab.errors",
+    "SourceUnavailableError": "digitlab.errors",
+    "ImageError": "digitlab.errors",
+    "NoDigitFoundError": "digitlab.errors",
+    "ModelError": "digitlab.errors",
+    "ConfigError": "digitlab.errors",
+    "ExportError": "digitlab.errors",
+    # data
+    "load_mnist": "digitlab.data.sources",
+    "load_dataset": "digitlab.data.sources",
+    "load_idx_dataset": "digitlab.data.idx",
+    "read_idx": "digitlab.data.idx",
+    "write_idx": "digitlab.data.idx",
+    "load_image_folder": "digitlab.data.folders",
+    "export_image_folder": "digitlab.data.folders",
+    "scan_image_folder": "digitlab.data.folders",
+    "split_image_folder": "digitlab.data.folders",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'digitlab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,16 @@
+"""The command line: `digitlab VERB`. Each module registers its verbs on `app`."""
+
+from __future__ import annotations
+
+import os
+
+# TensorFlow's C++ start-up chatter hides the output people came for.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from digitlab.cli import data, info  # noqa: E402,F401  (registers the verbs)
+from digitlab.cli.app import app  # noqa: E402
+
+
+def main() -> None:
+    """Entry point of the `digitlab` console script."""
+    app()

@@ -1,0 +1,170 @@
+"""The IDX file format (the one MNIST ships in): read and write, gzip or raw.
+
+An IDX file is a 4-byte magic number (two zero bytes, a type code, the number of
+dimensions), one big-endian uint32 per dimension, then the values, big-endian, C order.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.atomic import atomic_path
+from digitlab.errors import DataError
+
+_TYPE_CODES: dict[int, np.dtype] = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_CODE_OF_KIND: dict[tuple[str, int], int] = {
+    (dtype.kind, dtype.itemsize): code for code, dtype in _TYPE_CODES.items()
+}
+_GZIP_MAGIC = b"\x1f\x8b"
+
+PathLike = str | os.PathLike[str]
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror})") from None
+    if raw[:2] != _GZIP_MAGIC:
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError) as error:
+        raise DataError(f"{path}: corrupt gzip stream ({error})") from None
+
+
+def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Decode the bytes of an (uncompressed) IDX file; `name` is used in error messages."""
+    if len(raw) < 4:
+        raise DataError(f"{name}: too short to be an IDX file ({len(raw)} bytes)")
+    zero1, zero2, type_code, ndim = raw[:4]
+    if zero1 or zero2 or type_code not in _TYPE_CODES:
+        raise DataError(
+            f"{name}: wrong magic number 0x{raw[:4].hex()} (not an IDX file)"
+        )
+    header_size = 4 + 4 * ndim
+    if len(raw) < header_size:
+        raise DataError(f"{name}: truncated header ({len(raw)} of {header_size} bytes)")
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype = _TYPE_CODES[type_code]
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    found = len(raw) - header_size
+    if found < expected:
+        raise DataError(f"{name}: truncated body ({found} of {expected} bytes of data)")
+    if found > expected:
+        raise DataError(f"{name}: {found - expected} unexpected bytes after the data")
+    array = np.frombuffer(raw, dtype=dtype, offset=header_size).reshape(shape)
+    return array.astype(dtype.newbyteorder("="))
+
+
+def read_idx(path: PathLike) -> np.ndarray:
+    """Read an IDX file (gzip-compressed or raw) into a native-endian numpy array.
+
+    Raises `DataError` naming the file for a missing file, a wrong magic number,
+    a truncated header or body, or trailing bytes.
+    """
+    path = Path(path)
+    return parse_idx(_read_bytes(path), str(path))
+
+
+def encode_idx(array: np.ndarray) -> bytes:
+    """The bytes of an uncompressed IDX file holding `array`."""
+    array = np.asarray(array)
+    code = _CODE_OF_KIND.get((array.dtype.kind, array.dtype.itemsize))
+    if code is None:
+        valid = ", ".join(str(dtype.newbyteorder("=")) for dtype in _TYPE_CODES.values())
+        raise DataError(f"IDX cannot store dtype {array.dtype}; use one of {valid}")
+    if not 1 <= array.ndim <= 255:
+        raise DataError(f"IDX stores 1 to 255 dimensions, not {array.ndim}")
+    if any(d >= 2**32 for d in array.shape):
+        raise DataError(f"IDX dimensions must be below 2**32, got shape {array.shape}")
+    header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    return header + np.ascontiguousarray(array, dtype=_TYPE_CODES[code]).tobytes()
+
+
+def write_idx(path: PathLike, array: np.ndarray) -> None:
+    """Write `array` as an IDX file, gzip-compressed when `path` ends in `.gz`, atomically."""
+    path = Path(path)
+    payload = encode_idx(array)
+    if path.suffix == ".gz":
+        # mtime=0 keeps the file identical for identical arrays.
+        payload = gzip.compress(payload, mtime=0)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(payload)
+
+
+_SPLIT_FILES = {
+    "train_images": "train-images",
+    "train_labels": "train-labels",
+    "test_images": "t10k-images",
+    "test_labels": "t10k-labels",
+}
+
+
+def _find_split_file(folder: Path, stem: str) -> Path:
+    candidates = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.name.startswith(stem) and "idx" in p.name
+    )
+    if not candidates:
+        raise DataError(f"{folder}: no {stem}*idx* file (expected e.g. {stem}-idx3-ubyte.gz)")
+    return candidates[0]
+
+
+def _check_pair(images: np.ndarray, labels: np.ndarray, images_path: Path, labels_path: Path,
+                num_classes: int) -> None:
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise DataError(
+            f"{images_path}: expected uint8 images N x H x W, got {images.dtype} {images.shape}"
+        )
+    if labels.ndim != 1 or labels.dtype.kind not in "ui":
+        raise DataError(f"{labels_path}: expected a 1-D integer label array, got {labels.shape}")
+    if len(images) != len(labels):
+        raise DataError(
+            f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path.name}"
+        )
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        raise DataError(
+            f"{labels_path}: label {int(labels[bad[0]])} at index {int(bad[0])} "
+            f"outside 0..{num_classes - 1}"
+        )
+
+
+def load_idx_dataset(
+    folder: PathLike, num_classes: int = 10
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Load an MNIST-format dataset from the four standard IDX files in `folder`.
+
+    The files are found by their standard stems (`train-images`, `train-labels`,
+    `t10k-images`, `t10k-labels`), gzip or raw. Returns
+    `((x_train, y_train), (x_test, y_test))` with uint8 images and uint8 labels.
+    Raises `DataError` for a missing folder or file, a malformed file, mismatched
+    counts or a label outside `0..num_classes-1`.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    paths = {key: _find_split_file(folder, stem) for key, stem in _SPLIT_FILES.items()}
+    arrays = {key: read_idx(path) for key, path in paths.items()}
+    for split in ("train", "test"):
+        _check_pair(
+            arrays[f"{split}_images"], arrays[f"{split}_labels"],
+            paths[f"{split}_images"], paths[f"{split}_labels"], num_classes,
+        )
+    return (
+        (arrays["train_images"], arrays["train_labels"].astype(np.uint8)),
+        (arrays["test_images"], arrays["test_labels"].astype(np.uint8)),
+    )

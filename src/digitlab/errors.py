@@ -1,0 +1,37 @@
+"""The error hierarchy. The library raises these; only the CLI prints them."""
+
+
+class DigitlabError(Exception):
+    """Base class: a problem the user can act on, described in one sentence."""
+
+
+class DataError(DigitlabError):
+    """A data file or folder is missing, malformed or inconsistent."""
+
+
+class ChecksumError(DataError):
+    """Data did not match its known SHA-256 checksum."""
+
+
+class SourceUnavailableError(DataError):
+    """No data source could provide the dataset."""
+
+
+class ImageError(DigitlabError):
+    """An image file could not be decoded or used."""
+
+
+class NoDigitFoundError(ImageError):
+    """An image is blank or nearly blank: there is no digit to classify."""
+
+
+class ModelError(DigitlabError):
+    """A model file is missing, corrupt or does not fit the data."""
+
+
+class ConfigError(DigitlabError):
+    """A setting or configuration file is invalid."""
+
+
+class ExportError(DigitlabError):
+    """An exported model failed to write or to match the Keras model."""
