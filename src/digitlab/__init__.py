@@ -22,6 +22,10 @@ _EXPORTS: dict[str, str] = {
     "ModelError": "digitlab.errors",
     "ConfigError": "digitlab.errors",
     "ExportError": "digitlab.errors",
+    "NotAnImageError": "digitlab.errors",
+    "CorruptImageError": "digitlab.errors",
+    "ImageTooLargeError": "digitlab.errors",
+    "load_keras_model": "digitlab.modelfile",
     # data
     "load_mnist": "digitlab.data.sources",
     "load_dataset": "digitlab.data.sources",

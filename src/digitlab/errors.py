@@ -35,3 +35,15 @@ class ConfigError(DigitlabError):
 
 class ExportError(DigitlabError):
     """An exported model failed to write or to match the Keras model."""
+
+
+class NotAnImageError(ImageError):
+    """The bytes are not in any image format digitlab reads."""
+
+
+class CorruptImageError(ImageError):
+    """The bytes claim an image format but cannot be decoded (truncated, damaged)."""
+
+
+class ImageTooLargeError(ImageError):
+    """The image has more pixels than digitlab will decode (a decompression bomb guard)."""
