@@ -1,0 +1,130 @@
+"""Evaluation figures: the confusion matrix, the most confidently wrong images, run curves."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.colors import PowerNorm
+
+from digitlab.plots.base import figure_to_png, plt
+
+# Beyond this many characters a misclassified image's title is split over two lines.
+_ONE_LINE_TITLE = 26
+
+
+@dataclass(frozen=True)
+class CurveSeries:
+    """One run's validation curves, for `plot_validation_curves`."""
+
+    label: str
+    epochs: Sequence[int]
+    val_accuracy: Sequence[float]
+    val_loss: Sequence[float]
+
+
+def plot_confusion_matrix(
+    confusion: np.ndarray,
+    class_names: Sequence[str],
+    path: str | os.PathLike[str],
+    title: str = "Confusion matrix",
+) -> None:
+    """Draw `confusion` (rows: true class, columns: predicted) as an annotated heatmap.
+
+    Each cell shows its count; its colour is the fraction of its true class (row), on a
+    power scale so that error cells of a few tenths of a percent still stand out from zero.
+    """
+    confusion = np.asarray(confusion)
+    num_classes = len(class_names)
+    row_totals = confusion.sum(axis=1, keepdims=True)
+    fractions = np.divide(
+        confusion, row_totals, out=np.zeros(confusion.shape, dtype=float), where=row_totals > 0
+    )
+    size = max(6.0, 0.65 * num_classes + 2.0)
+    figure, axes = plt.subplots(figsize=(size + 1.2, size))
+    norm = PowerNorm(gamma=0.35, vmin=0.0, vmax=1.0)
+    image = axes.imshow(fractions, cmap="Blues", norm=norm)
+    colorbar = figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    colorbar.set_label("fraction of the true class")
+    for row in range(num_classes):
+        for column in range(num_classes):
+            count = int(confusion[row, column])
+            if count == 0:
+                continue
+            dark_cell = norm(fractions[row, column]) > 0.6
+            axes.text(
+                column, row, str(count), ha="center", va="center", fontsize=9,
+                color="white" if dark_cell else "black",
+                fontweight="bold" if row == column else "normal",
+            )
+    ticks = np.arange(num_classes)
+    axes.set_xticks(ticks, labels=class_names, rotation=45 if _long(class_names) else 0,
+                    ha="right" if _long(class_names) else "center")
+    axes.set_yticks(ticks, labels=class_names)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    axes.set_title(title)
+    figure_to_png(figure, path)
+
+
+def plot_misclassified(
+    images: np.ndarray,
+    true_names: Sequence[str],
+    predicted_names: Sequence[str],
+    confidences: Sequence[float],
+    path: str | os.PathLike[str],
+    columns: int = 5,
+) -> None:
+    """Draw a grid of misclassified images titled "true 4 → pred 9 (0.97)".
+
+    The inputs are parallel sequences in the order to show (most confident first).
+    With no images, the figure says so instead of being blank.
+    """
+    count = len(images)
+    columns = max(1, min(columns, count))
+    rows = max(1, math.ceil(count / columns))
+    figure, axes_grid = plt.subplots(
+        rows, columns, figsize=(2.3 * columns, 2.5 * rows), squeeze=False, layout="constrained"
+    )
+    for axes in axes_grid.flat:
+        axes.axis("off")
+    if count == 0:
+        axes_grid[0, 0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+    # The last row may have more cells than images left; zip stops at the images.
+    for axes, image, true_name, predicted_name, confidence in zip(
+        axes_grid.flat, images, true_names, predicted_names, confidences, strict=False
+    ):
+        # Dark ink on white paper reads more easily than MNIST's native white on black.
+        axes.imshow(np.asarray(image).squeeze(), cmap="gray_r")
+        title = f"true {true_name} → pred {predicted_name} ({confidence:.2f})"
+        if len(title) > _ONE_LINE_TITLE:
+            title = f"true {true_name}\n→ pred {predicted_name} ({confidence:.2f})"
+        axes.set_title(title, fontsize=9)
+    figure.suptitle("Most confidently wrong predictions", fontsize=12)
+    figure_to_png(figure, path)
+
+
+def plot_validation_curves(series: Sequence[CurveSeries], path: str | os.PathLike[str]) -> None:
+    """Overlay several runs' validation accuracy (left) and loss (right) against epoch."""
+    figure, (accuracy_axes, loss_axes) = plt.subplots(
+        1, 2, figsize=(12, 4.5), layout="constrained"
+    )
+    for run in series:
+        marker = "o" if len(run.epochs) <= 15 else None
+        accuracy_axes.plot(run.epochs, run.val_accuracy, marker=marker, label=run.label)
+        loss_axes.plot(run.epochs, run.val_loss, marker=marker, label=run.label)
+    for axes, name in ((accuracy_axes, "validation accuracy"), (loss_axes, "validation loss")):
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(name)
+        axes.set_title(name.capitalize())
+        axes.grid(alpha=0.3)
+        axes.xaxis.get_major_locator().set_params(integer=True)
+    accuracy_axes.legend(fontsize=9)
+    figure_to_png(figure, path)
+
+
+def _long(class_names: Sequence[str]) -> bool:
+    return max((len(name) for name in class_names), default=0) > 2
