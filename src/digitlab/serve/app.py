@@ -1,0 +1,209 @@
+"""The FastAPI app: the drawing page at `/`, `POST /predict` and `GET /health`.
+
+`create_app()` builds the app; the model is loaded once, in the lifespan handler, and kept
+on `app.state`. Image decoding runs on a small thread pool and inference on one worker
+thread fed by `InferenceBatcher`, so the event loop only moves bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import HTTPException
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import UploadFile
+
+from digitlab import __version__
+from digitlab.errors import (
+    CorruptImageError,
+    ImageError,
+    ImageTooLargeError,
+    NoDigitFoundError,
+    NotAnImageError,
+)
+from digitlab.serve.batching import InferenceBatcher
+from digitlab.serve.limits import BodySizeLimitMiddleware
+from digitlab.serve.schemas import ErrorResponse, HealthResponse, PredictionResponse
+
+if TYPE_CHECKING:
+    from digitlab.predict import Predictor
+
+#: Request bodies over this many bytes are refused with 413 (5 MB).
+MAX_BODY_BYTES = 5_000_000
+
+_STATIC_DIR = Path(str(files("digitlab.serve") / "static"))
+
+# Most specific first: the first class an error is an instance of decides its status.
+_IMAGE_ERROR_STATUS: tuple[tuple[type[ImageError], int], ...] = (
+    (NotAnImageError, 415),
+    (ImageTooLargeError, 413),
+    (CorruptImageError, 422),
+    (NoDigitFoundError, 422),
+    (ImageError, 422),
+)
+
+_IMAGE_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/tiff", "image/webp")
+
+_PREDICT_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "description": (
+        "An image (PNG, JPEG, BMP, GIF, TIFF or WebP; any size; dark ink on light paper or "
+        "light on dark), either as the multipart form field `file` or as the raw body with "
+        f"an `image/*` content type. At most {MAX_BODY_BYTES:,} bytes."
+    ),
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
+        },
+        **{
+            media_type: {"schema": {"type": "string", "format": "binary"}}
+            for media_type in _IMAGE_TYPES
+        },
+    },
+}
+
+
+def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    reasons = {
+        400: "The multipart body is malformed.",
+        413: f"The body is over {MAX_BODY_BYTES:,} bytes, or the image has too many pixels.",
+        415: "The body is not an image, or the content type is neither multipart nor image/*.",
+        422: "The image is empty, corrupt or truncated, or holds no digit.",
+        503: "The model is not loaded yet.",
+    }
+    return {code: {"model": ErrorResponse, "description": reasons[code]} for code in codes}
+
+
+def create_app(
+    model_path: str | os.PathLike[str] | None = None, *, predictor: Predictor | None = None
+) -> FastAPI:
+    """Build the digitlab web app.
+
+    `model_path` names the model to serve (default: the shipped pretrained model); it is
+    loaded when the app starts, so a bad path raises `ModelError` at start-up. A caller that
+    has already loaded a `Predictor` (the `serve` command, to report a bad model cleanly
+    before the server starts) passes it as `predictor` instead.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from digitlab.predict import Predictor
+
+        loaded = predictor or await anyio.to_thread.run_sync(Predictor.load, model_path)
+        batcher = InferenceBatcher(lambda images: loaded.predict(images).probabilities)
+        # The first call builds the model's graph; pay for it now, not on the first request.
+        await anyio.to_thread.run_sync(_warm_up, loaded)
+        app.state.predictor = loaded
+        app.state.batcher = batcher
+        app.state.decode_limiter = anyio.CapacityLimiter(os.cpu_count() or 2)
+        try:
+            yield
+        finally:
+            app.state.predictor = None
+            batcher.close()
+
+    app = FastAPI(
+        title="digitlab",
+        summary="Handwritten-digit recognition: draw a digit or post an image.",
+        version=__version__,
+        lifespan=lifespan,
+        exception_handlers={
+            ImageError: _image_error_handler,
+            Exception: _internal_error_handler,
+        },
+    )
+    app.state.predictor = None
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=MAX_BODY_BYTES)
+    app.mount("/static", StaticFiles(directory=_STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(_STATIC_DIR / "index.html")
+
+    @app.get("/health", responses=_error_responses(503))
+    async def health(request: Request) -> HealthResponse:
+        """Answer 200 once the model is loaded and warmed up, 503 before."""
+        return HealthResponse(status="ok", model=_ready_predictor(request).name)
+
+    @app.post(
+        "/predict",
+        openapi_extra={"requestBody": _PREDICT_REQUEST_BODY},
+        responses=_error_responses(400, 413, 415, 422, 503),
+    )
+    async def predict(request: Request) -> PredictionResponse:
+        """Classify the digit in one image and show the 28x28 image the model saw."""
+        from digitlab.images import to_mnist
+
+        loaded = _ready_predictor(request)
+        data = await _read_image_bytes(request)
+        image = await anyio.to_thread.run_sync(
+            to_mnist, data, limiter=request.app.state.decode_limiter
+        )
+        answer = await request.app.state.batcher.predict(image)
+        return PredictionResponse(
+            digit=answer.digit,
+            confidence=float(answer.probabilities[answer.digit]),
+            probabilities=answer.probabilities.tolist(),
+            model=loaded.name,
+            preprocessed=image.tolist(),
+        )
+
+    return app
+
+
+def _warm_up(predictor: Predictor) -> None:
+    """Run one prediction so that the first real request does not pay for graph building."""
+    import numpy as np
+
+    predictor.predict(np.zeros((1, 28, 28), dtype=np.uint8))
+
+
+def _ready_predictor(request: Request) -> Predictor:
+    predictor = request.app.state.predictor
+    if predictor is None:
+        raise HTTPException(503, "the model is not loaded yet; try again in a few seconds")
+    return predictor
+
+
+async def _read_image_bytes(request: Request) -> bytes:
+    """The image in a multipart `file` field or a raw `image/*` body; 415/422 otherwise."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "multipart/form-data":
+        async with request.form(max_files=1, max_fields=8) as form:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise HTTPException(422, "the multipart form has no file in its 'file' field")
+            data = await upload.read()
+    elif media_type.startswith("image/"):
+        data = await request.body()
+    else:
+        raise HTTPException(
+            415,
+            f"unsupported content type {media_type or '(none)'!r}: send the image as the "
+            "multipart form field 'file' or as a raw body with an image/* content type",
+        )
+    if not data:
+        raise HTTPException(422, "the image is empty (0 bytes)")
+    return data
+
+
+async def _image_error_handler(request: Request, error: Exception) -> JSONResponse:
+    status = next(code for kind, code in _IMAGE_ERROR_STATUS if isinstance(error, kind))
+    return JSONResponse({"detail": str(error)}, status_code=status)
+
+
+async def _internal_error_handler(request: Request, error: Exception) -> JSONResponse:
+    # Starlette logs the traceback; the client gets JSON like every other error.
+    return JSONResponse({"detail": "internal server error"}, status_code=500)

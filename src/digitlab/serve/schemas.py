@@ -1,0 +1,38 @@
+"""The JSON shapes of the REST API; FastAPI turns them into /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Pixel = Annotated[int, Field(ge=0, le=255)]
+PixelRow = Annotated[list[Pixel], Field(min_length=28, max_length=28)]
+
+
+class PredictionResponse(BaseModel):
+    """The model's answer for one image."""
+
+    digit: int = Field(ge=0, description="The predicted class (the digit 0..9 for MNIST models).")
+    confidence: Probability = Field(description="The probability of the predicted class.")
+    probabilities: list[Probability] = Field(
+        description="The probability of each class, indexed by class (10 for digits)."
+    )
+    model: str = Field(description="The name of the model that answered.")
+    preprocessed: Annotated[list[PixelRow], Field(min_length=28, max_length=28)] = Field(
+        description="The 28x28 grayscale image the model saw (0 = background, 255 = ink)."
+    )
+
+
+class HealthResponse(BaseModel):
+    """The server is up and its model is loaded."""
+
+    status: Literal["ok"]
+    model: str = Field(description="The name of the model that answers /predict.")
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: one sentence saying what was wrong."""
+
+    detail: str
