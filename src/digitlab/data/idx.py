@@ -7,13 +7,15 @@ dimensions), one big-endian uint32 per dimension, then the values, big-endian, C
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from digitlab.atomic import atomic_path
-from digitlab.errors import DataError
+from digitlab.atomic import atomic_write_bytes
+from digitlab.errors import ChecksumError, DataError
 
 _TYPE_CODES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
@@ -42,7 +44,7 @@ def _read_bytes(path: Path) -> bytes:
         return raw
     try:
         return gzip.decompress(raw)
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zlib.error) as error:
         raise DataError(f"{path}: corrupt gzip stream ({error})") from None
 
 
@@ -70,14 +72,23 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     return array.astype(dtype.newbyteorder("="))
 
 
-def read_idx(path: PathLike) -> np.ndarray:
+def read_idx(path: PathLike, sha256: str | None = None) -> np.ndarray:
     """Read an IDX file (gzip-compressed or raw) into a native-endian numpy array.
 
-    Raises `DataError` naming the file for a missing file, a wrong magic number,
-    a truncated header or body, or trailing bytes.
+    `sha256`, when given, is the expected SHA-256 of the decompressed file.
+    Raises `DataError` naming the file for a missing file, a corrupt gzip stream, a
+    wrong magic number, a truncated header or body, or trailing bytes, and
+    `ChecksumError` when the contents do not match `sha256`.
     """
     path = Path(path)
-    return parse_idx(_read_bytes(path), str(path))
+    raw = _read_bytes(path)
+    if sha256 is not None:
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest != sha256:
+            raise ChecksumError(
+                f"{path}: SHA-256 {digest[:16]}... does not match the expected {sha256[:16]}..."
+            )
+    return parse_idx(raw, str(path))
 
 
 def encode_idx(array: np.ndarray) -> bytes:
@@ -102,8 +113,7 @@ def write_idx(path: PathLike, array: np.ndarray) -> None:
     if path.suffix == ".gz":
         # mtime=0 keeps the file identical for identical arrays.
         payload = gzip.compress(payload, mtime=0)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(payload)
+    atomic_write_bytes(path, payload)
 
 
 _SPLIT_FILES = {
@@ -114,10 +124,14 @@ _SPLIT_FILES = {
 }
 
 
-def _find_split_file(folder: Path, stem: str) -> Path:
-    candidates = sorted(
+def _split_file_candidates(folder: Path, stem: str) -> list[Path]:
+    return sorted(
         p for p in folder.iterdir() if p.is_file() and p.name.startswith(stem) and "idx" in p.name
     )
+
+
+def _find_split_file(folder: Path, stem: str) -> Path:
+    candidates = _split_file_candidates(folder, stem)
     if not candidates:
         raise DataError(f"{folder}: no {stem}*idx* file (expected e.g. {stem}-idx3-ubyte.gz)")
     return candidates[0]
@@ -143,22 +157,32 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, images_path: Path, label
         )
 
 
+def is_idx_folder(folder: PathLike) -> bool:
+    """Whether `folder` looks like an IDX dataset (it holds a `train-images*idx*` file)."""
+    folder = Path(folder)
+    return folder.is_dir() and bool(_split_file_candidates(folder, _SPLIT_FILES["train_images"]))
+
+
 def load_idx_dataset(
-    folder: PathLike, num_classes: int = 10
+    folder: PathLike, num_classes: int = 10, sha256: dict[str, str] | None = None
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Load an MNIST-format dataset from the four standard IDX files in `folder`.
 
     The files are found by their standard stems (`train-images`, `train-labels`,
-    `t10k-images`, `t10k-labels`), gzip or raw. Returns
+    `t10k-images`, `t10k-labels`), gzip or raw. `sha256` optionally maps a stem to
+    the expected SHA-256 of that file's decompressed contents. Returns
     `((x_train, y_train), (x_test, y_test))` with uint8 images and uint8 labels.
     Raises `DataError` for a missing folder or file, a malformed file, mismatched
-    counts or a label outside `0..num_classes-1`.
+    counts or a label outside `0..num_classes-1`; `ChecksumError` for a checksum mismatch.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder")
+    expected = sha256 or {}
     paths = {key: _find_split_file(folder, stem) for key, stem in _SPLIT_FILES.items()}
-    arrays = {key: read_idx(path) for key, path in paths.items()}
+    arrays = {
+        key: read_idx(path, expected.get(_SPLIT_FILES[key])) for key, path in paths.items()
+    }
     for split in ("train", "test"):
         _check_pair(
             arrays[f"{split}_images"], arrays[f"{split}_labels"],
