@@ -15,7 +15,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 
     The temporary file lives in the same folder so the final `os.replace` is atomic.
     On any exception (Ctrl-C included) the temporary file is removed and `target`
-    is left untouched.
+    is left untouched. The new file gets the old file's permissions, or the usual
+    ones for a new file (0o666 less the umask).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -28,9 +29,20 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        # mkstemp creates the file private (0o600); a model or report should not be.
+        os.chmod(tmp, _mode_for(target))
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _mode_for(target: Path) -> int:
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
