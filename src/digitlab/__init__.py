@@ -29,6 +29,8 @@ _EXPORTS: dict[str, str] = {
     # data
     "load_mnist": "digitlab.data.sources",
     "load_dataset": "digitlab.data.sources",
+    "Dataset": "digitlab.data.sources",
+    "fetch_mnist": "digitlab.data.sources",
     "load_idx_dataset": "digitlab.data.idx",
     "read_idx": "digitlab.data.idx",
     "write_idx": "digitlab.data.idx",

