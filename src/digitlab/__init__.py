@@ -38,6 +38,13 @@ _EXPORTS: dict[str, str] = {
     "export_image_folder": "digitlab.data.folders",
     "scan_image_folder": "digitlab.data.folders",
     "split_image_folder": "digitlab.data.folders",
+    # evaluation
+    "evaluate": "digitlab.evaluate",
+    "evaluate_model_file": "digitlab.evaluate",
+    "write_evaluation": "digitlab.evaluate",
+    "EvaluationResult": "digitlab.evaluate",
+    "compare": "digitlab.compare",
+    "ComparisonRow": "digitlab.compare",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -1,0 +1,236 @@
+"""Comparing training runs side by side: one table and one overlay of validation curves.
+
+A run folder (written by `digitlab train`) holds `summary.json`, `history.csv` and
+`model.keras`. The test accuracy comes from the run's evaluation, `RUN_DIR/evaluation/
+metrics.json` (or `RUN_DIR/metrics.json`); a run without one shows "-" unless the caller
+asks to evaluate it, which writes that evaluation into `RUN_DIR/evaluation/`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from digitlab.atomic import atomic_write_text
+from digitlab.errors import DataError
+from digitlab.evaluate import DEFAULT_BATCH_SIZE, evaluate_model_file
+
+EVALUATION_FOLDER = "evaluation"
+"""Where `compare(..., evaluate_missing=True)` writes a run's evaluation, inside the run."""
+
+COMPARISON_FILES = ("comparison.md", "comparison.csv", "comparison.png")
+"""The files `compare(..., out=DIR)` writes into DIR."""
+
+_SUMMARY_KEYS = (
+    "model", "params", "epochs_completed", "epochs", "train_seconds", "best_val_accuracy",
+    "dataset",
+)
+_HISTORY_COLUMNS = ("val_accuracy", "val_loss")
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One run's line in the comparison table. `test_accuracy` is None when not evaluated."""
+
+    run_dir: Path
+    model: str
+    epochs_completed: int
+    epochs: int
+    params: int
+    train_seconds: float
+    best_val_accuracy: float
+    test_accuracy: float | None
+    dataset: str
+    """The dataset spec the run trained on, and that `evaluate_missing` tests it on."""
+
+
+@dataclass(frozen=True)
+class _Run:
+    row: ComparisonRow
+    val_accuracy: list[float]
+    val_loss: list[float]
+
+
+def compare(
+    run_dirs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str] | None = None,
+    evaluate_missing: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> list[ComparisonRow]:
+    """Read each run folder and return one `ComparisonRow` per run, in the order given.
+
+    With `evaluate_missing`, a run without an evaluation is evaluated on its dataset's test
+    split and the report written into `RUN_DIR/evaluation/`. With `out`, `comparison.md`
+    (the table), `comparison.csv` and `comparison.png` (validation accuracy and loss of every
+    run, overlaid) are written there atomically.
+
+    Raises `DataError` naming the folder or file when a folder is not a run folder or its
+    `summary.json` / `history.csv` is malformed, and what `evaluate_model_file` raises.
+    """
+    from digitlab.plots.evaluation import CurveSeries, plot_validation_curves
+
+    if not run_dirs:
+        raise DataError("no run folders to compare")
+    runs = [_read_run(Path(run_dir)) for run_dir in run_dirs]
+    if evaluate_missing:
+        runs = [_with_test_accuracy(run, batch_size, cache_dir) for run in runs]
+    rows = [run.row for run in runs]
+    if out is not None:
+        out = Path(out)
+        atomic_write_text(out / "comparison.md", format_table(rows))
+        atomic_write_text(out / "comparison.csv", _csv_text(rows))
+        plot_validation_curves(
+            [
+                CurveSeries(
+                    label=f"{run.row.run_dir.name} ({run.row.model})",
+                    epochs=list(range(1, len(run.val_accuracy) + 1)),
+                    val_accuracy=run.val_accuracy,
+                    val_loss=run.val_loss,
+                )
+                for run in runs
+            ],
+            out / "comparison.png",
+        )
+    return rows
+
+
+def format_table(rows: Sequence[ComparisonRow]) -> str:
+    """The rows as an aligned Markdown table (readable as plain text too)."""
+    header = ["run", "model", "epochs", "parameters", "train s", "best val acc", "test acc"]
+    cells = [
+        [
+            row.run_dir.name or str(row.run_dir),
+            row.model,
+            f"{row.epochs_completed}/{row.epochs}",
+            f"{row.params:,}",
+            f"{row.train_seconds:.1f}",
+            f"{row.best_val_accuracy:.2%}",
+            "-" if row.test_accuracy is None else f"{row.test_accuracy:.2%}",
+        ]
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header))]
+    # Text columns align left, numbers right, as a reader scans them.
+    left = {0, 1}
+
+    def line(values: list[str]) -> str:
+        padded = [
+            value.ljust(width) if i in left else value.rjust(width)
+            for i, (value, width) in enumerate(zip(values, widths, strict=True))
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join(
+        "-" * (width + 1) + (":" if i not in left else "-") for i, width in enumerate(widths)
+    ) + "|"
+    return "\n".join([line(header), rule, *(line(values) for values in cells)]) + "\n"
+
+
+def _csv_text(rows: Sequence[ComparisonRow]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(field.name for field in fields(ComparisonRow))
+    for row in rows:
+        writer.writerow("" if value is None else value for value in astuple(row))
+    return buffer.getvalue()
+
+
+def _read_run(run_dir: Path) -> _Run:
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir}: no such folder")
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        raise DataError(
+            f"{run_dir}: not a run folder (no summary.json; `digitlab train` writes one)"
+        )
+    summary = _read_json(summary_path)
+    missing = [key for key in _SUMMARY_KEYS if key not in summary]
+    if missing:
+        raise DataError(f"{summary_path}: missing {', '.join(missing)}")
+    val_accuracy, val_loss = _read_history(run_dir / "history.csv")
+    try:
+        row = ComparisonRow(
+            run_dir=run_dir,
+            model=str(summary["model"]),
+            epochs_completed=int(summary["epochs_completed"]),
+            epochs=int(summary["epochs"]),
+            params=int(summary["params"]),
+            train_seconds=float(summary["train_seconds"]),
+            best_val_accuracy=float(summary["best_val_accuracy"]),
+            test_accuracy=_recorded_test_accuracy(run_dir),
+            dataset=str(_dataset_spec(run_dir, summary)),
+        )
+    except (TypeError, ValueError):
+        raise DataError(f"{summary_path}: a value has the wrong type") from None
+    return _Run(row, val_accuracy, val_loss)
+
+
+def _dataset_spec(run_dir: Path, summary: dict[str, Any]) -> Any:
+    """What `load_dataset` needs to reload the run's data: the training config's `dataset`.
+
+    summary.json names a folder dataset only by its last part, so it is the fallback.
+    """
+    config_path = run_dir / "config.json"
+    if config_path.is_file():
+        return _read_json(config_path).get("dataset", summary["dataset"])
+    return summary["dataset"]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{path}: not readable JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return value
+
+
+def _read_history(path: Path) -> tuple[list[float], list[float]]:
+    """The validation accuracy and loss per epoch, in the file's order."""
+    if not path.is_file():
+        raise DataError(f"{path.parent}: not a run folder (no history.csv)")
+    with open(path, newline="", encoding="utf-8") as handle:
+        records = list(csv.DictReader(handle))
+    if not records or any(column not in records[0] for column in _HISTORY_COLUMNS):
+        raise DataError(f"{path}: expected a header with {' and '.join(_HISTORY_COLUMNS)}")
+    try:
+        columns = {
+            column: [float(record[column]) for record in records] for column in _HISTORY_COLUMNS
+        }
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: a validation value is not a number") from None
+    return columns["val_accuracy"], columns["val_loss"]
+
+
+def _recorded_test_accuracy(run_dir: Path) -> float | None:
+    for path in (run_dir / EVALUATION_FOLDER / "metrics.json", run_dir / "metrics.json"):
+        if path.is_file():
+            accuracy = _read_json(path).get("accuracy")
+            if not isinstance(accuracy, (int, float)):
+                raise DataError(f"{path}: no numeric accuracy")
+            return float(accuracy)
+    return None
+
+
+def _with_test_accuracy(
+    run: _Run, batch_size: int, cache_dir: str | os.PathLike[str] | None
+) -> _Run:
+    if run.row.test_accuracy is not None:
+        return run
+    run_dir = run.row.run_dir
+    result = evaluate_model_file(
+        run_dir / "model.keras",
+        dataset=run.row.dataset,
+        out=run_dir / EVALUATION_FOLDER,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+    )
+    return replace(run, row=replace(run.row, test_accuracy=result.accuracy))
