@@ -43,8 +43,8 @@ def test_idx_header_is_the_standard_one(mnist):
 
 def test_idx_round_trip_of_mnist_images_gzip(tmp_path, mnist):
     _, (x_test, _) = mnist
-    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", x_test)
-    assert np.array_equal(read_idx(tmp_path / "t10k-images-idx3-ubyte.gz"), x_test)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", x_test[:2000])
+    assert np.array_equal(read_idx(tmp_path / "t10k-images-idx3-ubyte.gz"), x_test[:2000])
 
 
 def test_encode_idx_refuses_a_type_idx_cannot_hold():
