@@ -375,7 +375,7 @@ DATASET_FORMS = (
 )
 
 
-@dataclass
+@dataclass(eq=False)  # arrays have no single truth value, so compare datasets by identity
 class Dataset:
     """A labelled image dataset: uint8 images N x 28 x 28 and integer labels per split.
 
