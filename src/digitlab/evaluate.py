@@ -37,7 +37,7 @@ REPORT_FILES = ("report.txt", "metrics.json", "confusion_matrix.png", "misclassi
 """The files `write_evaluation` writes into its folder (and only these)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EvaluationResult:
     """Everything one evaluation computed; arrays are in the order the images were evaluated.
 
@@ -50,13 +50,13 @@ class EvaluationResult:
     accuracy: float
     loss: float
     class_names: list[str]
-    labels: np.ndarray
-    predictions: np.ndarray
-    probabilities: np.ndarray
-    images: np.ndarray
-    report_text: str
-    report: dict[str, Any]
-    confusion: np.ndarray
+    labels: np.ndarray = field(repr=False)
+    predictions: np.ndarray = field(repr=False)
+    probabilities: np.ndarray = field(repr=False)
+    images: np.ndarray = field(repr=False)
+    report_text: str = field(repr=False)
+    report: dict[str, Any] = field(repr=False)
+    confusion: np.ndarray = field(repr=False)
     model_path: str | None = None
     dataset_name: str | None = None
     files: dict[str, Path] = field(default_factory=dict)
@@ -218,7 +218,13 @@ def _evaluate_loaded(
     if y is None:
         batches: Iterable[tuple[Any, Any]] = x  # type: ignore[assignment]
     else:
-        batches = _array_batches(np.asarray(x), np.asarray(y), batch_size)
+        images = np.asarray(x)
+        if images.dtype == object or images.ndim < 2:
+            raise DataError(
+                "x is not an array of images; for a dataset of (images, labels) batches "
+                "pass y=None so the labels come from the same batches"
+            )
+        batches = _array_batches(images, np.asarray(y), batch_size)
     images, labels, probabilities = _predict_in_one_pass(model, batches, model_label)
     _check_labels(labels, num_classes, model_label)
 
