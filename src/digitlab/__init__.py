@@ -45,6 +45,8 @@ _EXPORTS: dict[str, str] = {
     "EvaluationResult": "digitlab.evaluate",
     "compare": "digitlab.compare",
     "ComparisonRow": "digitlab.compare",
+    # serving
+    "create_app": "digitlab.serve.app",
 }
 
 __all__ = ["__version__", *_EXPORTS]

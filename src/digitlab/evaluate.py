@@ -216,7 +216,7 @@ def _evaluate_loaded(
             f"{len(class_names)} ({', '.join(map(str, class_names))})"
         )
     if y is None:
-        batches: Iterable[tuple[Any, Any]] = x  # type: ignore[assignment]
+        batches: Iterable[tuple[Any, Any]] = x
     else:
         images = np.asarray(x)
         if images.dtype == object or images.ndim < 2:
