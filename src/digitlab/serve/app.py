@@ -103,8 +103,6 @@ def create_app(
 
         loaded = predictor or await anyio.to_thread.run_sync(Predictor.load, model_path)
         batcher = InferenceBatcher(lambda images: loaded.predict(images).probabilities)
-        # The first call builds the model's graph; pay for it now, not on the first request.
-        await anyio.to_thread.run_sync(_warm_up, loaded)
         app.state.predictor = loaded
         app.state.batcher = batcher
         app.state.decode_limiter = anyio.CapacityLimiter(os.cpu_count() or 2)
@@ -147,9 +145,9 @@ def create_app(
         from digitlab.images import to_mnist
 
         loaded = _ready_predictor(request)
-        data = await _read_image_bytes(request)
+        data, name = await _read_image_bytes(request)
         image = await anyio.to_thread.run_sync(
-            to_mnist, data, limiter=request.app.state.decode_limiter
+            to_mnist, data, name, limiter=request.app.state.decode_limiter
         )
         answer = await request.app.state.batcher.predict(image)
         return PredictionResponse(
@@ -163,13 +161,6 @@ def create_app(
     return app
 
 
-def _warm_up(predictor: Predictor) -> None:
-    """Run one prediction so that the first real request does not pay for graph building."""
-    import numpy as np
-
-    predictor.predict(np.zeros((1, 28, 28), dtype=np.uint8))
-
-
 def _ready_predictor(request: Request) -> Predictor:
     predictor = request.app.state.predictor
     if predictor is None:
@@ -177,8 +168,9 @@ def _ready_predictor(request: Request) -> Predictor:
     return predictor
 
 
-async def _read_image_bytes(request: Request) -> bytes:
-    """The image in a multipart `file` field or a raw `image/*` body; 415/422 otherwise."""
+async def _read_image_bytes(request: Request) -> tuple[bytes, str]:
+    """The image in a multipart `file` field or a raw `image/*` body, and a name for it
+    in error messages; 415 or 422 when there is none."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "multipart/form-data":
         async with request.form(max_files=1, max_fields=8) as form:
@@ -186,8 +178,10 @@ async def _read_image_bytes(request: Request) -> bytes:
             if not isinstance(upload, UploadFile):
                 raise HTTPException(422, "the multipart form has no file in its 'file' field")
             data = await upload.read()
+            name = upload.filename or "the uploaded file"
     elif media_type.startswith("image/"):
         data = await request.body()
+        name = "the request body"
     else:
         raise HTTPException(
             415,
@@ -195,8 +189,8 @@ async def _read_image_bytes(request: Request) -> bytes:
             "multipart form field 'file' or as a raw body with an image/* content type",
         )
     if not data:
-        raise HTTPException(422, "the image is empty (0 bytes)")
-    return data
+        raise HTTPException(422, f"{name}: the image is empty (0 bytes)")
+    return data, name
 
 
 async def _image_error_handler(request: Request, error: Exception) -> JSONResponse:

@@ -145,6 +145,7 @@ function drawingAsPng() {
 async function predictDrawing(released) {
   cancelLivePrediction();
   if (!hasInk) return;
+  setBusy(true);
   const request = ++latestRequest;
   if (released) releasedAt = { time: performance.now(), request };
   const png = await drawingAsPng();

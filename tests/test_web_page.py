@@ -1,0 +1,392 @@
+"""The draw-a-digit page in a real headless Chromium against a real `digitlab serve`.
+
+Digits are drawn by tracing the ink of real MNIST test digits as pointer strokes (mouse,
+pen and touch), and the page must show the digit the model reads from such a drawing.
+Set DIGITLAB_UPDATE_SCREENSHOT=1 to rewrite docs/web_app.png from the mouse test.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from digit_images import paper_png
+from digitlab.images import to_mnist
+from digitlab.predict import Predictor
+
+# The trained model and the real server, shared with the other serving tests.
+pytest_plugins = ["serve_fixtures"]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "web_app.png"
+# Must match STROKE_FRACTION and UPLOAD_SIZE in serve/static/app.js.
+STROKE_FRACTION = 1 / 13
+UPLOAD_SIZE = 280
+INK_THRESHOLD = 128
+RELEASE_TO_PREDICTION_LIMIT_MS = 100
+
+Stroke = list[tuple[float, float]]
+
+
+def ink_strokes(digit: np.ndarray) -> list[Stroke]:
+    """Pen strokes that retrace a 28x28 digit's ink, in pixel-centre coordinates.
+
+    Each row's runs of ink are joined to the overlapping run of the row above, going back
+    and forth, so a digit becomes a few long strokes that stay on its ink, as a hand would.
+    """
+    strokes: list[Stroke] = []
+    open_runs: list[tuple[Stroke, int, int]] = []  # stroke, first and last column
+    for row in range(digit.shape[0]):
+        inked = np.flatnonzero(digit[row] >= INK_THRESHOLD)
+        runs = np.split(inked, np.flatnonzero(np.diff(inked) > 1) + 1) if inked.size else []
+        next_open = []
+        for run in runs:
+            first, last = int(run[0]), int(run[-1])
+            above = next((o for o in open_runs if o[1] <= last + 1 and first <= o[2] + 1), None)
+            if above is None:
+                stroke: Stroke = []
+                strokes.append(stroke)
+            else:
+                open_runs.remove(above)
+                stroke = above[0]
+            ends = [(first + 0.5, row + 0.5), (last + 0.5, row + 0.5)]
+            if stroke and abs(stroke[-1][0] - ends[1][0]) < abs(stroke[-1][0] - ends[0][0]):
+                ends.reverse()
+            stroke.extend(ends)
+            next_open.append((stroke, first, last))
+        open_runs = next_open
+    return strokes
+
+
+def render_strokes(strokes: list[Stroke]) -> np.ndarray:
+    """The strokes drawn as the page draws them (dark round pen on white), as sent to the server."""
+    scale = UPLOAD_SIZE / 28
+    width = UPLOAD_SIZE * STROKE_FRACTION
+    paper = Image.new("L", (UPLOAD_SIZE, UPLOAD_SIZE), 255)
+    pen = ImageDraw.Draw(paper)
+    for stroke in strokes:
+        points = [(x * scale, y * scale) for x, y in stroke]
+        pen.line(points, fill=17, width=round(width), joint="curve")
+        for x, y in points:
+            pen.ellipse([x - width / 2, y - width / 2, x + width / 2, y + width / 2], fill=17)
+    return np.asarray(paper)
+
+
+@pytest.fixture(scope="module")
+def drawable_digits(mnist, model_path: Path) -> dict[int, np.ndarray]:
+    """One MNIST test digit per class whose traced drawing the model reads correctly."""
+    _, (x_test, y_test) = mnist
+    predictor = Predictor.load(model_path)
+    chosen: dict[int, np.ndarray] = {}
+    for digit, label in zip(x_test[:300], y_test[:300], strict=True):
+        if int(label) in chosen:
+            continue
+        drawing = to_mnist(render_strokes(ink_strokes(digit)))
+        predictions = predictor.predict(drawing[np.newaxis])
+        if predictions.digits[0] == label and predictions.probabilities[0].max() > 0.8:
+            chosen[int(label)] = digit
+    assert len(chosen) >= 6, f"the test model reads too few traced digits: {sorted(chosen)}"
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, server_url: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1100, "height": 860}, device_scale_factor=2)
+    page = context.new_page()
+    page.goto(server_url)
+    page.wait_for_function("!document.getElementById('model-name').textContent.includes('loading')")
+    yield page
+    context.close()
+
+
+# ---- driving the page ---------------------------------------------------------------
+
+
+def page_points(page: Page, stroke: Stroke) -> list[tuple[float, float]]:
+    """A stroke mapped onto the canvas, with a point about every two MNIST pixels."""
+    box = page.get_by_test_id("canvas").bounding_box()
+    assert box is not None
+    scale = box["width"] / 28
+    points = [stroke[0]]
+    for (x0, y0), (x1, y1) in zip(stroke, stroke[1:], strict=False):
+        steps = max(1, round(max(abs(x1 - x0), abs(y1 - y0)) / 2))
+        points += [
+            (x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps) for k in range(1, steps + 1)
+        ]
+    return [(box["x"] + x * scale, box["y"] + y * scale) for x, y in points]
+
+
+def mouse_stroke(page: Page, points: list[tuple[float, float]]) -> None:
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*point)
+    page.mouse.up()
+
+
+def pen_stroke(page: Page, points: list[tuple[float, float]]) -> None:
+    cdp = page.context.new_cdp_session(page)
+    pressed = {"button": "left", "buttons": 1, "pointerType": "pen", "force": 0.5}
+    cdp.send(
+        "Input.dispatchMouseEvent",
+        {"type": "mouseMoved", "x": points[0][0], "y": points[0][1], "pointerType": "pen"},
+    )
+    cdp.send(
+        "Input.dispatchMouseEvent",
+        {"type": "mousePressed", "x": points[0][0], "y": points[0][1], "clickCount": 1, **pressed},
+    )
+    for x, y in points[1:]:
+        cdp.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y, **pressed})
+    x, y = points[-1]
+    cdp.send(
+        "Input.dispatchMouseEvent",
+        {
+            "type": "mouseReleased",
+            "x": x,
+            "y": y,
+            "clickCount": 1,
+            "button": "left",
+            "buttons": 0,
+            "pointerType": "pen",
+        },
+    )
+    cdp.detach()
+
+
+def touch_stroke(page: Page, points: list[tuple[float, float]]) -> None:
+    cdp = page.context.new_cdp_session(page)
+    x, y = points[0]
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+    for x, y in points[1:]:
+        cdp.send(
+            "Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]}
+        )
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    cdp.detach()
+
+
+def wait_until_idle(page: Page) -> None:
+    page.wait_for_function(
+        "document.getElementById('result').getAttribute('aria-busy') === 'false'"
+    )
+
+
+def draw(page: Page, digit: np.ndarray, stroke_with=mouse_stroke) -> tuple[str, int]:
+    """Draw `digit`'s traced strokes; return the shown prediction and the ms from the last
+    release to that prediction (as the page measured it)."""
+    strokes = ink_strokes(digit)
+    for stroke in strokes[:-1]:
+        stroke_with(page, page_points(page, stroke))
+    wait_until_idle(page)
+    prediction = page.get_by_test_id("prediction")
+    prediction.evaluate("element => delete element.dataset.releaseMs")
+    stroke_with(page, page_points(page, strokes[-1]))
+    page.wait_for_function(
+        "document.querySelector('[data-testid=prediction]').dataset.releaseMs !== undefined"
+    )
+    wait_until_idle(page)
+    return prediction.text_content(), int(prediction.get_attribute("data-release-ms"))
+
+
+def canvas_is_blank(page: Page) -> bool:
+    return page.get_by_test_id("canvas").evaluate(
+        """canvas => canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height)
+                          .data.every(value => value === 255)"""
+    )
+
+
+def shown_preprocessed(page: Page) -> np.ndarray:
+    """The 28x28 gray image the page shows as what the model saw."""
+    rgba = page.get_by_test_id("preprocessed").evaluate(
+        "canvas => Array.from(canvas.getContext('2d').getImageData(0, 0, 28, 28).data)"
+    )
+    return np.array(rgba, dtype=np.uint8).reshape(28, 28, 4)[:, :, 0]
+
+
+# ---- the tests ----------------------------------------------------------------------
+
+
+def test_page_loads_offline_with_its_controls_and_no_errors(browser: Browser, server_url: str):
+    context = browser.new_context()
+    page = context.new_page()
+    requested, problems = [], []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(server_url)
+    page.wait_for_load_state("networkidle")
+    for test_id in ("canvas", "clear", "upload", "prediction", "probabilities", "preprocessed"):
+        assert page.get_by_test_id(test_id).count() == 1, test_id
+    assert all(url.startswith(server_url) for url in requested), requested
+    assert problems == []
+    canvas = page.get_by_test_id("canvas")
+    box = canvas.bounding_box()
+    assert box is not None and abs(box["width"] - box["height"]) < 1
+    assert canvas.evaluate("canvas => getComputedStyle(canvas).touchAction") == "none"
+    assert page.get_by_test_id("probabilities").locator("li").count() == 10
+    assert page.get_by_test_id("prediction").text_content() == ""
+    context.close()
+
+
+def test_drawing_mnist_digits_with_a_mouse_shows_each_digit_quickly(
+    page: Page, drawable_digits: dict[int, np.ndarray], tmp_path: Path
+):
+    labels = sorted(drawable_digits)[:4]
+    latencies_ms = []
+    for label in labels:
+        page.get_by_test_id("clear").click()
+        shown, release_ms = draw(page, drawable_digits[label])
+        assert shown == str(label)
+        latencies_ms.append(release_ms)
+        values = page.get_by_test_id("probabilities").locator(".bar-value").all_text_contents()
+        assert len(values) == 10 and values[label].endswith("%")
+        assert page.get_by_test_id("probabilities").locator(
+            "li.top .bar-label"
+        ).text_content() == str(label)
+        assert shown_preprocessed(page).max() == 255
+    assert statistics.median(latencies_ms) < RELEASE_TO_PREDICTION_LIMIT_MS, latencies_ms
+    screenshot = page.screenshot(path=tmp_path / "web_app.png", full_page=True)
+    assert screenshot.startswith(b"\x89PNG")
+    if os.environ.get("DIGITLAB_UPDATE_SCREENSHOT") == "1":
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        SCREENSHOT.write_bytes(screenshot)
+
+
+def test_drawing_with_a_pen_shows_the_digit(page: Page, drawable_digits: dict[int, np.ndarray]):
+    label = sorted(drawable_digits)[4]
+    shown, _ = draw(page, drawable_digits[label], stroke_with=pen_stroke)
+    assert shown == str(label)
+
+
+def test_drawing_with_a_finger_on_a_phone_shows_the_digit(
+    browser: Browser,
+    server_url: str,
+    drawable_digits: dict[int, np.ndarray],
+):
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=3,
+        is_mobile=True,
+        has_touch=True,
+    )
+    page = context.new_page()
+    page.goto(server_url)
+    box = page.get_by_test_id("canvas").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    label = sorted(drawable_digits)[5]
+    shown, _ = draw(page, drawable_digits[label], stroke_with=touch_stroke)
+    assert shown == str(label)
+    assert page.evaluate("window.scrollY") == 0, "drawing with a finger scrolled the page"
+    context.close()
+
+
+def test_prediction_updates_live_while_still_drawing(
+    page: Page, drawable_digits: dict[int, np.ndarray]
+):
+    strokes = ink_strokes(drawable_digits[sorted(drawable_digits)[0]])
+    points = [point for stroke in strokes for point in page_points(page, stroke)]
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*point)
+    page.wait_for_function("document.querySelector('[data-testid=prediction]').textContent !== ''")
+    assert page.get_by_test_id("prediction").get_attribute("data-release-ms") is None
+    page.mouse.up()
+
+
+def draw_a_one(page: Page) -> None:
+    """A quick vertical stroke, then wait for its answer."""
+    mouse_stroke(page, page_points(page, [(14.0, 5.0), (14.0, 23.0)]))
+    page.wait_for_function("document.querySelector('[data-testid=prediction]').textContent !== ''")
+    wait_until_idle(page)
+
+
+def test_clear_button_and_delete_key_reset_the_canvas_and_the_answer(page: Page):
+    for clear in (
+        lambda: page.get_by_test_id("clear").click(),
+        lambda: page.get_by_test_id("canvas").press("Delete"),
+    ):
+        draw_a_one(page)
+        assert not canvas_is_blank(page)
+        clear()
+        assert canvas_is_blank(page)
+        assert page.get_by_test_id("prediction").text_content() == ""
+        assert shown_preprocessed(page).max() == 0
+        values = page.get_by_test_id("probabilities").locator(".bar-value").all_text_contents()
+        assert set(values) == {"–"}
+
+
+def test_uploading_an_image_file_shows_its_digit(
+    page: Page,
+    mnist,
+    model_path: Path,
+    tmp_path: Path,
+):
+    _, (x_test, y_test) = mnist
+    predictor = Predictor.load(model_path)
+    scans = [
+        (paper_png(digit), int(label))
+        for digit, label in zip(x_test[:20], y_test[:20], strict=True)
+    ]
+    png, label = next(
+        (png, label)
+        for png, label in scans
+        if predictor.predict(to_mnist(png)[np.newaxis]).digits[0] == label
+    )
+    path = tmp_path / "scan.png"
+    path.write_bytes(png)
+    page.get_by_test_id("upload").set_input_files(path)
+    page.wait_for_function(
+        f"document.querySelector('[data-testid=prediction]').textContent === '{label}'"
+    )
+    wait_until_idle(page)
+    assert np.array_equal(shown_preprocessed(page), to_mnist(png))
+    assert not canvas_is_blank(page)
+
+
+def test_uploading_a_file_that_is_not_an_image_says_so(page: Page, tmp_path: Path):
+    path = tmp_path / "notes.png"
+    path.write_text("this is not an image")
+    page.get_by_test_id("upload").set_input_files(path)
+    page.wait_for_function("document.getElementById('status').textContent !== ''")
+    assert "not an image" in page.locator("#status").text_content()
+    assert page.get_by_test_id("prediction").text_content() == ""
+
+
+def test_controls_are_reachable_and_usable_with_the_keyboard(page: Page):
+    draw_a_one(page)
+    focused = []
+    # Clicking the title moves the keyboard's starting point to the top of the page.
+    page.locator("h1").click()
+    for _ in range(3):
+        page.keyboard.press("Tab")
+        focused.append(page.evaluate("document.activeElement.dataset.testid"))
+    assert focused == ["canvas", "clear", "upload"]
+    page.get_by_test_id("clear").focus()
+    page.keyboard.press("Enter")
+    assert canvas_is_blank(page)
+    assert page.get_by_test_id("prediction").text_content() == ""
