@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -14,11 +13,13 @@ from digitlab.errors import DigitlabError
 class _ReportingGroup(TyperGroup):
     """Turns a `DigitlabError` from any command into one line on stderr and exit code 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except DigitlabError as error:
-            raise click.ClickException(str(error)) from None
+            # Typer bundles its own Click, so a ClickException from `click` would not be caught.
+            typer.echo(f"Error: {error}", err=True)
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(
