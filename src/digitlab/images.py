@@ -1,0 +1,412 @@
+"""A person's digit image -> a 28x28 MNIST-style array, made the way MNIST itself was made.
+
+MNIST's digits were size-normalised to fit a 20x20 box keeping their aspect ratio (with
+anti-aliasing), then placed in a 28x28 field so that their centre of mass sits at the centre.
+A model trained on MNIST expects exactly that, so `to_mnist` rebuilds it from any image:
+
+    decode -> grayscale (alpha laid on a contrasting background) -> ink polarity
+    -> flatten the paper and threshold it gently -> drop specks -> crop to the ink
+    -> scale the longest side to 20 px -> centre by centre of mass in 28x28
+
+Each step is a public function, so each can be tested and looked at on its own.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps
+from scipy import ndimage
+
+from digitlab.errors import (
+    CorruptImageError,
+    ImageError,
+    ImageTooLargeError,
+    NoDigitFoundError,
+    NotAnImageError,
+)
+
+ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
+"""What `to_mnist` accepts: a file path, the file's bytes, a PIL image or a pixel array."""
+
+SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
+"""Pillow formats digitlab decodes (JPEG includes phone cameras' MPO files). Formats that
+run external programs (EPS) or are rarely digit images stay out."""
+
+MAX_PIXELS = 50_000_000
+"""Largest width x height decoded: a 48-megapixel phone photo fits, a decompression bomb not."""
+
+WORKING_SIDE = 512
+"""Larger images are reduced to this longest side first: the digit ends up 20 px tall anyway."""
+
+BOX_SIDE = 20
+FIELD_SIDE = 28
+
+MIN_CONTRAST = 0.1
+"""Least ink contrast (0..1 of full scale, after light smoothing) that counts as a digit."""
+
+FLOOR_SHARE = 0.05
+"""Deviations below this share of the typical ink level count as paper."""
+
+STROKE_SHARE = 0.13
+"""MNIST's typical stroke width as a share of the digit's longest side (2.6 px in 20 px)."""
+
+MIN_INK_PIXELS = 6
+"""Fewest clearly inked pixels (at working size) that count as a digit rather than a speck."""
+
+SPECK_FRACTION = 0.05
+"""Ink blobs with less than this share of the largest blob's ink are dust or noise."""
+
+# File signatures of the formats above: bytes that start like one of these but do not
+# decode are a damaged image, not "not an image".
+_SIGNATURES = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+)
+
+# Pillow modes whose pixels numpy reads directly as gray (2-D) or gray + alpha (H x W x 2).
+_GRAY_MODES = {"1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
+
+
+def to_mnist(image: ImageSource, name: str | None = None) -> np.ndarray:
+    """Turn a person's digit image into a 28x28 uint8 MNIST-style array (white ink on black).
+
+    `image` is a file path, the bytes of an image file, a PIL image or a numpy array
+    (H x W gray, or H x W x 2/3/4 with alpha last; uint8, uint16, bool or float 0..1).
+    `name` is used in error messages (a path names itself).
+
+    Raises `NotAnImageError`, `CorruptImageError` or `ImageTooLargeError` when the image
+    cannot be decoded, and `NoDigitFoundError` when it is blank or nearly blank; every
+    message names the image.
+    """
+    if name is None:
+        name = str(image) if isinstance(image, (str, os.PathLike)) else "the image"
+    gray = to_grayscale(decode(image, name))
+    digit = crop_to_ink(thicken_thin_strokes(crop_to_ink(extract_ink(gray, name))))
+    return to_uint8(center_by_mass(scale_to_box(digit)))
+
+
+def decode(image: ImageSource, name: str = "the image") -> Image.Image | np.ndarray:
+    """Decode a path or bytes into a loaded, upright PIL image; pass images and arrays through.
+
+    Checks the pixel count from the header before decoding (`ImageTooLargeError`), applies
+    the EXIF orientation, and for JPEG asks the decoder for a reduced size directly.
+    """
+    if isinstance(image, np.ndarray):
+        return image
+    if isinstance(image, Image.Image):
+        return ImageOps.exif_transpose(image)
+    if isinstance(image, bytes):
+        return _decode_stream(io.BytesIO(image), name)
+    path = Path(image)
+    try:
+        with path.open("rb") as stream:
+            return _decode_stream(stream, name)
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{name}: is a folder, not an image file") from None
+    except PermissionError:
+        raise ImageError(f"{name}: cannot read (permission denied)") from None
+
+
+def _decode_stream(stream: BinaryIO, name: str) -> Image.Image:
+    try:
+        # Pillow warns, then raises, on huge headers; both mean "too large" here. The warning
+        # is turned into an error so that a bomb below Pillow's own hard limit is not decoded.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(stream, formats=SUPPORTED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLargeError(f"{name}: image too large to decode safely") from None
+    except (OSError, SyntaxError, ValueError, EOFError):
+        # Unidentified (no plugin accepts the bytes) or cut short inside the header.
+        raise _undecodable(stream, name) from None
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ImageTooLargeError(
+            f"{name}: image too large to decode safely ({width} x {height} pixels, "
+            f"limit {MAX_PIXELS:,})"
+        )
+    if image.format in ("JPEG", "MPO"):
+        image.draft(None, (WORKING_SIDE, WORKING_SIDE))
+    try:
+        image.load()
+        return ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError:
+        raise ImageTooLargeError(f"{name}: image too large to decode safely") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        # Pillow reports truncated and damaged data with any of these types.
+        reason = str(error).strip() or type(error).__name__
+        raise CorruptImageError(f"{name}: damaged or truncated image ({reason})") from None
+
+
+def _undecodable(stream: BinaryIO, name: str) -> ImageError:
+    """The error for bytes Pillow cannot open: empty, damaged image, or not an image."""
+    stream.seek(0)
+    head = stream.read(16)
+    if not head:
+        return NotAnImageError(f"{name}: empty file, not an image")
+    if _claims_image_format(head):
+        return CorruptImageError(f"{name}: damaged image header, cannot decode")
+    formats = ", ".join(SUPPORTED_FORMATS)
+    return NotAnImageError(f"{name}: not an image in a supported format ({formats})")
+
+
+def _claims_image_format(head: bytes) -> bool:
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return True
+    return head.startswith(_SIGNATURES)
+
+
+def to_grayscale(image: Image.Image | np.ndarray) -> np.ndarray:
+    """Convert any colour mode to gray float32 in 0..1, alpha composited, at most 512 px a side.
+
+    Palette, CMYK and colour images become luminance (ITU-R 601); 16-bit and float pixels keep
+    their precision; transparent pixels take a background that contrasts with the ink (see
+    `composite_alpha`).
+    """
+    if isinstance(image, Image.Image) and image.mode not in _GRAY_MODES:
+        # Through RGB(A): Pillow converts every mode (CMYK, YCbCr, P...) to those.
+        alpha = image.has_transparency_data
+        image = image.convert("RGBA" if alpha else "RGB").convert("LA" if alpha else "L")
+    return shrink(_array_to_grayscale(np.asarray(image)))
+
+
+def _array_to_grayscale(pixels: np.ndarray) -> np.ndarray:
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, np.newaxis]
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4) or min(pixels.shape[:2]) < 1:
+        raise ImageError(
+            f"expected an H x W or H x W x 1..4 pixel array, got shape {pixels.shape}"
+        )
+    values = pixels.astype(np.float32) / _full_scale(pixels)
+    channels = values.shape[2]
+    color = values[:, :, :3] if channels >= 3 else values[:, :, :1]
+    gray = color @ np.array([0.299, 0.587, 0.114], np.float32) if channels >= 3 else color[:, :, 0]
+    alpha = values[:, :, -1] if channels in (2, 4) else None
+    return composite_alpha(gray, alpha)
+
+
+def _full_scale(pixels: np.ndarray) -> float:
+    """The value that means full intensity for this array's dtype and range."""
+    if pixels.dtype == np.bool_:
+        return 1.0
+    if np.issubdtype(pixels.dtype, np.integer) and pixels.dtype.itemsize <= 2:
+        return float(np.iinfo(pixels.dtype).max)
+    # Wider integers and floats (Pillow's "I" and "F" modes) carry no fixed range.
+    peak = float(np.max(pixels)) if pixels.size else 0.0
+    return 1.0 if peak <= 1.0 else 255.0 if peak <= 255.0 else 65535.0
+
+
+def composite_alpha(gray: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """Lay a partly transparent gray image on a background that contrasts with its ink.
+
+    When most pixels are opaque they are the paper, and transparent ones take the paper's
+    level. When most are transparent (a drawing on a transparent canvas), the opaque pixels
+    are the ink, and the background is white under dark ink and black under light ink.
+    """
+    if alpha is None or float(alpha.min()) >= 1.0:
+        return gray
+    opaque = alpha > 0.5
+    if not opaque.any():
+        return np.ones_like(gray)
+    if opaque.mean() > 0.5:
+        background = float(np.median(gray[opaque]))
+    else:
+        ink_level = float(np.average(gray, weights=alpha))
+        background = 1.0 if ink_level < 0.5 else 0.0
+    return gray * alpha + background * (1.0 - alpha)
+
+
+def shrink(gray: np.ndarray, side: int = WORKING_SIDE) -> np.ndarray:
+    """Reduce a gray image by area averaging so that its longest side is at most `side`."""
+    height, width = gray.shape
+    scale = side / max(height, width)
+    if scale >= 1.0:
+        return gray
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    reduced = Image.fromarray(gray, mode="F").resize(size, Image.Resampling.BOX)
+    return np.asarray(reduced, dtype=np.float32)
+
+
+def ink_is_dark(gray: np.ndarray) -> bool:
+    """Decide the ink polarity: True for dark ink on light paper.
+
+    Ink is the minority of pixels, so the histogram decides when it is clear (two thirds of
+    the pixels on one side of the mid level). A bold digit can cover nearly half the image;
+    then the border decides, because paper nearly always reaches the image's edges.
+    """
+    smooth = ndimage.gaussian_filter(gray, 1.0)
+    mid = (float(smooth.min()) + float(smooth.max())) / 2
+    light_share = float(np.mean(gray > mid))
+    if abs(light_share - 0.5) >= 1 / 6:
+        return light_share > 0.5
+    return float(np.mean(_border(gray) > mid)) > 0.5
+
+
+def _border(gray: np.ndarray) -> np.ndarray:
+    width = max(1, round(0.03 * min(gray.shape)))
+    edges = (gray[:width], gray[-width:], gray[:, :width], gray[:, -width:])
+    return np.concatenate([edge.ravel() for edge in edges])
+
+
+def paper_level(signal: np.ndarray) -> np.ndarray:
+    """The paper's level under the ink: a smooth surface fitted to the background.
+
+    `signal` has ink high and paper low. Uneven lighting in a photo makes the paper a slope
+    or a vignette rather than one level; a quadratic surface fitted to the darkest quarter of
+    each block (ink-filled blocks rejected as outliers) follows it without eating strokes.
+    """
+    height, width = signal.shape
+    grid = max(1, min(8, min(height, width) // 4))
+    block_height, block_width = height // grid, width // grid
+    blocks = signal[: grid * block_height, : grid * block_width].reshape(
+        grid, block_height, grid, block_width
+    )
+    levels = np.percentile(blocks, 25, axis=(1, 3)).ravel()
+    # Block centres, in units of the image's height and width.
+    y_centres = (np.arange(grid) + 0.5) * block_height / height
+    x_centres = (np.arange(grid) + 0.5) * block_width / width
+    y, x = (centres.ravel() for centres in np.meshgrid(y_centres, x_centres, indexing="ij"))
+    terms = np.stack(_quadratic_terms(y, x), axis=1)
+    coefficients = np.array([np.median(levels), 0, 0, 0, 0, 0])
+    for _ in range(3):
+        residual = levels - terms @ coefficients
+        spread = max(0.02, 3 * 1.4826 * float(np.median(np.abs(residual))))
+        inliers = residual <= spread
+        if inliers.sum() < terms.shape[1]:
+            break
+        coefficients = np.linalg.lstsq(terms[inliers], levels[inliers], rcond=None)[0]
+    y_pixels = (np.arange(height, dtype=np.float32) / height)[:, np.newaxis]
+    x_pixels = (np.arange(width, dtype=np.float32) / width)[np.newaxis, :]
+    pixel_terms = _quadratic_terms(y_pixels, x_pixels)
+    surface = sum(c * term for c, term in zip(coefficients, pixel_terms, strict=True))
+    return surface.astype(np.float32)
+
+
+def _quadratic_terms(y: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
+    """The six terms of a quadratic surface in (y, x), broadcast against each other."""
+    return [np.ones_like(y * x), y, x, y * y, x * y, x * x]
+
+
+def extract_ink(gray: np.ndarray, name: str = "the image") -> np.ndarray:
+    """Find the ink: float32 in 0..1, 1 for ink cores, 0 for paper, specks removed.
+
+    The paper level is subtracted, the result scaled so that typical ink is 1 and paper
+    noise (three robust standard deviations) is 0, and ink blobs far smaller than the
+    largest one are dropped. Raises `NoDigitFoundError` for blank or near-blank images.
+    """
+    signal = (1.0 - gray) if ink_is_dark(gray) else gray
+    deviation = signal - paper_level(signal)
+    contrast = float(ndimage.gaussian_filter(deviation, 1.0).max())
+    if contrast < MIN_CONTRAST:
+        raise NoDigitFoundError(f"{name}: no digit found (the image is blank or nearly uniform)")
+    inked = deviation >= contrast / 2
+    core = float(np.median(deviation[inked]))
+    paper = deviation[~inked]
+    noise = 1.4826 * float(np.median(np.abs(paper - np.median(paper)))) if paper.size else 0.0
+    # Lossy compression rings faintly around strokes even on clean paper (zero noise):
+    # a floor of a few percent of the ink keeps those ripples out of the bounding box.
+    paper_top = float(np.median(paper)) + 3 * noise if paper.size else 0.0
+    floor = min(max(paper_top, FLOOR_SHARE * core), core / 2)
+    ink = np.clip((deviation - floor) / (core - floor), 0.0, 1.0).astype(np.float32)
+    ink = remove_specks(ink)
+    if np.count_nonzero(ink >= 0.5) < MIN_INK_PIXELS:
+        raise NoDigitFoundError(f"{name}: no digit found (only specks, no stroke)")
+    return ink
+
+
+def remove_specks(ink: np.ndarray) -> np.ndarray:
+    """Zero the ink blobs (8-connected) whose total ink is tiny next to the largest blob's."""
+    labels, count = ndimage.label(ink > 0, structure=np.ones((3, 3)))
+    if count <= 1:
+        return ink
+    mass = ndimage.sum_labels(ink, labels, index=np.arange(1, count + 1))
+    keep = np.concatenate([[False], mass >= SPECK_FRACTION * mass.max()])
+    return np.where(keep[labels], ink, 0.0).astype(np.float32)
+
+
+def crop_to_ink(ink: np.ndarray) -> np.ndarray:
+    """Crop to the bounding box of the nonzero pixels. Raises `NoDigitFoundError` if none."""
+    rows = np.flatnonzero(ink.any(axis=1))
+    cols = np.flatnonzero(ink.any(axis=0))
+    if rows.size == 0:
+        raise NoDigitFoundError("no digit found (no ink)")
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Estimate the typical stroke width in pixels of a binary ink mask.
+
+    A stroke of width w and length L covers w * L pixels and has about 2 * L edge pixels,
+    so w is about twice the area over the edge count.
+    """
+    edge = np.count_nonzero(mask & ~ndimage.binary_erosion(mask))
+    return 2 * np.count_nonzero(mask) / max(edge, 1)
+
+
+def thicken_thin_strokes(digit: np.ndarray) -> np.ndarray:
+    """Widen strokes much finer than MNIST's to about MNIST's share of the digit's size.
+
+    MNIST was written with pens whose strokes are about an eighth of the digit's height; a
+    fine pen photographed up close draws a twentieth, and the model has not seen that. Ink
+    within the missing half-width of a stroke is filled in (with a soft edge), so the
+    shape is kept. `digit` is cropped to its ink; the result has a margin for the growth.
+    """
+    mask = digit >= 0.5
+    target = STROKE_SHARE * max(digit.shape)
+    width = stroke_width(mask)
+    if width >= 0.75 * target:
+        return digit
+    radius = (0.9 * target - width) / 2
+    margin = int(np.ceil(radius)) + 1
+    padded = np.pad(digit, margin)
+    distance = ndimage.distance_transform_edt(~np.pad(mask, margin))
+    grown = np.clip(radius + 0.5 - distance, 0.0, 1.0).astype(np.float32)
+    return np.maximum(padded, grown)
+
+
+def scale_to_box(digit: np.ndarray, box: int = BOX_SIDE) -> np.ndarray:
+    """Scale so the longest side is `box` pixels, keeping the aspect ratio, anti-aliased.
+
+    The result is rescaled to peak at 1, as every MNIST digit has a fully inked core.
+    """
+    height, width = digit.shape
+    scale = box / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = Image.fromarray(np.ascontiguousarray(digit, np.float32), mode="F").resize(
+        size, Image.Resampling.LANCZOS
+    )
+    scaled = np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+    peak = float(scaled.max())
+    return scaled / peak if peak > 0 else scaled
+
+
+def center_by_mass(digit: np.ndarray, field: int = FIELD_SIDE) -> np.ndarray:
+    """Paste `digit` into a `field` x `field` square so that its centre of mass is central.
+
+    The shift is rounded to whole pixels and limited so that no ink falls off the field.
+    """
+    height, width = digit.shape
+    centre_y, centre_x = ndimage.center_of_mass(digit)
+    top = int(np.clip(round(field / 2 - centre_y), 0, field - height))
+    left = int(np.clip(round(field / 2 - centre_x), 0, field - width))
+    placed = np.zeros((field, field), np.float32)
+    placed[top : top + height, left : left + width] = digit
+    return placed
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Map 0..1 floats to uint8 0..255."""
+    return np.rint(np.clip(pixels, 0.0, 1.0) * 255).astype(np.uint8)

@@ -1,0 +1,218 @@
+"""Styled test images: MNIST digits rendered the way people's own digit images look.
+
+People hand a classifier photos, scans and drawings, not MNIST arrays. To measure how well
+the real-world path (`to_mnist` + a model) copes, each style here renders an MNIST digit
+as such an image file: dark ink on white paper, light ink off-centre on a large dark canvas,
+blue ink photographed on grey paper (uneven light, blur, noise, JPEG), low resolution,
+thick and thin strokes, tight crops, a small digit on a large canvas, a transparent canvas.
+
+Render only MNIST *test* digits with these, never training digits: the point is to measure
+on images the model has not seen.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from digitlab.errors import ConfigError
+
+Renderer = Callable[[np.ndarray, np.random.Generator], tuple[bytes, str]]
+"""(28x28 uint8 MNIST digit, random generator) -> (encoded image file, file suffix)."""
+
+
+def pen_strokes(digit: np.ndarray, scale: float) -> np.ndarray:
+    """Upsample an MNIST digit and sharpen it into pen-like strokes (float 0..1 ink).
+
+    The result is cropped to the ink, so each style chooses its own margins.
+    """
+    side = max(28, round(28 * scale))
+    upsampled = Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC)
+    ink = np.clip((np.asarray(upsampled, np.float32) / 255 - 0.3) / 0.4, 0.0, 1.0)
+    rows = np.flatnonzero(ink.any(axis=1))
+    cols = np.flatnonzero(ink.any(axis=0))
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def change_thickness(ink: np.ndarray, radius: int) -> np.ndarray:
+    """Thicken (radius > 0) or thin (radius < 0) strokes with a disc-shaped grey morphology."""
+    if radius == 0:
+        return ink
+    size = abs(radius)
+    yy, xx = np.mgrid[-size : size + 1, -size : size + 1]
+    disc = yy * yy + xx * xx <= size * size
+    morphology = ndimage.grey_dilation if radius > 0 else ndimage.grey_erosion
+    if radius > 0:
+        ink = np.pad(ink, size)
+    return morphology(ink, footprint=disc)
+
+
+def place(ink: np.ndarray, height: int, width: int, top: int, left: int) -> np.ndarray:
+    """Put `ink` on an empty `height` x `width` canvas with its corner at (`top`, `left`)."""
+    canvas = np.zeros((height, width), np.float32)
+    canvas[top : top + ink.shape[0], left : left + ink.shape[1]] = ink
+    return canvas
+
+
+def pad_randomly(ink: np.ndarray, rng: np.random.Generator, low: float, high: float) -> np.ndarray:
+    """Add a margin on each side, each drawn from `low`..`high` times the digit's height."""
+    margins = (rng.uniform(low, high, size=4) * ink.shape[0]).round().astype(int)
+    top, bottom, left, right = margins
+    return np.pad(ink, ((top, bottom), (left, right)))
+
+
+def encode(pixels: np.ndarray, image_format: str, **options: int) -> bytes:
+    """Encode a uint8 array (gray, RGB or RGBA) as an image file in `image_format`."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def _gray_on(ink: np.ndarray, paper: float, ink_level: float) -> np.ndarray:
+    return np.rint(paper + (ink_level - paper) * ink).astype(np.uint8)
+
+
+def black_on_white(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    """Dark pen on white paper, scanned: large, with uneven margins. PNG."""
+    ink = pad_randomly(pen_strokes(digit, rng.uniform(4, 8)), rng, 0.1, 0.6)
+    return encode(_gray_on(ink, 255, 0), "PNG"), ".png"
+
+
+def white_on_black_offcentre(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    """Light ink on a dark canvas 2.5 to 4 times the digit's size, placed well off-centre. PNG."""
+    ink = pen_strokes(digit, rng.uniform(3, 5))
+    side = round(max(ink.shape) * rng.uniform(2.5, 4))
+    # Draw the corner from the outer thirds of the free room, so the digit is never central.
+    rooms = (side - ink.shape[0], side - ink.shape[1])
+    top, left = (round(room * (rng.uniform(0, 1 / 3) + rng.choice([0, 2 / 3]))) for room in rooms)
+    canvas = place(ink, side, side, top, left)
+    return encode(_gray_on(canvas, 0, 255), "PNG"), ".png"
+
+
+def blue_ink_photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    """Blue ballpoint on grey paper, photographed: uneven light, blur, sensor noise. JPEG."""
+    scale = rng.uniform(6, 10)
+    ink = pen_strokes(digit, scale)
+    ink = change_thickness(ink, int(rng.integers(-1, 2) * round(scale / 4)))
+    ink = pad_randomly(ink, rng, 0.2, 0.7)
+    height, width = ink.shape
+    paper = rng.uniform(150, 200) + np.array([rng.uniform(0, 15), rng.uniform(0, 10), 0.0])
+    pen = np.array([rng.uniform(15, 50), rng.uniform(30, 70), rng.uniform(120, 180)])
+    color = paper * (1 - ink[..., None]) + pen * ink[..., None]
+    # Light falls off across the page: a slope of up to 35% and a soft vignette.
+    yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
+    angle = rng.uniform(0, 2 * np.pi)
+    slope = (np.cos(angle) * xx + np.sin(angle) * yy) * rng.uniform(0.15, 0.35)
+    vignette = 0.15 * ((yy - 0.5) ** 2 + (xx - 0.5) ** 2)
+    light = 1.0 - slope - vignette + slope.mean()
+    color = color * light[..., None]
+    color = ndimage.gaussian_filter(color, sigma=(rng.uniform(0.8, 2.0),) * 2 + (0,))
+    color = color + rng.normal(0, rng.uniform(3, 8), size=color.shape)
+    pixels = np.clip(np.rint(color), 0, 255).astype(np.uint8)
+    return encode(pixels, "JPEG", quality=int(rng.integers(45, 85))), ".jpg"
+
+
+def low_resolution(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    """A small image: the digit 9 to 14 px tall, dark on white, 1 to 3 px of margin. PNG."""
+    ink = pen_strokes(digit, 1.0)
+    height = int(rng.integers(9, 15))
+    width = max(1, round(ink.shape[1] * height / ink.shape[0]))
+    small = Image.fromarray(ink, mode="F").resize((width, height), Image.Resampling.BOX)
+    ink = np.clip(np.asarray(small, np.float32), 0, 1)
+    ink = np.pad(ink, [tuple(rng.integers(1, 4, size=2)) for _ in range(2)])
+    return encode(_gray_on(ink, 255, 0), "PNG"), ".png"
+
+
+def thick_strokes(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    """A felt-tip pen: strokes about twice as thick as MNIST's, dark on white. PNG."""
+    scale = rng.uniform(5, 7)
+    ink = change_thickness(pen_strokes(digit, scale), round(scale * rng.uniform(0.6, 1.0)))
+    return encode(_gray_on(pad_randomly(ink, rng, 0.1, 0.4), 255, 0), "PNG"), ".png"
+
+
+def thin_strokes(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    """A fine pen: strokes about half as thick as MNIST's, dark on white. PNG."""
+    scale = rng.uniform(6, 8)
+    ink = change_thickness(pen_strokes(digit, scale), -round(scale * 0.4))
+    return encode(_gray_on(pad_randomly(ink, rng, 0.1, 0.4), 255, 0), "PNG"), ".png"
+
+
+def small_on_large_canvas(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    """A 40 to 60 px digit somewhere on a 400 to 600 px light-grey canvas. PNG."""
+    ink = pen_strokes(digit, rng.uniform(1.5, 2.2))
+    side = int(rng.integers(400, 601))
+    top, left = (int(rng.integers(0, side - extent)) for extent in ink.shape)
+    return encode(_gray_on(place(ink, side, side, top, left), 230, 20), "PNG"), ".png"
+
+
+def tight_crop(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    """Cropped to the ink with no margin at all, dark on white. BMP."""
+    ink = pen_strokes(digit, rng.uniform(3, 6))
+    return encode(_gray_on(ink, 255, 0), "BMP"), ".bmp"
+
+
+def transparent_canvas(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    """A drawing app's export: black strokes on a fully transparent canvas. RGBA PNG."""
+    ink = pad_randomly(pen_strokes(digit, rng.uniform(4, 8)), rng, 0.2, 0.5)
+    pixels = np.zeros((*ink.shape, 4), np.uint8)
+    pixels[..., 3] = np.rint(ink * 255)
+    return encode(pixels, "PNG"), ".png"
+
+
+STYLES: dict[str, Renderer] = {
+    "black_on_white": black_on_white,
+    "white_on_black_offcentre": white_on_black_offcentre,
+    "blue_ink_photo": blue_ink_photo,
+    "low_resolution": low_resolution,
+    "thick_strokes": thick_strokes,
+    "thin_strokes": thin_strokes,
+    "small_on_large_canvas": small_on_large_canvas,
+    "tight_crop": tight_crop,
+    "transparent_canvas": transparent_canvas,
+}
+"""Every style by name, in the order reports list them."""
+
+
+def render(digit: np.ndarray, style: str, rng: np.random.Generator) -> tuple[bytes, str]:
+    """Render one 28x28 MNIST digit in `style`; returns (file bytes, suffix such as ".png").
+
+    Raises `ConfigError` for a style name not in `STYLES`.
+    """
+    if style not in STYLES:
+        raise ConfigError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
+    return STYLES[style](digit, rng)
+
+
+def write_styled_set(
+    folder: str | os.PathLike[str],
+    digits: np.ndarray,
+    labels: np.ndarray,
+    styles: list[str] | None = None,
+    seed: int = 0,
+) -> dict[str, list[tuple[Path, int]]]:
+    """Write every digit in every style as `<folder>/<style>/<label>_<index><suffix>`.
+
+    `digits` are MNIST test images (N x 28 x 28 uint8), `labels` their classes. Returns,
+    per style, the (path, label) pairs written. The same seed writes the same files.
+    These are generated test files, not a user's data: they are written directly, not
+    atomically, so that thousands of them take seconds.
+    """
+    folder = Path(folder)
+    written: dict[str, list[tuple[Path, int]]] = {}
+    for number, style in enumerate(styles or list(STYLES)):
+        rng = np.random.default_rng([seed, number])
+        pairs = []
+        for index, (digit, label) in enumerate(zip(digits, labels, strict=True)):
+            data, suffix = render(digit, style, rng)
+            path = folder / style / f"{int(label)}_{index:05d}{suffix}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            pairs.append((path, int(label)))
+        written[style] = pairs
+    return written

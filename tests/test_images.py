@@ -1,0 +1,311 @@
+"""to_mnist: every decoding and preprocessing step, the errors, and robustness on styled images."""
+
+from __future__ import annotations
+
+import io
+import struct
+import subprocess
+import sys
+import time
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.neighbors import KNeighborsClassifier
+
+from digitlab.errors import (
+    CorruptImageError,
+    ImageTooLargeError,
+    NoDigitFoundError,
+    NotAnImageError,
+)
+from digitlab.images import (
+    MAX_PIXELS,
+    center_by_mass,
+    crop_to_ink,
+    decode,
+    extract_ink,
+    ink_is_dark,
+    scale_to_box,
+    to_grayscale,
+    to_mnist,
+)
+from digitlab.styles import STYLES, pen_strokes, render
+
+STYLED_DIGITS = 200
+
+
+@pytest.fixture(scope="module")
+def digit(mnist) -> np.ndarray:
+    """A test-set 7: asymmetric, so a wrong rotation or flip shows."""
+    _, (x_test, y_test) = mnist
+    return x_test[np.flatnonzero(y_test == 7)[0]]
+
+
+@pytest.fixture(scope="module")
+def page(digit) -> np.ndarray:
+    """The 7 as dark pen on white paper, 5x MNIST size with margins: uint8 gray."""
+    ink = np.pad(pen_strokes(digit, 5), 40)
+    return np.rint(255 * (1 - ink)).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def expected(page) -> np.ndarray:
+    return to_mnist(page).astype(int)
+
+
+@pytest.fixture(scope="module")
+def knn(mnist) -> KNeighborsClassifier:
+    """A quick model that is very sensitive to position and scale: a fair test of centring."""
+    (x_train, y_train), _ = mnist
+    return KNeighborsClassifier(n_neighbors=3).fit(
+        x_train[:20000].reshape(-1, 784), y_train[:20000]
+    )
+
+
+def _encode(image: Image.Image, image_format: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def _mean_difference(image: np.ndarray, expected: np.ndarray) -> float:
+    """Mean absolute difference in gray levels, allowing a shift of one pixel either way:
+    a different rounding of the centre of mass moves a digit by a pixel, as in MNIST itself."""
+    shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    return min(
+        float(np.abs(np.roll(image.astype(int), shift, axis=(0, 1)) - expected).mean())
+        for shift in shifts
+    )
+
+
+def test_to_mnist_returns_uint8_28x28_white_ink_centred(page):
+    result = to_mnist(page)
+    assert result.dtype == np.uint8 and result.shape == (28, 28)
+    assert result.max() == 255 and result[0].max() == 0 and result[:, 0].max() == 0
+    rows = np.flatnonzero(result.any(axis=1))
+    cols = np.flatnonzero(result.any(axis=0))
+    assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 == 20
+
+
+def test_to_mnist_leaves_mnist_digits_nearly_unchanged(mnist, knn):
+    _, (x_test, y_test) = mnist
+    digits = x_test[:300]
+    redone = np.stack([to_mnist(image) for image in digits])
+    assert np.abs(redone.astype(int) - digits).mean() < 3
+    accuracy_plain = (knn.predict(digits.reshape(-1, 784)) == y_test[:300]).mean()
+    accuracy_redone = (knn.predict(redone.reshape(-1, 784)) == y_test[:300]).mean()
+    assert accuracy_redone >= accuracy_plain - 0.01
+
+
+@pytest.mark.parametrize(
+    ("image_format", "options"),
+    [
+        ("PNG", {}),
+        ("JPEG", {"quality": 95}),
+        ("BMP", {}),
+        ("GIF", {}),
+        ("TIFF", {}),
+        ("WEBP", {"lossless": True}),
+        ("PPM", {}),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_decode_reads_every_supported_format(page, expected, image_format, options):
+    data = _encode(Image.fromarray(page), image_format, **options)
+    assert _mean_difference(to_mnist(data), expected) < 4
+
+
+def test_decode_applies_exif_orientation(page):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    stored = Image.fromarray(page).transpose(Image.Transpose.ROTATE_90)
+    upright = decode(_encode(stored, "PNG", exif=exif))
+    assert np.array_equal(np.asarray(upright), page)
+
+
+def test_decode_reads_a_path_and_names_it_in_errors(tmp_path, page, expected):
+    good = tmp_path / "seven.png"
+    good.write_bytes(_encode(Image.fromarray(page), "PNG"))
+    assert np.array_equal(to_mnist(good), expected)
+    bad = tmp_path / "notes.png"
+    bad.write_text("shopping list: eggs, milk")
+    with pytest.raises(NotAnImageError, match="notes.png"):
+        to_mnist(bad)
+
+
+def test_grayscale_of_palette_image_matches_gray(page, expected):
+    palette = Image.fromarray(page).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    assert _mean_difference(to_mnist(_encode(palette, "PNG")), expected) < 4
+
+
+def test_grayscale_of_16_bit_image_keeps_its_levels(page, expected):
+    wide = Image.fromarray(page.astype(np.uint16) * 257)
+    assert wide.mode.startswith("I;16")
+    assert np.abs(to_grayscale(wide) - page / 255).max() < 1e-3
+    assert np.array_equal(to_mnist(_encode(wide, "PNG")), expected)
+
+
+def test_grayscale_of_cmyk_image_matches_gray(page, expected):
+    cmyk = Image.fromarray(page).convert("RGB").convert("CMYK")
+    assert _mean_difference(to_mnist(_encode(cmyk, "TIFF")), expected) < 2
+
+
+@pytest.mark.parametrize("ink_value", [0, 255], ids=["black-strokes", "white-strokes"])
+def test_alpha_drawing_on_transparent_canvas_is_composited_to_contrast(page, expected, ink_value):
+    alpha = 255 - page  # opaque where the ink is, transparent elsewhere
+    rgba = np.dstack([np.full_like(page, ink_value)] * 3 + [alpha])
+    assert _mean_difference(to_mnist(_encode(Image.fromarray(rgba), "PNG")), expected) < 2
+
+
+def test_alpha_around_an_opaque_page_takes_the_paper_level(page, expected):
+    rgba = np.dstack([page] * 3 + [np.full_like(page, 255)])
+    rgba[:10, :, 3] = 0  # a transparent strip above the paper
+    assert _mean_difference(to_mnist(Image.fromarray(rgba)), expected) < 2
+
+
+def test_ink_polarity_comes_from_histogram_and_border(page):
+    assert ink_is_dark(page / 255)
+    assert not ink_is_dark(1 - page / 255)
+    # Ink covering about half the image: the histogram is unclear, the paper border decides.
+    bold = np.ones((60, 60))
+    bold[8:52, 8:52] = 0.0
+    bold[20:40, 20:40] = 1.0
+    assert 0.4 < (bold < 0.5).mean() < 0.6
+    assert ink_is_dark(bold)
+    assert not ink_is_dark(1 - bold)
+
+
+def test_inverted_and_off_centre_digit_gives_the_same_image(page, expected):
+    canvas = np.zeros((700, 500), np.uint8)
+    canvas[20 : 20 + page.shape[0], 300 : 300 + page.shape[1]] = 255 - page
+    assert _mean_difference(to_mnist(canvas), expected) < 4  # reduced to 512 px: resampled
+
+
+def test_coloured_ink_on_unevenly_lit_grey_paper_gives_the_same_image(page, expected):
+    ink = 1 - page[..., None] / 255
+    paper, pen = np.array([170, 165, 150]), np.array([30, 50, 160])
+    color = paper * (1 - ink) + pen * ink
+    light = np.linspace(1.15, 0.75, page.shape[1])[None, :, None]
+    noisy = color * light + np.random.default_rng(0).normal(0, 5, color.shape)
+    photo = np.clip(noisy, 0, 255).astype(np.uint8)
+    assert (
+        _mean_difference(to_mnist(_encode(Image.fromarray(photo), "JPEG", quality=70)), expected)
+        < 8
+    )
+
+
+def test_extract_ink_removes_specks_far_from_the_digit(page, expected):
+    dusty = page.copy()
+    dusty[5:7, 5:7] = 0
+    dusty[-8:-6, -30:-28] = 0
+    ink = extract_ink(dusty / 255)
+    assert ink[5:7, 5:7].max() == 0
+    assert np.array_equal(to_mnist(dusty), expected)
+
+
+def test_crop_scale_and_centre_follow_mnist():
+    ink = np.zeros((100, 80), np.float32)
+    ink[10:70, 30:45] = 1.0  # a 60 x 15 bar
+    cropped = crop_to_ink(ink)
+    assert cropped.shape == (60, 15)
+    boxed = scale_to_box(cropped)
+    assert boxed.shape == (20, 5) and boxed.max() == 1.0
+    centred = center_by_mass(boxed)
+    assert centred.shape == (28, 28)
+    centre = np.array(np.nonzero(centred > 0.5)).mean(axis=1)
+    assert np.allclose(centre, 14, atol=0.6)
+
+
+def test_center_by_mass_keeps_ink_inside_the_field():
+    lopsided = np.zeros((20, 20), np.float32)
+    lopsided[:2, :] = 1.0  # all mass at the top: the ideal shift would push the box off
+    centred = center_by_mass(lopsided)
+    assert centred.sum() == lopsided.sum()
+
+
+def test_blank_and_near_blank_images_raise_no_digit_found():
+    rng = np.random.default_rng(0)
+    white = np.full((200, 200), 255, np.uint8)
+    grey_noise = np.clip(160 + rng.normal(0, 6, (300, 300)), 0, 255).astype(np.uint8)
+    shaded = np.tile(np.linspace(120, 220, 300), (300, 1)).astype(np.uint8)
+    speck = white.copy()
+    speck[100, 100] = 0
+    for blank in (white, grey_noise, shaded, speck):
+        with pytest.raises(NoDigitFoundError, match="no digit found"):
+            to_mnist(blank)
+
+
+def test_non_image_and_empty_bytes_raise_not_an_image():
+    with pytest.raises(NotAnImageError, match="empty"):
+        to_mnist(b"")
+    with pytest.raises(NotAnImageError, match="not an image"):
+        to_mnist(b"%PDF-1.4 not a picture at all")
+
+
+def test_truncated_image_raises_corrupt_image(page):
+    data = _encode(Image.fromarray(page), "PNG")
+    with pytest.raises(CorruptImageError, match="upload.png"):
+        to_mnist(data[: len(data) // 2], name="upload.png")
+    with pytest.raises(CorruptImageError):
+        to_mnist(data[:20])
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A valid PNG header claiming the size, with a few bytes of pixel data behind it."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" * 1024)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", pixels)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    "side", [8_000, 10_000, 100_000], ids=["over-ours", "pillow-warns", "bomb"]
+)
+def test_decompression_bomb_is_refused_from_the_header(side):
+    assert side * side > MAX_PIXELS
+    started = time.perf_counter()
+    with pytest.raises(ImageTooLargeError, match="too large"):
+        to_mnist(_png_claiming(side, side))
+    assert time.perf_counter() - started < 1.0  # nothing was decoded or allocated
+
+
+def test_decompression_bomb_is_refused_under_a_memory_cap(tmp_path):
+    """A 100,000 x 100,000 PNG in a process limited to 2 GiB: decoding it would need 10 GB."""
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_claiming(100_000, 100_000))
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+        "from digitlab.errors import ImageTooLargeError\n"
+        "from digitlab.images import to_mnist\n"
+        "try:\n"
+        "    to_mnist(sys.argv[1])\n"
+        "except ImageTooLargeError as error:\n"
+        "    print(error)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(bomb)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{bomb}: image too large")
+
+
+@pytest.mark.parametrize("style", list(STYLES))
+def test_styled_test_digits_score_close_to_plain_mnist(mnist, knn, style):
+    _, (x_test, y_test) = mnist
+    digits, labels = x_test[-STYLED_DIGITS:], y_test[-STYLED_DIGITS:]
+    rng = np.random.default_rng(5)
+    prepared = np.stack([to_mnist(render(image, style, rng)[0]) for image in digits])
+    plain = (knn.predict(digits.reshape(-1, 784)) == labels).mean()
+    styled = (knn.predict(prepared.reshape(-1, 784)) == labels).mean()
+    assert styled >= plain - 0.07, f"{style}: {styled:.3f} against {plain:.3f} on plain MNIST"
