@@ -38,6 +38,10 @@ _EXPORTS: dict[str, str] = {
     "export_image_folder": "digitlab.data.folders",
     "scan_image_folder": "digitlab.data.folders",
     "split_image_folder": "digitlab.data.folders",
+    # exploration
+    "explore": "digitlab.explore",
+    "ExploreReport": "digitlab.explore",
+    "feature_views": "digitlab.features",
     # evaluation
     "evaluate": "digitlab.evaluate",
     "evaluate_model_file": "digitlab.evaluate",
