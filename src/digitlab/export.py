@@ -1,0 +1,181 @@
+"""Exporting a Keras model to SavedModel, ONNX or TFLite, each checked against Keras.
+
+An export that gives different answers from the model it came from is worse than none, so
+every export is loaded back with its own runtime (TensorFlow, ONNX Runtime, the TFLite
+interpreter) and must agree with Keras on 1,000 MNIST test images: the same top-1 digit
+for every image and probabilities within 1e-4. Only then does it take the output's place.
+Exported models take the same input as the Keras model: raw pixels, N x 28 x 28 float32.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.errors import ExportError
+from digitlab.predict import Predictions, Predictor, error_reason
+
+EXPORT_FORMATS = {"savedmodel": "tf_saved_model", "onnx": "onnx", "tflite": "litert"}
+"""digitlab's format names -> Keras's `Model.export` format names."""
+
+FILE_SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite"}
+"""Formats written as one file, and the suffix their path must have (SavedModel is a folder)."""
+
+PARITY_IMAGES = 1000
+PARITY_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """How an export went: where it is and how closely it matches the Keras model."""
+
+    model_path: Path
+    format: str
+    out: Path
+    runtime: str
+    images: int
+    top1_matches: int
+    max_abs_difference: float
+    tolerance: float
+    size_bytes: int
+
+    @property
+    def passed(self) -> bool:
+        """True when every top-1 digit matches and probabilities are within the tolerance."""
+        return self.top1_matches == self.images and self.max_abs_difference <= self.tolerance
+
+    def summary(self) -> str:
+        """One line: the check's figures and its verdict."""
+        verdict = "OK" if self.passed else "FAILED"
+        return (
+            f"{self.format} checked with {self.runtime} on {self.images:,} MNIST test images: "
+            f"top-1 agrees on {self.top1_matches}/{self.images}, "
+            f"max |dp| = {self.max_abs_difference:.1e} (limit {self.tolerance:.0e}): {verdict}"
+        )
+
+
+def export_model(
+    model_path: str | os.PathLike[str],
+    format: str,
+    out: str | os.PathLike[str],
+    force: bool = False,
+) -> ExportReport:
+    """Export a `.keras` model to `format` ("savedmodel", "onnx" or "tflite") at `out`.
+
+    The export is written beside `out` under a temporary name, checked against the Keras
+    model (see the module docstring), and only then moved to `out`; an existing `out` is
+    replaced only with `force=True`. Returns the check's `ExportReport`. Raises
+    `ExportError` for an unknown format, a wrong suffix, an existing `out`, a failed write
+    or a failed check; then nothing digitlab wrote is left behind. Raises `ModelError`
+    when the model cannot be loaded.
+    """
+    from digitlab.modelfile import load_keras_model
+
+    model_path, out = Path(model_path), Path(out)
+    _check_destination(format, out, force)
+    model = load_keras_model(model_path)
+    images = _parity_images()
+    # Keras's own answers first: this also runs the model once, which Keras's ONNX export
+    # requires of a freshly loaded model.
+    reference = Predictor.from_keras(model).predict(images)
+    created_folders = _make_parents(out.parent)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        staged = staging / out.name
+        _write(model, format, staged)
+        report = _check_parity(reference, images, model_path, format, staged, out)
+        if not report.passed:
+            raise ExportError(f"{out}: the export does not match Keras ({report.summary()})")
+        _replace(staged, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (out.exists() or out.is_symlink()):
+            for folder in created_folders:
+                folder.rmdir()
+    return report
+
+
+def _check_destination(format: str, out: Path, force: bool) -> None:
+    if format not in EXPORT_FORMATS:
+        choices = ", ".join(EXPORT_FORMATS)
+        raise ExportError(f"unknown export format {format!r}; choose from {choices}")
+    suffix = FILE_SUFFIXES.get(format)
+    if suffix and out.suffix != suffix:
+        raise ExportError(f"{out}: a {format} export's file name must end in {suffix}")
+    if (out.exists() or out.is_symlink()) and not force:
+        raise ExportError(f"{out}: already exists; pass --force to replace it")
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """Create `folder` and missing parents; return those created, deepest first."""
+    missing = [parent for parent in (folder, *folder.parents) if not parent.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _write(model: object, format: str, staged: Path) -> None:
+    try:
+        with warnings.catch_warnings():
+            # tf2onnx and the TFLite converter warn about their own internals, not our model.
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model.export(  # type: ignore[attr-defined]
+                str(staged), format=EXPORT_FORMATS[format], verbose=False
+            )
+    except Exception as error:  # converters raise many unrelated types
+        reason = error_reason(error)
+        raise ExportError(f"{staged.name}: {format} export failed ({reason})") from None
+
+
+def _parity_images() -> np.ndarray:
+    from digitlab.data.sources import load_mnist
+
+    _, (x_test, _) = load_mnist()
+    return x_test[:PARITY_IMAGES]
+
+
+def _check_parity(
+    reference: Predictions,
+    images: np.ndarray,
+    model_path: Path,
+    format: str,
+    staged: Path,
+    out: Path,
+) -> ExportReport:
+    """Compare the staged export, run by its own runtime, with Keras's `reference` answers."""
+    exported = Predictor.load(staged)
+    predictions = exported.predict(images)
+    return ExportReport(
+        model_path=model_path,
+        format=format,
+        out=out,
+        runtime=exported.runtime,
+        images=len(images),
+        top1_matches=int(np.sum(predictions.digits == reference.digits)),
+        max_abs_difference=float(
+            np.abs(predictions.probabilities - reference.probabilities).max()
+        ),
+        tolerance=PARITY_TOLERANCE,
+        size_bytes=_size(staged),
+    )
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+
+
+def _replace(staged: Path, out: Path) -> None:
+    """Move the checked export to `out`, removing what was there (the caller allowed it)."""
+    if out.is_dir() and not out.is_symlink():
+        shutil.rmtree(out)
+    elif out.exists() or out.is_symlink():
+        out.unlink()
+    os.replace(staged, out)

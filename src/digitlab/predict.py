@@ -1,0 +1,320 @@
+"""Predicting digits: one `Predictor` over Keras, SavedModel, ONNX Runtime or TFLite.
+
+Every model digitlab writes takes raw pixels (N x 28 x 28 float32, 0..255) and returns
+class probabilities, whatever runtime holds it, so one interface covers them all. The
+model is loaded once; single images go straight to the runtime (the web server's hot path)
+and many images go in batches.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.errors import ImageError, ModelError
+from digitlab.images import to_mnist
+
+Runner = Callable[[np.ndarray], np.ndarray]
+"""float32 N x 28 x 28 raw pixels -> N x C model outputs."""
+
+IMAGE_SHAPE = (28, 28)
+
+
+def _top_k(probabilities: np.ndarray, k: int) -> list[tuple[int, float]]:
+    order = np.argsort(-probabilities, kind="stable")[: max(1, k)]
+    return [(int(digit), float(probabilities[digit])) for digit in order]
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """What a model says about N images.
+
+    `digits` (N,) int64 is the most likely class of each image, `probabilities` (N, C)
+    float32 the model's probability for every class.
+    """
+
+    digits: np.ndarray
+    probabilities: np.ndarray
+
+    @classmethod
+    def from_probabilities(cls, probabilities: np.ndarray) -> Predictions:
+        """Build from an N x C probability matrix."""
+        probabilities = np.asarray(probabilities, dtype=np.float32)
+        return cls(probabilities.argmax(axis=1).astype(np.int64), probabilities)
+
+    def __len__(self) -> int:
+        return len(self.digits)
+
+    @property
+    def confidences(self) -> np.ndarray:
+        """(N,) float32: the probability of each predicted digit."""
+        return self.probabilities.max(axis=1)
+
+    def top_k(self, k: int = 3) -> list[list[tuple[int, float]]]:
+        """For each image, the `k` most likely (digit, probability) pairs, most likely first."""
+        return [_top_k(row, k) for row in self.probabilities]
+
+
+@dataclass(frozen=True)
+class FilePrediction:
+    """A file that was read and predicted: its digit, confidence, probabilities and the
+    28x28 uint8 image the model saw."""
+
+    path: Path
+    digit: int
+    confidence: float
+    probabilities: np.ndarray
+    image: np.ndarray
+
+    def top_k(self, k: int = 3) -> list[tuple[int, float]]:
+        """The `k` most likely (digit, probability) pairs, most likely first."""
+        return _top_k(self.probabilities, k)
+
+
+@dataclass(frozen=True)
+class FileFailure:
+    """A file that could not be predicted, and why (one sentence naming the file)."""
+
+    path: Path
+    reason: str
+
+
+class Predictor:
+    """A loaded model that predicts digits from 28x28 images or from image files.
+
+    Build one with `Predictor.load(path)`. `name` says which model and runtime it is (for
+    display), `runtime` names the runtime alone, `num_classes` the classes it tells apart.
+    """
+
+    def __init__(self, runner: Runner, name: str, runtime: str, batch_size: int = 1000) -> None:
+        self._runner = runner
+        self.name = name
+        self.runtime = runtime
+        self.batch_size = batch_size
+        # One blank image through the model: learns the class count and warms the runtime,
+        # so the first real request is as fast as the rest.
+        blank = np.zeros((1, *IMAGE_SHAPE), np.float32)
+        self.num_classes = int(self._probabilities(blank).shape[1])
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str] | None = None, threads: int | None = None
+    ) -> Predictor:
+        """Load a model: a `.keras` file, a SavedModel folder, an `.onnx` or a `.tflite` file.
+
+        `path=None` loads the model shipped with digitlab. `threads` caps the runtime's
+        threads (ONNX Runtime, TFLite); None lets the runtime choose. Raises `ModelError`
+        naming the path when it is missing, of an unknown kind or cannot be loaded.
+        """
+        if path is None:
+            path = _shipped_model_path()
+        path = Path(path)
+        loader, runtime = _loader_for(path)
+        try:
+            runner = loader(path, threads)
+        except ModelError:
+            raise
+        except Exception as error:  # each runtime has its own error types for a bad file
+            reason = error_reason(error)
+            raise ModelError(f"{path}: cannot load the {runtime} model ({reason})") from None
+        return cls(runner, f"{path.name} ({runtime})", runtime)
+
+    @classmethod
+    def from_keras(cls, model: object, name: str = "Keras model") -> Predictor:
+        """Wrap an in-memory Keras model."""
+        return cls(_keras_runner(model), name, "Keras")
+
+    def predict(self, images: np.ndarray) -> Predictions:
+        """Predict 28x28 images: uint8 (or float 0..255) N x 28 x 28, or a single 28 x 28.
+
+        Raises `ModelError` when the array does not have that shape.
+        """
+        pixels = np.asarray(images)
+        if pixels.ndim == 2:
+            pixels = pixels[np.newaxis]
+        if pixels.ndim != 3 or pixels.shape[1:] != IMAGE_SHAPE:
+            raise ModelError(
+                f"{self.name}: expected images of shape N x 28 x 28 or 28 x 28, got {pixels.shape}"
+            )
+        pixels = pixels.astype(np.float32, copy=False)
+        if len(pixels) <= self.batch_size:
+            return Predictions.from_probabilities(self._probabilities(pixels))
+        batches = [
+            self._probabilities(pixels[start : start + self.batch_size])
+            for start in range(0, len(pixels), self.batch_size)
+        ]
+        return Predictions.from_probabilities(np.concatenate(batches))
+
+    def predict_files(
+        self, paths: Iterable[str | os.PathLike[str]]
+    ) -> list[FilePrediction | FileFailure]:
+        """Predict each image file (through `to_mnist`), in order, in batches.
+
+        A file that cannot be used becomes a `FileFailure` with its reason; it never stops
+        the others.
+        """
+        paths = [Path(path) for path in paths]
+        results: list[FilePrediction | FileFailure | None] = [None] * len(paths)
+        images, positions = [], []
+        for position, path in enumerate(paths):
+            try:
+                images.append(to_mnist(path))
+                positions.append(position)
+            except ImageError as error:
+                results[position] = FileFailure(path, str(error))
+        if images:
+            predictions = self.predict(np.stack(images))
+            for row, position in enumerate(positions):
+                results[position] = FilePrediction(
+                    path=paths[position],
+                    digit=int(predictions.digits[row]),
+                    confidence=float(predictions.confidences[row]),
+                    probabilities=predictions.probabilities[row],
+                    image=images[row],
+                )
+        return [result for result in results if result is not None]
+
+    def _probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        outputs = np.asarray(self._runner(pixels), dtype=np.float32)
+        # digitlab's models end in a softmax; a model that returns logits is tolerated.
+        rows_are_probabilities = bool(
+            (outputs >= 0).all() and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3)
+        )
+        if rows_are_probabilities:
+            return outputs
+        shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def collect_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Expand folders (recursively, sorted, hidden entries skipped) into their files.
+
+    Paths that are not folders are kept as given, missing ones included, so that the
+    caller reports them rather than silently dropping them.
+    """
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append(path)
+            continue
+        for folder, subfolders, names in os.walk(path):
+            subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+            files.extend(Path(folder) / name for name in sorted(names) if not name.startswith("."))
+    return files
+
+
+def _loader_for(path: Path) -> tuple[Callable[[Path, int | None], Runner], str]:
+    """The runner factory and runtime name for a model path; `ModelError` if none fits."""
+    if path.is_dir():
+        if not (path / "saved_model.pb").is_file():
+            raise ModelError(f"{path}: a folder without saved_model.pb is not a SavedModel")
+        return _saved_model_runner, "TensorFlow SavedModel"
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    loaders = {
+        ".keras": (_keras_file_runner, "Keras"),
+        ".onnx": (_onnx_runner, "ONNX Runtime"),
+        ".tflite": (_tflite_runner, "TFLite"),
+    }
+    if path.suffix not in loaders:
+        raise ModelError(
+            f"{path}: unknown model kind (expected .keras, .onnx, .tflite or a SavedModel folder)"
+        )
+    return loaders[path.suffix]
+
+
+def error_reason(error: Exception) -> str:
+    """The first line of an exception's message (or its type's name), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _shipped_model_path() -> Path:
+    try:
+        from digitlab.pretrained import pretrained_model_path
+    except ImportError:
+        raise ModelError(
+            "this installation ships no default model yet; pass a model file"
+        ) from None
+    return Path(pretrained_model_path())
+
+
+def _keras_runner(model: object) -> Runner:
+    # `predict_on_batch` reuses one compiled predict function: about 1 ms for one image,
+    # where calling the model eagerly costs over 10 ms.
+    return lambda pixels: np.asarray(model.predict_on_batch(pixels))  # type: ignore[attr-defined]
+
+
+def _keras_file_runner(path: Path, threads: int | None) -> Runner:
+    """Keras runs on its backend's own thread pools; `threads` is not used."""
+    from digitlab.modelfile import load_keras_model
+
+    return _keras_runner(load_keras_model(path))
+
+
+def _saved_model_runner(path: Path, threads: int | None) -> Runner:
+    """TensorFlow's thread pools are process-wide; `threads` is not used."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    serve = loaded.signatures["serving_default"]
+    input_name = next(iter(serve.structured_input_signature[1]))
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        outputs = serve(**{input_name: tf.constant(pixels)})
+        return next(iter(outputs.values())).numpy()
+
+    # Keep the loaded object alive: the signature function refers to its variables.
+    run.loaded = loaded  # type: ignore[attr-defined]
+    return run
+
+
+def _onnx_runner(path: Path, threads: int | None) -> Runner:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(
+        str(path), options, providers=["CPUExecutionProvider"]
+    )
+    input_name = session.get_inputs()[0].name
+    return lambda pixels: session.run(None, {input_name: pixels})[0]
+
+
+def _tflite_interpreter_class() -> type:
+    try:  # LiteRT, TFLite's successor, when installed
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter  # noqa: N806
+    return Interpreter
+
+
+def _tflite_runner(path: Path, threads: int | None) -> Runner:
+    with warnings.catch_warnings():
+        # TensorFlow's interpreter announces its move to LiteRT on every load; it still works.
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        interpreter = _tflite_interpreter_class()(model_path=str(path), num_threads=threads)
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+    allocated_shape: tuple[int, ...] | None = None
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        nonlocal allocated_shape
+        # The interpreter's tensors have a fixed batch size; resize only when it changes.
+        if pixels.shape != allocated_shape:
+            interpreter.resize_tensor_input(input_index, pixels.shape)
+            interpreter.allocate_tensors()
+            allocated_shape = pixels.shape
+        interpreter.set_tensor(input_index, np.ascontiguousarray(pixels))
+        interpreter.invoke()
+        return interpreter.get_tensor(output_index).copy()
+
+    return run
