@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from digitlab.errors import ImageError
-from digitlab.features import feature_views
+from digitlab.features import ORB_MAX_KEYPOINTS, feature_views
 
 
 def _first_of_each_class(mnist) -> list[np.ndarray]:
@@ -35,6 +35,7 @@ def test_feature_views_of_a_real_digit_have_upscaled_shapes_and_keypoints(mnist)
         assert keypoints.ndim == 2 and keypoints.shape[1] == 3
         assert len(keypoints) > 0 and _inside(keypoints, 112)
         assert (keypoints[:, 2] > 0).all()
+    assert len(views.orb_keypoints) <= ORB_MAX_KEYPOINTS
 
 
 def test_otsu_threshold_splits_ink_from_background(mnist):

@@ -37,12 +37,18 @@ def _counts_section(summary: dict[str, Any]) -> list[str]:
     total_train = sum(splits["train"].values())
     (big, big_n), (small, small_n) = counts["largest"], counts["smallest"]
     ratio = counts["imbalance_ratio"]
+    if big_n == small_n:
+        sizes = f"Every class has {big_n:,} training images."
+    else:
+        sizes = (
+            f"The largest training class is `{big}` ({big_n:,} images, "
+            f"{big_n / total_train:.1%}), the smallest `{small}` ({small_n:,}, "
+            f"{small_n / total_train:.1%})."
+        )
     lines = [
         "## Class counts",
         _figure(summary, "class_counts", "Images per class and split"),
-        "Each bar is the number of images of one class in one split. "
-        f"The largest training class is `{big}` ({big_n:,} images, {big_n / total_train:.1%}), "
-        f"the smallest `{small}` ({small_n:,}, {small_n / total_train:.1%}).",
+        f"Each bar is the number of images of one class in one split. {sizes}",
     ]
     if ratio is None:
         lines.append(f"Class `{small}` has no training images: a model cannot learn it.")
@@ -75,16 +81,17 @@ def _look_sections(summary: dict[str, Any]) -> list[str]:
         "within a class; mislabelled images, odd crops or inverted colours show up here.",
         "## Mean image per class",
         _figure(summary, "mean_images", "Mean image per class"),
-        "The pixel-wise mean of all training images of each class. Bright, sharp parts are "
-        "where nearly every example has ink; soft halos show the spread in position, slant "
-        "and stroke width.",
+        "The pixel-wise mean of all training images of each class. "
+        f"{'Dark' if summary['pixels']['background_value'] > 127 else 'Bright'}, sharp parts "
+        "are where nearly every example has ink; soft halos show the spread in position, "
+        "slant and stroke width.",
     ]
     similar = summary["mean_images"]
     if similar:
         (a, b, high), (c, d, low) = similar["most_similar"], similar["least_similar"]
         lines.append(
             f"The most alike class means are `{a}` and `{b}` (pixel correlation {high:.2f}): "
-            f"expect a model to confuse these most. The least alike are `{c}` and `{d}` "
+            f"a pair to look for in the confusion matrix. The least alike are `{c}` and `{d}` "
             f"({low:.2f})."
         )
     return lines
@@ -134,7 +141,7 @@ def _pixel_section(summary: dict[str, Any]) -> list[str]:
         _table(
             ["pixels", "count", "mean", "std", "median"],
             [[name, f"{s['count']:,}", f"{s['mean']:.1f}", f"{s['std']:.1f}", f"{s['median']:g}"]
-             for name, s in (("all", every), (f"ink (value != {background})", ink))],
+             for name, s in (("all", every), (f"ink (value ≠ {background})", ink))],
         ),
         f"The most common value, {background}, is the background: it covers "
         f"{pixels['background_share']:.1%} of all pixels, which is why both histograms use a "

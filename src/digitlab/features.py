@@ -99,6 +99,8 @@ def feature_views(
     orb = cv2.ORB_create(
         nfeatures=ORB_MAX_KEYPOINTS, edgeThreshold=ORB_PATCH_SIZE, patchSize=ORB_PATCH_SIZE
     )
+    # ORB shares `nfeatures` out among its pyramid levels and may return a few more.
+    strongest = sorted(orb.detect(upscaled, None), key=lambda kp: kp.response, reverse=True)
     return FeatureViews(
         image=image,
         upscaled=upscaled,
@@ -108,6 +110,6 @@ def feature_views(
         edges=edges,
         harris_response=response,
         harris_corners=harris_corners(response),
-        orb_keypoints=_keypoint_array(orb.detect(upscaled, None)),
+        orb_keypoints=_keypoint_array(strongest[:ORB_MAX_KEYPOINTS]),
         sift_keypoints=_keypoint_array(cv2.SIFT_create().detect(upscaled, None)),
     )

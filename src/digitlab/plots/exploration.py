@@ -12,7 +12,7 @@ from matplotlib.collections import PatchCollection
 from matplotlib.colors import ListedColormap
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle
-from matplotlib.ticker import StrMethodFormatter
+from matplotlib.ticker import MaxNLocator, StrMethodFormatter
 
 from digitlab.plots.base import figure_to_png, plt
 
@@ -53,6 +53,7 @@ def plot_class_counts(
     ax.set_ylabel("images")
     ax.set_title("Images per class and split")
     ax.margins(y=0.18)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="split")
     ax.grid(axis="y", alpha=0.3)
@@ -175,14 +176,19 @@ def plot_pixel_histograms(
     figure_to_png(figure, path)
 
 
+def _marker_size(count: int) -> float:
+    """Scatter marker area: small for thousands of points, larger for a few dozen."""
+    return float(np.clip(20000 / max(count, 1), 4, 30))
+
+
 def _scatter_by_label(
     ax: Axes, points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], seed: int = 0
 ) -> None:
     """Scatter `points` coloured by label, in random order so no class hides the others."""
     colours = np.array(_palette(len(class_names)))
     order = np.random.default_rng(seed).permutation(len(points))
-    ax.scatter(points[order, 0], points[order, 1], c=colours[labels[order]], s=4, alpha=0.6,
-               linewidths=0)
+    ax.scatter(points[order, 0], points[order, 1], c=colours[labels[order]],
+               s=_marker_size(len(points)), alpha=0.6, linewidths=0)
     handles = [
         Line2D([], [], marker="o", linestyle="", color=colours[i], label=name)
         for i, name in enumerate(class_names)
@@ -255,7 +261,8 @@ def plot_kmeans(
         origin="lower", aspect="auto", interpolation="nearest", alpha=0.6,
         extent=(grid_x.min(), grid_x.max(), grid_y.min(), grid_y.max()),
     )
-    ax.scatter(points[:, 0], points[:, 1], c=strong[clusters], s=3, alpha=0.6, linewidths=0)
+    ax.scatter(points[:, 0], points[:, 1], c=strong[clusters], s=_marker_size(len(points)),
+               alpha=0.6, linewidths=0)
     ax.scatter(centres[:, 0], centres[:, 1], marker="X", s=90, c="black", edgecolors="white")
     for (x, y), name in zip(centres, cluster_names, strict=True):
         ax.annotate(name, (x, y), xytext=(6, 6), textcoords="offset points", fontsize=8,
