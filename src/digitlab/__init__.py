@@ -51,6 +51,14 @@ _EXPORTS: dict[str, str] = {
     "ComparisonRow": "digitlab.compare",
     # serving
     "create_app": "digitlab.serve.app",
+    # prediction and export
+    "to_mnist": "digitlab.images",
+    "Predictor": "digitlab.predict",
+    "Predictions": "digitlab.predict",
+    "FilePrediction": "digitlab.predict",
+    "FileFailure": "digitlab.predict",
+    "export_model": "digitlab.export",
+    "ExportReport": "digitlab.export",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -1,0 +1,185 @@
+"""`digitlab predict` and `digitlab export`: thin shells over digitlab.predict and .export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from digitlab.cli.app import app
+
+if TYPE_CHECKING:
+    from digitlab.predict import FilePrediction
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class ExportFormat(str, Enum):
+    savedmodel = "savedmodel"
+    onnx = "onnx"
+    tflite = "tflite"
+
+
+@app.command("predict")
+def predict_command(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Image files, or folders searched recursively.")
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="A .keras, .onnx or .tflite file or a SavedModel folder "
+            "(default: the model shipped with digitlab).",
+            show_default=False,
+        ),
+    ] = None,
+    top_k: Annotated[
+        int,
+        typer.Option(
+            "--top-k", min=1, help="How many likely digits to list (default: 3).",
+            show_default=False,
+        ),
+    ] = 3,
+    output_format: Annotated[
+        OutputFormat,
+        typer.Option("--format", help="Output format (default: table).", show_default=False),
+    ] = OutputFormat.table,
+    min_confidence: Annotated[
+        float,
+        typer.Option(
+            "--min-confidence", min=0.0, max=1.0,
+            help="Below this probability, say 'uncertain' instead of a digit (default: 0).",
+            show_default=False,
+        ),
+    ] = 0.0,
+    show_preprocessed: Annotated[
+        Path | None,
+        typer.Option(
+            "--show-preprocessed",
+            help="Folder to save the 28x28 image the model saw for each file "
+            "(default: save nothing).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Predict the digit in each image file; unreadable files are reported, the rest predicted.
+
+    Exits with 1 if any file could not be read.
+    """
+    from digitlab.predict import FileFailure, FilePrediction, Predictor, collect_files
+
+    predictor = Predictor.load(model)
+    results = predictor.predict_files(collect_files(paths))
+    predicted = [result for result in results if isinstance(result, FilePrediction)]
+    records = [prediction_record(result, top_k, min_confidence) for result in predicted]
+    if output_format is OutputFormat.json:
+        typer.echo(json.dumps(records, indent=2))
+    elif output_format is OutputFormat.csv:
+        typer.echo(records_to_csv(records), nl=False)
+    else:
+        typer.echo(records_to_table(records, top_k), nl=False)
+    failures = [result for result in results if isinstance(result, FileFailure)]
+    for failure in failures:
+        typer.echo(f"failed: {failure.reason}", err=True)
+    if show_preprocessed is not None:
+        save_preprocessed(predicted, show_preprocessed)
+        typer.echo(f"saved {len(predicted)} preprocessed images to {show_preprocessed}", err=True)
+    if failures:
+        raise typer.Exit(1)
+
+
+def prediction_record(result: FilePrediction, top_k: int, min_confidence: float) -> dict[str, Any]:
+    """One file's prediction as a JSON-ready dict; `digit` is None when below `min_confidence`."""
+    uncertain = result.confidence < min_confidence
+    return {
+        "path": str(result.path),
+        "digit": None if uncertain else result.digit,
+        "confidence": round(result.confidence, 6),
+        "top_k": [
+            {"digit": digit, "probability": round(probability, 6)}
+            for digit, probability in result.top_k(top_k)
+        ],
+        "uncertain": uncertain,
+    }
+
+
+def _top_k_text(record: dict[str, Any]) -> str:
+    return " ".join(f"{entry['digit']}:{entry['probability']:.4f}" for entry in record["top_k"])
+
+
+def records_to_csv(records: list[dict[str, Any]]) -> str:
+    """CSV with the JSON's columns; top_k is written as `digit:probability` pairs."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "digit", "confidence", "top_k", "uncertain"])
+    for record in records:
+        digit = "" if record["digit"] is None else record["digit"]
+        writer.writerow(
+            [record["path"], digit, record["confidence"], _top_k_text(record), record["uncertain"]]
+        )
+    return buffer.getvalue()
+
+
+def records_to_table(records: list[dict[str, Any]], top_k: int) -> str:
+    """An aligned text table: path, digit ('?' when uncertain), confidence, top-k."""
+    header = ("path", "digit", "confidence", f"top-{top_k}")
+    rows = [
+        (
+            record["path"],
+            "?" if record["digit"] is None else str(record["digit"]),
+            f"{record['confidence']:.4f}" + (" (uncertain)" if record["uncertain"] else ""),
+            _top_k_text(record),
+        )
+        for record in records
+    ]
+    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(3)]
+    return "".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+        + f"  {row[3]}\n"
+        for row in [header, *rows]
+    )
+
+
+def save_preprocessed(predictions: list[FilePrediction], folder: Path) -> None:
+    """Save each 28x28 model input as `<folder>/<number>_<file stem>.png`."""
+    from PIL import Image
+
+    from digitlab.atomic import atomic_path
+
+    for number, prediction in enumerate(predictions, start=1):
+        with atomic_path(folder / f"{number:04d}_{prediction.path.stem}.png") as tmp:
+            Image.fromarray(prediction.image).save(tmp, format="PNG")
+
+
+@app.command("export")
+def export_command(
+    model: Annotated[Path, typer.Argument(help="The trained Keras model (.keras) to export.")],
+    export_format: Annotated[
+        ExportFormat,
+        typer.Option("--format", help="savedmodel (a folder), onnx or tflite."),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Where to write it (.onnx / .tflite file, or a folder).")
+    ],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace OUT if it exists (default: refuse).", show_default=False
+        ),
+    ] = False,
+) -> None:
+    """Export MODEL and check it with its own runtime against Keras on 1,000 MNIST images."""
+    from digitlab.export import export_model
+
+    report = export_model(model, export_format.value, out, force=force)
+    typer.echo(f"wrote {report.out} ({report.size_bytes / 1e6:.2f} MB)")
+    typer.echo(report.summary())
