@@ -7,6 +7,7 @@ Every view is therefore computed on the image upscaled by `scale` (default 4, 11
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +46,7 @@ class FeatureViews:
     sift_keypoints: np.ndarray
 
 
-def _keypoint_array(keypoints: tuple[cv2.KeyPoint, ...] | list[cv2.KeyPoint]) -> np.ndarray:
+def _keypoint_array(keypoints: Sequence[cv2.KeyPoint]) -> np.ndarray:
     rows = [(kp.pt[0], kp.pt[1], kp.size) for kp in keypoints]
     return np.asarray(rows, dtype=np.float32).reshape(-1, 3)
 
@@ -96,7 +97,7 @@ def feature_views(
     otsu_threshold, binary = cv2.threshold(blurred, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     edges = cv2.Canny(blurred, *canny_thresholds)
     response = cv2.cornerHarris(blurred.astype(np.float32), blockSize=2, ksize=3, k=0.04)
-    orb = cv2.ORB_create(
+    orb = cv2.ORB.create(
         nfeatures=ORB_MAX_KEYPOINTS, edgeThreshold=ORB_PATCH_SIZE, patchSize=ORB_PATCH_SIZE
     )
     # ORB shares `nfeatures` out among its pyramid levels and may return a few more.
@@ -111,5 +112,5 @@ def feature_views(
         harris_response=response,
         harris_corners=harris_corners(response),
         orb_keypoints=_keypoint_array(strongest[:ORB_MAX_KEYPOINTS]),
-        sift_keypoints=_keypoint_array(cv2.SIFT_create().detect(upscaled, None)),
+        sift_keypoints=_keypoint_array(cv2.SIFT.create().detect(upscaled, None)),
     )

@@ -99,14 +99,16 @@ def plot_mean_images(means: np.ndarray, class_names: Sequence[str], path: PathLi
         squeeze=False, layout="constrained",
     )
     vmax = float(means.max()) or 1.0
-    shown = None
-    for ax, mean, name in zip(axes.flat, means, class_names, strict=False):
-        shown = ax.imshow(mean, cmap="inferno", vmin=0, vmax=vmax, interpolation="nearest")
+    shown = [
+        ax.imshow(mean, cmap="inferno", vmin=0, vmax=vmax, interpolation="nearest")
+        for ax, mean in zip(axes.flat, means, strict=False)
+    ]
+    for ax, name in zip(axes.flat, class_names, strict=False):
         ax.set_title(name, fontsize=10)
     for ax in axes.flat:
         ax.set_axis_off()
     figure.suptitle("Mean image per class")
-    figure.colorbar(shown, ax=axes, label="mean pixel value", shrink=0.85)
+    figure.colorbar(shown[0], ax=axes, label="mean pixel value", shrink=0.85)
     figure_to_png(figure, path)
 
 
