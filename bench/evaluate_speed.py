@@ -1,4 +1,4 @@
-"""How long `digitlab.evaluate` takes on the 10,000 MNIST test images (target: under 3 s).
+"""How long `digitlab.evaluation` takes on the 10,000 MNIST test images (target: under 3 s).
 
 Times a registered model (default: the reference `mlp`; its weights do not change the
 time) or a saved model file, metrics only and with the four report files written.
@@ -18,7 +18,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from digitlab.data.sources import load_mnist  # noqa: E402
-from digitlab.evaluate import DEFAULT_BATCH_SIZE, evaluate  # noqa: E402
+from digitlab.evaluation import DEFAULT_BATCH_SIZE, evaluate  # noqa: E402
 from digitlab.modelfile import load_keras_model  # noqa: E402
 from digitlab.models import build_model, list_models  # noqa: E402
 

@@ -14,9 +14,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from digitlab.cli.app import app
-from digitlab.compare import COMPARISON_FILES, compare, format_table
+from digitlab.comparison import COMPARISON_FILES, compare, format_table
 from digitlab.errors import DataError
-from digitlab.evaluate import evaluate
+from digitlab.evaluation import evaluate
 from test_evaluate import tiny_model_path  # noqa: F401  (the shared tiny-model fixture)
 
 HISTORY_HEADER = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]

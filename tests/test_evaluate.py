@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from digitlab.cli.app import app
 from digitlab.errors import DataError, ModelError
-from digitlab.evaluate import REPORT_FILES, evaluate
+from digitlab.evaluation import REPORT_FILES, evaluate
 
 NUM_TRAIN = 4000
 NUM_TEST = 2000

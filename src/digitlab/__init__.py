@@ -39,16 +39,16 @@ _EXPORTS: dict[str, str] = {
     "scan_image_folder": "digitlab.data.folders",
     "split_image_folder": "digitlab.data.folders",
     # exploration
-    "explore": "digitlab.explore",
-    "ExploreReport": "digitlab.explore",
+    "explore": "digitlab.exploration",
+    "ExploreReport": "digitlab.exploration",
     "feature_views": "digitlab.features",
     # evaluation
-    "evaluate": "digitlab.evaluate",
-    "evaluate_model_file": "digitlab.evaluate",
-    "write_evaluation": "digitlab.evaluate",
-    "EvaluationResult": "digitlab.evaluate",
-    "compare": "digitlab.compare",
-    "ComparisonRow": "digitlab.compare",
+    "evaluate": "digitlab.evaluation",
+    "evaluate_model_file": "digitlab.evaluation",
+    "write_evaluation": "digitlab.evaluation",
+    "EvaluationResult": "digitlab.evaluation",
+    "compare": "digitlab.comparison",
+    "ComparisonRow": "digitlab.comparison",
     # serving
     "create_app": "digitlab.serve.app",
     # prediction and export

@@ -1,4 +1,4 @@
-"""`digitlab evaluate` and `digitlab compare`: thin shells over digitlab.evaluate and .compare."""
+"""`digitlab evaluate` and `digitlab compare`: thin shells over digitlab.evaluation and .comparison."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 
 from digitlab.cli.app import app
 
-# Repeated here rather than imported: importing digitlab.evaluate would pull in NumPy and
+# Repeated here rather than imported: importing digitlab.evaluation would pull in NumPy and
 # scikit-learn for every `digitlab --help`.
 _DEFAULT_BATCH_SIZE = 1024
 
@@ -46,7 +46,7 @@ def evaluate_command(
     batch_size: BatchSize = _DEFAULT_BATCH_SIZE,
 ) -> None:
     """Print test accuracy, loss and the classification report of MODEL on a dataset."""
-    from digitlab.evaluate import evaluate_model_file
+    from digitlab.evaluation import evaluate_model_file
 
     result = evaluate_model_file(model, dataset=dataset, out=out, batch_size=batch_size)
     typer.echo(result.summary_text(), nl=False)
@@ -79,7 +79,7 @@ def compare_command(
     batch_size: BatchSize = _DEFAULT_BATCH_SIZE,
 ) -> None:
     """Compare training runs: one table and, with --out, one plot of validation curves."""
-    from digitlab.compare import COMPARISON_FILES, compare, format_table
+    from digitlab.comparison import COMPARISON_FILES, compare, format_table
 
     rows = compare(run_dirs, out=out, evaluate_missing=evaluate, batch_size=batch_size)
     typer.echo(format_table(rows), nl=False)

@@ -1,4 +1,4 @@
-"""`digitlab explore`: a thin shell over digitlab.explore that shows each step as it runs."""
+"""`digitlab explore`: a thin shell over digitlab.exploration that shows each step as it runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 
 from digitlab.cli.app import app
 
-# Repeated here rather than imported: importing digitlab.explore pulls in scikit-learn,
+# Repeated here rather than imported: importing digitlab.exploration pulls in scikit-learn,
 # OpenCV and matplotlib, too slow for every `digitlab --help`.
 _DEFAULT_SAMPLE_SIZE = 5000
 _DEFAULT_TSNE_SIZE = 2500
@@ -87,7 +87,7 @@ def explore_command(
     ] = _DEFAULT_TSNE_SIZE,
 ) -> None:
     """Write an exploration report of a dataset: figures, report.md and summary.json."""
-    from digitlab.explore import explore
+    from digitlab.exploration import explore
 
     with StepLines() as progress:
         report = explore(

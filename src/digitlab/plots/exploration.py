@@ -19,7 +19,7 @@ from digitlab.plots.base import figure_to_png, plt
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from digitlab.explore import PixelStats
+    from digitlab.exploration import PixelStats
     from digitlab.features import FeatureViews
 
 PathLike = str | os.PathLike[str]

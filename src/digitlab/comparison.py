@@ -19,7 +19,7 @@ from typing import Any
 
 from digitlab.atomic import atomic_write_text
 from digitlab.errors import DataError
-from digitlab.evaluate import DEFAULT_BATCH_SIZE, evaluate_model_file
+from digitlab.evaluation import DEFAULT_BATCH_SIZE, evaluate_model_file
 
 EVALUATION_FOLDER = "evaluation"
 """Where `compare(..., evaluate_missing=True)` writes a run's evaluation, inside the run."""
