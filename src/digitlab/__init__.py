@@ -42,6 +42,16 @@ _EXPORTS: dict[str, str] = {
     "explore": "digitlab.exploration",
     "ExploreReport": "digitlab.exploration",
     "feature_views": "digitlab.features",
+    # models and training
+    "build_model": "digitlab.models",
+    "list_models": "digitlab.models",
+    "MODELS": "digitlab.models",
+    "TrainConfig": "digitlab.config",
+    "make_config": "digitlab.config",
+    "train": "digitlab.training",
+    "RunResult": "digitlab.training",
+    "DigitAugmentation": "digitlab.augment",
+    "pretrained_model_path": "digitlab.pretrained",
     # evaluation
     "evaluate": "digitlab.evaluation",
     "evaluate_model_file": "digitlab.evaluation",

@@ -1,0 +1,215 @@
+"""Training runs: config precedence, the run folder, the CLI, and resuming after kill -9."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from digitlab.cli import app
+from digitlab.config import TrainConfig, make_config, parse_override
+from digitlab.errors import ConfigError
+from digitlab.modelfile import load_keras_model
+from digitlab.training import HISTORY_COLUMNS, split_train_validation, train
+
+SUMMARY_KEYS = {
+    "model", "params", "epochs_completed", "epochs", "train_seconds", "best_val_accuracy",
+    "best_epoch", "dataset", "class_names", "num_classes",
+}
+# A small, fast model for runs whose point is the run folder, not the accuracy.
+SMALL_MLP = {"model_options": {"hidden_units": [64]}}
+
+
+def read_history(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "history.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_config_file_then_flags_override_the_defaults(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text(
+        'model = "cnn"\nepochs = 5\nlr = 0.002\n[model_options]\nfilters = [8, 16, 32]\n'
+        "[augmentation]\nrotation = 5\n"
+    )
+    config = make_config(path, {"epochs": 7, "augmentation.shift": 1.5})
+    assert config == TrainConfig(
+        model="cnn", epochs=7, lr=0.002, model_options={"filters": [8, 16, 32]},
+        augmentation={"rotation": 5, "shift": 1.5},
+    )
+    assert make_config() == TrainConfig()
+
+
+def test_config_file_errors_name_the_file_and_key(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("epochs = 5\nbatchsize = 32\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: unknown key 'batchsize'.*batch_size"):
+        make_config(path)
+    path.write_text('epochs = "ten"\n')
+    with pytest.raises(ConfigError, match=r"bad\.toml: epochs must be an integer, got 'ten'"):
+        make_config(path)
+    path.write_text("epochs = [\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: not a valid TOML config file"):
+        make_config(path)
+    with pytest.raises(ConfigError, match="command line: val_fraction must be between 0 and 1"):
+        make_config(overrides={"val_fraction": 1.5})
+    with pytest.raises(ConfigError, match="no such config file"):
+        make_config(tmp_path / "missing.toml")
+
+
+def test_overrides_parse_toml_values_or_plain_strings():
+    assert parse_override("model_options.hidden_units=[512, 256]") == (
+        "model_options.hidden_units", [512, 256]
+    )
+    assert parse_override("lr=3e-4") == ("lr", 3e-4)
+    assert parse_override("lr_schedule=constant") == ("lr_schedule", "constant")
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_override("epochs")
+
+
+def test_validation_split_is_stratified_reproducible_and_limited(mnist):
+    (x_train, y_train), _ = mnist
+    x_fit, y_fit, x_val, y_val = split_train_validation(x_train, y_train, 0.1, seed=3, limit=6000)
+    assert len(y_fit) + len(y_val) == 6000 and len(y_val) == 600
+    overall = np.bincount(y_train, minlength=10) / len(y_train)
+    assert np.abs(np.bincount(y_val, minlength=10) - 600 * overall).max() <= 1.0
+    again = split_train_validation(x_train, y_train, 0.1, seed=3, limit=6000)
+    np.testing.assert_array_equal(again[3], y_val)
+    np.testing.assert_array_equal(again[2], x_val)
+
+
+@pytest.mark.slow
+def test_train_writes_a_complete_run_folder(tmp_path):
+    config = make_config(
+        overrides={"limit": 600, "epochs": 2, "batch_size": 32, **_dotted(SMALL_MLP)}
+    )
+    result = train(config, out=tmp_path / "run", verbose=0)
+    run_dir = result.run_dir
+    for name in ("config.json", "history.csv", "summary.json", "curves.png",
+                 "augmentation.png", "model.keras", "checkpoints/last.keras",
+                 "checkpoints/best.keras"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+
+    history = read_history(run_dir)
+    assert list(history[0]) == list(HISTORY_COLUMNS)
+    assert [int(row["epoch"]) for row in history] == [1, 2]
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["epochs_completed"] == summary["epochs"] == 2
+    assert summary["class_names"] == [str(digit) for digit in range(10)]
+    best = max(history, key=lambda row: float(row["val_accuracy"]))
+    assert summary["best_val_accuracy"] == pytest.approx(float(best["val_accuracy"]))
+    assert summary["best_val_accuracy"] == result.best_val_accuracy
+
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["seed"] == 0 and saved["limit"] == 600
+    assert {"python", "keras", "tensorflow", "numpy", "digitlab"} <= set(saved["versions"])
+
+    model = load_keras_model(run_dir / "model.keras")
+    assert model.count_params() == summary["params"]
+    assert not any("augment" in layer.name for layer in model.layers)
+
+
+def test_train_refuses_a_non_empty_run_folder(tmp_path):
+    keep = tmp_path / "notes.txt"
+    keep.write_text("mine")
+    with pytest.raises(ConfigError, match="exists and is not empty.*--resume"):
+        train(TrainConfig(epochs=1), out=tmp_path)
+    assert keep.read_text() == "mine"
+
+
+def _dotted(settings: dict) -> dict:
+    return {f"{table}.{key}": value for table, entries in settings.items()
+            for key, value in entries.items()}
+
+
+def test_cli_reports_a_bad_flag_in_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--model", "vgg", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines == ["Error: command line: model 'vgg' is unknown; valid models: mlp, cnn, resnet"]
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_resume_refuses_new_settings(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path), "--epochs", "3"])
+    assert result.exit_code == 1
+    assert "--resume continues the run with its own settings" in result.output
+
+
+def test_cli_models_lists_names_with_parameter_counts():
+    from digitlab.models import build_model
+
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0
+    lines = result.output.strip().splitlines()
+    assert [line.split()[0] for line in lines] == ["mlp", "cnn", "resnet"]
+    for line in lines:
+        name, count = line.split()[:2]
+        assert int(count.replace(",", "")) == build_model(name).count_params()
+
+
+def _wait_for_epoch(process: subprocess.Popen, state_file: Path, epoch: int) -> None:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if state_file.exists() and json.loads(state_file.read_text())["epochs_completed"] >= epoch:
+            return
+        assert process.poll() is None, "training ended before it could be killed"
+        time.sleep(0.05)
+    raise AssertionError(f"no epoch {epoch} within the time limit")
+
+
+@pytest.mark.slow
+def test_run_killed_with_sigkill_resumes_and_completes(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "digitlab", "train"]
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(
+        [*command, "--limit", "3000", "--epochs", "3", "--batch-size", "16",
+         "--set", "model_options.hidden_units=[256]", "--out", str(run_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment,
+    )
+    try:
+        _wait_for_epoch(process, run_dir / "checkpoints" / "state.json", 1)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    # The kill may land anywhere after the commit of epoch 1, even before history.csv is
+    # rewritten: the committed state is what the run resumes from.
+    state = json.loads((run_dir / "checkpoints" / "state.json").read_text())
+    before = state["history"]
+    assert 1 <= len(before) < 3
+    assert not (run_dir / "summary.json").exists()
+
+    resumed = subprocess.run(
+        [*command, "--resume", str(run_dir)],
+        capture_output=True, text=True, env=environment, timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.stdout.strip().splitlines()[-1].startswith("Best validation accuracy")
+    assert f"run folder: {run_dir}" in resumed.stdout
+
+    history = read_history(run_dir)
+    assert [int(row["epoch"]) for row in history] == [1, 2, 3]
+    for row, committed in zip(history, before, strict=False):
+        assert {key: float(value) for key, value in row.items()} == committed
+    # The cosine schedule reaches exactly zero at the last step only if the optimizer's
+    # step count was restored: proof that the optimizer state came back.
+    assert float(history[-1]["learning_rate"]) == pytest.approx(0.0, abs=1e-9)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["epochs_completed"] == 3
+    assert len(list((run_dir / "checkpoints").glob("train-state-*.weights.h5"))) == 1
+    assert load_keras_model(run_dir / "model.keras").count_params() == summary["params"]
