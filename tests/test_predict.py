@@ -18,28 +18,8 @@ from digitlab.predict import (
 )
 from digitlab.styles import render
 
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory, mnist):
-    """A small MLP trained for two epochs on 8,000 MNIST images (about 93% accurate)."""
-    import keras
-
-    (x_train, y_train), _ = mnist
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((28, 28)),
-            keras.layers.Rescaling(1 / 255),
-            keras.layers.Flatten(),
-            keras.layers.Dense(64, activation="relu"),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
-    )
-    model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x_train[:8000], y_train[:8000], epochs=2, batch_size=128, verbose=0)
-    path = tmp_path_factory.mktemp("model") / "small.keras"
-    model.save(path)
-    return path
+# `model_path`: a small MLP trained once per session on 12,000 MNIST images (~95% accurate).
+pytest_plugins = ["serve_fixtures"]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +27,7 @@ def predictor(model_path) -> Predictor:
     return Predictor.load(model_path)
 
 
-def test_predict_returns_digits_and_probabilities(predictor, mnist):
+def test_predict_returns_digits_and_probabilities(predictor, model_path, mnist):
     _, (x_test, y_test) = mnist
     predictions = predictor.predict(x_test[:1000])
     assert isinstance(predictions, Predictions) and len(predictions) == 1000
@@ -56,8 +36,8 @@ def test_predict_returns_digits_and_probabilities(predictor, mnist):
     assert predictions.probabilities.dtype == np.float32
     assert np.allclose(predictions.probabilities.sum(axis=1), 1, atol=1e-5)
     assert np.array_equal(predictions.digits, predictions.probabilities.argmax(axis=1))
-    assert (predictions.digits == y_test[:1000]).mean() > 0.85
-    assert predictor.num_classes == 10 and "small.keras" in predictor.name
+    assert (predictions.digits == y_test[:1000]).mean() > 0.9
+    assert predictor.num_classes == 10 and model_path.name in predictor.name
 
 
 def test_predict_accepts_a_single_image(predictor, mnist):
