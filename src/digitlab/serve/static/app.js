@@ -7,7 +7,7 @@
 const LIVE_INTERVAL_MS = 120;
 // The picture sent to the server; the server crops and scales it to 28x28 anyway, so
 // a smaller copy than the screen's canvas is quicker to encode and to decode.
-const UPLOAD_SIZE = 280;
+const UPLOAD_SIZE = 140;
 // MNIST strokes are about an eighth of a digit's height; a digit drawn across most of
 // the pad gets a similar stroke with this width.
 const STROKE_FRACTION = 1 / 13;
