@@ -108,43 +108,43 @@ def decode(image: ImageSource, name: str = "the image") -> Image.Image | np.ndar
         return ImageOps.exif_transpose(image)
     if isinstance(image, bytes):
         return _decode_stream(io.BytesIO(image), name)
-    path = Path(image)
     try:
-        with path.open("rb") as stream:
+        with Path(image).open("rb") as stream:
             return _decode_stream(stream, name)
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise ImageError(f"{name}: is a folder, not an image file") from None
-    except PermissionError:
-        raise ImageError(f"{name}: cannot read (permission denied)") from None
+    except OSError as error:
+        raise ImageError(f"{name}: cannot read ({error.strerror or error})") from None
 
 
 def _decode_stream(stream: BinaryIO, name: str) -> Image.Image:
+    too_large = f"{name}: image too large to decode safely"
     try:
         # Pillow warns, then raises, on huge headers; both mean "too large" here. The warning
-        # is turned into an error so that a bomb below Pillow's own hard limit is not decoded.
+        # is made an error so that a bomb below Pillow's own hard limit is not decoded either.
+        # (catch_warnings is process-wide; racing threads could at worst mis-restore the
+        # filter for this one warning category.)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(stream, formats=SUPPORTED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageTooLargeError(f"{name}: image too large to decode safely") from None
+        raise ImageTooLargeError(too_large) from None
     except (OSError, SyntaxError, ValueError, EOFError):
         # Unidentified (no plugin accepts the bytes) or cut short inside the header.
         raise _undecodable(stream, name) from None
     width, height = image.size
     if width * height > MAX_PIXELS:
-        raise ImageTooLargeError(
-            f"{name}: image too large to decode safely ({width} x {height} pixels, "
-            f"limit {MAX_PIXELS:,})"
-        )
+        detail = f"{width} x {height} pixels, limit {MAX_PIXELS:,}"
+        raise ImageTooLargeError(f"{too_large} ({detail})")
     if image.format in ("JPEG", "MPO"):
         image.draft(None, (WORKING_SIDE, WORKING_SIDE))
     try:
         image.load()
         return ImageOps.exif_transpose(image)
     except Image.DecompressionBombError:
-        raise ImageTooLargeError(f"{name}: image too large to decode safely") from None
+        raise ImageTooLargeError(too_large) from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         # Pillow reports truncated and damaged data with any of these types.
         reason = str(error).strip() or type(error).__name__

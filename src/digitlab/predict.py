@@ -167,6 +167,9 @@ class Predictor:
                 positions.append(position)
             except ImageError as error:
                 results[position] = FileFailure(path, str(error))
+            except Exception as error:  # one odd file must not stop the others
+                reason = f"{path}: cannot be read ({type(error).__name__}: {error_reason(error)})"
+                results[position] = FileFailure(path, reason)
         if images:
             predictions = self.predict(np.stack(images))
             for row, position in enumerate(positions):
