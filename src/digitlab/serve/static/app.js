@@ -242,7 +242,8 @@ function showAnswer(answer, request) {
 
 function showProblem(message) {
   resetAnswer();
-  statusText.textContent = message.charAt(0).toUpperCase() + message.slice(1);
+  confidenceText.textContent = "No answer.";
+  statusText.textContent = message;
 }
 
 function resetAnswer() {
