@@ -26,12 +26,12 @@ leaves a history row or weights one epoch ahead of the recorded epoch.
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import io
 import json
 import os
 import platform
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -84,26 +84,19 @@ def default_run_dir(config: TrainConfig, root: str | os.PathLike[str] = "runs") 
     return Path(root) / f"{config.model}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def _installed_version(*distributions: str) -> str:
-    for name in distributions:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return "not installed"
-
-
 def versions() -> dict[str, str]:
-    """The versions that matter to reproduce a run (TensorFlow is not imported for it)."""
+    """The versions that matter to reproduce a run."""
     import keras
 
     import digitlab
 
+    # Keras imports TensorFlow for its TensorFlow backend; another backend may run without it.
+    tensorflow = sys.modules.get("tensorflow")
     return {
         "python": platform.python_version(),
         "keras": keras.__version__,
         "keras_backend": keras.backend.backend(),
-        "tensorflow": _installed_version("tensorflow", "tensorflow-cpu"),
+        "tensorflow": getattr(tensorflow, "__version__", "not loaded"),
         "numpy": np.__version__,
         "digitlab": digitlab.__version__,
     }
@@ -366,7 +359,7 @@ def train(
         steps_per_execution=min(config.steps_per_execution, steps_per_epoch),
     )
 
-    if resume is None or not (run_dir / "config.json").exists():
+    if resume is None:
         _write_config(run_dir, config)
     if config.augment and not (run_dir / "augmentation.png").exists():
         _write_augmentation_figure(run_dir, x_train, y_train, config)

@@ -17,75 +17,64 @@ from digitlab.errors import ConfigError
 _DEFAULTS = TrainConfig()
 
 
-def _help(text: str, default: Any) -> str:
-    return f"{text} (default: {default})"
+def _option(*names: str, text: str, default: Any, **extra: Any) -> Any:
+    """A Typer option whose help ends in `(default: X)`, X taken from `TrainConfig`."""
+    return typer.Option(*names, help=f"{text} (default: {default})", show_default=False, **extra)
 
 
 @app.command("train")
 def train_command(
     model: Annotated[
-        str | None,
-        typer.Option(help=_help("Model name: mlp, cnn or resnet", _DEFAULTS.model),
-                     show_default=False),
+        str | None, _option(text="Model name: mlp, cnn or resnet", default=_DEFAULTS.model)
     ] = None,
-    epochs: Annotated[
-        int | None, typer.Option(help=_help("Epochs to train", _DEFAULTS.epochs),
-                                 show_default=False)
-    ] = None,
+    epochs: Annotated[int | None, _option(text="Epochs to train", default=_DEFAULTS.epochs)] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help=_help("Images per step", _DEFAULTS.batch_size),
-                                 show_default=False)
+        int | None, _option(text="Images per step", default=_DEFAULTS.batch_size)
     ] = None,
     augment: Annotated[
         bool | None,
-        typer.Option("--augment/--no-augment",
-                     help=_help("Digit-safe augmentation: rotation, shift, zoom, shear, elastic",
-                                "on"),
-                     show_default=False),
+        _option("--augment/--no-augment", default="on",
+                text="Digit-safe augmentation: rotation, shift, zoom, shear, elastic"),
     ] = None,
     lr: Annotated[
         float | None,
-        typer.Option(help=_help("Adam learning rate, the peak of the schedule", _DEFAULTS.lr),
-                     show_default=False),
+        _option(text="Adam learning rate, the peak of the schedule", default=_DEFAULTS.lr),
     ] = None,
     val_fraction: Annotated[
         float | None,
-        typer.Option(help=_help("Share of the training set held out for validation, "
-                                "stratified", _DEFAULTS.val_fraction), show_default=False),
+        _option(text="Share of the training set held out for validation, stratified",
+                default=_DEFAULTS.val_fraction),
     ] = None,
-    seed: Annotated[
-        int | None, typer.Option(help=_help("Random seed", _DEFAULTS.seed), show_default=False)
-    ] = None,
+    seed: Annotated[int | None, _option(text="Random seed", default=_DEFAULTS.seed)] = None,
     dataset: Annotated[
         str | None,
-        typer.Option(help=_help("mnist, fashion-mnist, or PATH to an IDX folder or a "
-                                "class-folder tree", _DEFAULTS.dataset), show_default=False),
+        _option(text="mnist, fashion-mnist, or PATH to an IDX folder or a class-folder tree",
+                default=_DEFAULTS.dataset),
     ] = None,
     limit: Annotated[
         int | None,
-        typer.Option(help=_help("Train on a stratified subset of N training images", "all"),
-                     metavar="N", show_default=False),
+        _option(text="Train on a stratified subset of N training images", default="all",
+                metavar="N"),
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="TOML file of settings; flags override it (default: none)",
-                     metavar="FILE.toml", show_default=False),
+        _option("--config", text="TOML file of settings; flags override it", default="none",
+                metavar="FILE.toml"),
     ] = None,
     settings: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Any other setting as KEY=VALUE, e.g. lr_schedule=constant "
-                     "or model_options.hidden_units=[512,512]; repeatable (default: none)",
-                     metavar="KEY=VALUE", show_default=False),
+        _option("--set", text="Any other setting as KEY=VALUE, e.g. lr_schedule=constant or "
+                "model_options.hidden_units=[512,512]; repeatable", default="none",
+                metavar="KEY=VALUE"),
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="New run folder (default: runs/<model>-<date>-<time>)",
-                     metavar="RUN_DIR", show_default=False),
+        _option(text="New run folder", default="runs/<model>-<date>-<time>", metavar="RUN_DIR"),
     ] = None,
     resume: Annotated[
         Path | None,
-        typer.Option(help="Continue an interrupted run from its last completed epoch "
-                     "(default: none)", metavar="RUN_DIR", show_default=False),
+        _option(text="Continue an interrupted run from its last completed epoch",
+                default="none", metavar="RUN_DIR"),
     ] = None,
 ) -> None:
     """Train a model and write a run folder (config, history, curves, checkpoints, model)."""
