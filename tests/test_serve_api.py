@@ -12,6 +12,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,6 +139,25 @@ def test_image_with_too_many_pixels_is_413(client: TestClient):
     response = post_image(client, png_with_size_in_header(20_000, 20_000))
     assert response.status_code == 413
     assert "too large" in response.json()["detail"]
+
+
+def test_png_too_large_to_decode_in_a_server_is_413_at_once(client: TestClient):
+    started = time.perf_counter()
+    response = post_image(client, png_with_size_in_header(5000, 4000))
+    assert response.status_code == 413
+    assert "5000 x 4000 pixels" in response.json()["detail"]
+    assert time.perf_counter() - started < 1.0
+
+
+def test_a_jpeg_photo_larger_than_that_is_still_read(client: TestClient, test_digits):
+    digit = Image.fromarray(255 - test_digits[0][0]).resize((3000, 3000))
+    photo = Image.new("L", (4800, 3600), 255)
+    photo.paste(digit, (900, 300))
+    buffer = io.BytesIO()
+    photo.save(buffer, format="JPEG", quality=85)
+    response = post_image(client, buffer.getvalue(), "image/jpeg")
+    assert response.status_code == 200
+    assert response.json()["digit"] == int(test_digits[1][0])
 
 
 def test_empty_body_is_422(client: TestClient):

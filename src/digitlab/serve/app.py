@@ -7,6 +7,7 @@ thread fed by `InferenceBatcher`, so the event loop only moves bytes.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,10 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
 from starlette.datastructures import UploadFile
 
 from digitlab import __version__
@@ -38,6 +41,11 @@ if TYPE_CHECKING:
 
 #: Request bodies over this many bytes are refused with 413 (5 MB).
 MAX_BODY_BYTES = 5_000_000
+
+#: Images in formats decoded at full size (all but JPEG, which decodes straight to a reduced
+#: size) with more pixels than this are refused with 413: a 200 KB PNG can claim 50 megapixels
+#: and would take over a gigabyte and seconds of CPU to decode.
+MAX_FULL_DECODE_PIXELS = 16_000_000
 
 _STATIC_DIR = Path(str(files("digitlab.serve") / "static"))
 
@@ -142,12 +150,10 @@ def create_app(
     )
     async def predict(request: Request) -> PredictionResponse:
         """Classify the digit in one image and show the 28x28 image the model saw."""
-        from digitlab.images import to_mnist
-
         loaded = _ready_predictor(request)
         data, name = await _read_image_bytes(request)
         image = await anyio.to_thread.run_sync(
-            to_mnist, data, name, limiter=request.app.state.decode_limiter
+            _preprocess, data, name, limiter=request.app.state.decode_limiter
         )
         answer = await request.app.state.batcher.predict(image)
         return PredictionResponse(
@@ -191,6 +197,27 @@ async def _read_image_bytes(request: Request) -> tuple[bytes, str]:
     if not data:
         raise HTTPException(422, f"{name}: the image is empty (0 bytes)")
     return data, name
+
+
+def _preprocess(data: bytes, name: str) -> np.ndarray:
+    """`to_mnist`, after refusing images too costly to decode in a server (see
+    `MAX_FULL_DECODE_PIXELS`); raises the `ImageError`s of `to_mnist`."""
+    from digitlab.images import SUPPORTED_FORMATS, to_mnist
+
+    try:
+        # Reads the header only.
+        with Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS) as header:
+            width, height = header.size
+            decodes_in_full = header.format not in ("JPEG", "MPO")
+    except Exception:  # Pillow raises many types; to_mnist names the problem properly.
+        width = height = 0
+        decodes_in_full = False
+    if decodes_in_full and width * height > MAX_FULL_DECODE_PIXELS:
+        raise ImageTooLargeError(
+            f"{name}: image too large to decode ({width} x {height} pixels; this server "
+            f"decodes at most {MAX_FULL_DECODE_PIXELS:,} pixels, or a JPEG of any size)"
+        )
+    return to_mnist(data, name)
 
 
 async def _image_error_handler(request: Request, error: Exception) -> JSONResponse:
