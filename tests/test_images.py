@@ -165,16 +165,28 @@ def test_alpha_around_an_opaque_page_takes_the_paper_level(page, expected):
     assert _mean_difference(to_mnist(Image.fromarray(rgba)), expected) < 2
 
 
-def test_ink_polarity_comes_from_histogram_and_border(page):
+def test_ink_polarity_comes_from_border_and_histogram(page, mnist):
     assert ink_is_dark(page / 255)
     assert not ink_is_dark(1 - page / 255)
-    # Ink covering about half the image: the histogram is unclear, the paper border decides.
+    # Ink covering more than half of a tight crop: the paper border decides.
     bold = np.ones((60, 60))
-    bold[8:52, 8:52] = 0.0
-    bold[20:40, 20:40] = 1.0
-    assert 0.4 < (bold < 0.5).mean() < 0.6
-    assert ink_is_dark(bold)
-    assert not ink_is_dark(1 - bold)
+    bold[6:54, 6:54] = 0.0
+    bold[22:38, 22:38] = 1.0
+    assert (bold < 0.5).mean() > 0.55
+    assert ink_is_dark(bold) and not ink_is_dark(1 - bold)
+    # A dark table along one edge of the photo: the border is mixed, the histogram decides.
+    photo = np.ones((100, 100))
+    photo[:, :20] = 0.0
+    photo[40:70, 50:53] = 0.0
+    edges = np.concatenate([photo[0], photo[-1], photo[:, 0], photo[:, -1]])
+    assert 0.6 < edges.mean() < 0.7
+    assert ink_is_dark(photo) and not ink_is_dark(1 - photo)
+    # Tightly cropped ones: dark ink is most of the picture.
+    _, (x_test, y_test) = mnist
+    rng = np.random.default_rng(0)
+    for one in x_test[y_test == 1][:20]:
+        gray = to_grayscale(decode(render(one, "tight_crop", rng)[0]))
+        assert ink_is_dark(gray)
 
 
 def test_inverted_and_off_centre_digit_gives_the_same_image(page, expected):

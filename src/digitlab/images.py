@@ -243,16 +243,20 @@ def shrink(gray: np.ndarray, side: int = WORKING_SIDE) -> np.ndarray:
 def ink_is_dark(gray: np.ndarray) -> bool:
     """Decide the ink polarity: True for dark ink on light paper.
 
-    Ink is the minority of pixels, so the histogram decides when it is clear (two thirds of
-    the pixels on one side of the mid level). A bold digit can cover nearly half the image;
-    then the border decides, because paper nearly always reaches the image's edges.
+    Paper reaches the edges of nearly every digit image, even a tight crop where the ink
+    covers more than half of it, so a border that is nearly all one level (three quarters)
+    decides. Otherwise ink is the minority of the pixels when the histogram is clear (two
+    thirds on one side of the mid level). When neither is clear: dark ink, the usual case.
     """
     smooth = ndimage.gaussian_filter(gray, 1.0)
     mid = (float(smooth.min()) + float(smooth.max())) / 2
+    border_light = float(np.mean(_border(gray) > mid))
+    if abs(border_light - 0.5) >= 0.25:
+        return border_light > 0.5
     light_share = float(np.mean(gray > mid))
     if abs(light_share - 0.5) >= 1 / 6:
         return light_share > 0.5
-    return float(np.mean(_border(gray) > mid)) > 0.5
+    return border_light >= 0.5
 
 
 def _border(gray: np.ndarray) -> np.ndarray:
