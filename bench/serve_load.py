@@ -2,10 +2,12 @@
 
 Starts `digitlab serve` itself (default model, or --model) on a free loopback port unless
 --url names a running server. Each of --clients clients posts one PNG, waits for the answer
-and posts the next (closed loop), for --duration seconds after a short warm-up. With --rate,
-the clients instead send at that many requests per second in total (open loop), which shows
-the latency at a given load rather than at saturation. Prints requests/s, latency
-percentiles and the errors (any answer but 200, or a wrong digit count).
+and posts the next (closed loop) for --duration seconds after a short warm-up; then the
+latency is the clients' count divided by the throughput (Little's law), so it shows the
+server's capacity. With --rate, the clients instead send on a fixed schedule of that many
+requests per second in total (open loop), which shows the latency at a given load. Prints
+the requests answered per second, latency percentiles, and the errors (any answer but 200,
+or a wrong number of probabilities).
 
     .venv/bin/python bench/serve_load.py                    # 32 clients, 60 s
     .venv/bin/python bench/serve_load.py --duration 10 --rate 300
@@ -32,11 +34,22 @@ from digitlab.serve.process import server_process
 
 
 @dataclass
+class Window:
+    """The run's clock (`time.perf_counter` seconds): warm-up until `measure_from`, then
+    measurement until `stop_at`."""
+
+    measure_from: float
+    stop_at: float
+
+
+@dataclass
 class Tally:
-    """What the clients saw during the measured window."""
+    """What the clients saw for the requests they started inside the measured window."""
 
     latencies_s: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
+    last_answer_at: float = 0.0
+    unsent: int = 0  # open loop only: requests the schedule called for but the clients never sent
 
 
 def mnist_test_pngs(count: int) -> list[bytes]:
@@ -50,44 +63,54 @@ def mnist_test_pngs(count: int) -> list[bytes]:
     return pngs
 
 
+async def post_png(http: httpx.AsyncClient, png: bytes) -> str | None:
+    """Post one PNG; return None for a good answer, else what went wrong."""
+    try:
+        response = await http.post("/predict", content=png, headers={"Content-Type": "image/png"})
+    except httpx.HTTPError as failure:
+        return type(failure).__name__
+    if response.status_code != 200:
+        return f"HTTP {response.status_code}"
+    if len(response.json()["probabilities"]) != 10:
+        return "wrong number of probabilities"
+    return None
+
+
 async def client(
     http: httpx.AsyncClient,
     pngs: list[bytes],
-    offset: int,
-    measure_from: float,
-    stop_at: float,
+    first: int,
+    window: Window,
     interval_s: float | None,
     tally: Tally,
 ) -> None:
-    """Post PNGs until `stop_at`; record latencies and errors after `measure_from`."""
-    index = offset
-    scheduled = time.perf_counter() + (interval_s or 0.0) * offset / len(pngs)
+    """Post PNGs (from index `first` on) until the window closes.
+
+    Closed loop (`interval_s` None): the next request goes as soon as the answer is in.
+    Open loop: one request every `interval_s`, the schedule kept even when answers are
+    slow, and latency counted from the scheduled time, so that waiting to send counts too.
+    """
+    index = first
+    scheduled = time.perf_counter()
+    if interval_s is not None:
+        scheduled += interval_s * first / len(pngs)  # spread the clients over one interval
     while True:
+        now = time.perf_counter()
         if interval_s is None:
-            start = time.perf_counter()
+            start = now
         else:
-            # Open loop: keep the schedule even when answers are slow, and count latency
-            # from the scheduled time, so that a late send counts as waiting.
             scheduled += interval_s
-            await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+            await asyncio.sleep(max(0.0, scheduled - now))
             start = scheduled
-        if start >= stop_at:
+        if start >= window.stop_at or now >= window.stop_at:
+            if interval_s is not None and scheduled < window.stop_at:
+                tally.unsent += int((window.stop_at - scheduled) / interval_s) + 1
             return
-        error = None
-        try:
-            response = await http.post(
-                "/predict",
-                content=pngs[index % len(pngs)],
-                headers={"Content-Type": "image/png"},
-            )
-            if response.status_code != 200:
-                error = f"HTTP {response.status_code}"
-            elif len(response.json()["probabilities"]) != 10:
-                error = "wrong number of probabilities"
-        except httpx.HTTPError as failure:
-            error = type(failure).__name__
-        if start >= measure_from:
-            tally.latencies_s.append(time.perf_counter() - start)
+        error = await post_png(http, pngs[index % len(pngs)])
+        answered_at = time.perf_counter()
+        if start >= window.measure_from:
+            tally.latencies_s.append(answered_at - start)
+            tally.last_answer_at = max(tally.last_answer_at, answered_at)
             if error:
                 tally.errors[error] += 1
         index += 1
@@ -100,39 +123,42 @@ async def run_load(
     duration_s: float,
     warmup_s: float,
     rate: float | None,
-) -> Tally:
-    """Run the clients for `warmup_s` and then `duration_s`; return what they measured."""
+) -> tuple[Tally, float]:
+    """Run the clients for `warmup_s` and then `duration_s`.
+
+    Returns what they measured and the seconds from the window's start to the last answer
+    to a request started in it (the divisor of the throughput).
+    """
     tally = Tally()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    timeout = httpx.Timeout(30.0)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as http:
-        begin = time.perf_counter()
-        measure_from = begin + warmup_s
-        stop_at = measure_from + duration_s
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as http:
+        measure_from = time.perf_counter() + warmup_s
+        window = Window(measure_from, measure_from + duration_s)
         interval_s = clients / rate if rate else None
         await asyncio.gather(
             *(
-                client(
-                    http, pngs, k * len(pngs) // clients, measure_from, stop_at, interval_s, tally
-                )
+                client(http, pngs, k * len(pngs) // clients, window, interval_s, tally)
                 for k in range(clients)
             )
         )
-    return tally
+    return tally, max(duration_s, tally.last_answer_at - window.measure_from)
 
 
-def report(tally: Tally, window_s: float, clients: int, rate: float | None) -> str:
+def report(tally: Tally, elapsed_s: float, clients: int, rate: float | None) -> str:
     """The figures as a few lines of text."""
     latencies_ms = np.array(tally.latencies_s) * 1000
     count = latencies_ms.size
     mode = f"open loop at {rate:g} requests/s" if rate else "closed loop"
     lines = [
-        f"clients:       {clients} ({mode}), {window_s:g} s measured",
-        f"requests:      {count} ({count / window_s:.1f} requests/s)",
+        f"clients:       {clients} ({mode})",
+        f"answered:      {count} in {elapsed_s:.1f} s ({count / elapsed_s:.1f} requests/s)",
     ]
     if count:
         p50, p90, p99, top = np.percentile(latencies_ms, [50, 90, 99, 100])
         lines.append(f"latency (ms):  p50 {p50:.1f}  p90 {p90:.1f}  p99 {p99:.1f}  max {top:.1f}")
+    if rate:
+        behind = " (the server fell behind the schedule)" if tally.unsent else ""
+        lines.append(f"unsent:        {tally.unsent}{behind}")
     errors = ", ".join(f"{kind}: {n}" for kind, n in tally.errors.most_common()) or "none"
     lines.append(f"errors:        {sum(tally.errors.values())} ({errors})")
     return "\n".join(lines)
@@ -163,8 +189,8 @@ def main() -> None:
             url = stack.enter_context(server_process(log_dir / "server.log", model=args.model))
         print(f"server:        {url}")
         load = run_load(url, pngs, args.clients, args.duration, args.warmup, args.rate)
-        tally = asyncio.run(load)
-    print(report(tally, args.duration, args.clients, args.rate))
+        tally, elapsed_s = asyncio.run(load)
+    print(report(tally, elapsed_s, args.clients, args.rate))
 
 
 if __name__ == "__main__":
