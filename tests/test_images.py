@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from digitlab.images import (
 )
 from digitlab.styles import STYLES, pen_strokes, render
 
-STYLED_DIGITS = 200
+STYLED_DIGITS = 150
 
 
 @pytest.fixture(scope="module")
@@ -291,25 +292,47 @@ def test_decompression_bomb_is_refused_from_the_header(side):
     assert time.perf_counter() - started < 1.0  # nothing was decoded or allocated
 
 
+def _to_mnist_under_memory_cap(path, cap_bytes: int) -> subprocess.CompletedProcess:
+    """Run to_mnist on `path` in a fresh process whose address space is capped."""
+    script = (
+        "import resource, sys\n"
+        f"resource.setrlimit(resource.RLIMIT_AS, ({cap_bytes}, {cap_bytes}))\n"
+        "from digitlab.errors import ImageError\n"
+        "from digitlab.images import to_mnist\n"
+        "try:\n"
+        "    print(to_mnist(sys.argv[1]).max())\n"
+        "except ImageError as error:\n"
+        "    print(error)\n"
+    )
+    # One BLAS thread: thread buffers count against the cap on machines with many cores.
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+
+
 def test_decompression_bomb_is_refused_under_a_memory_cap(tmp_path):
     """A 100,000 x 100,000 PNG in a process limited to 2 GiB: decoding it would need 10 GB."""
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(_png_claiming(100_000, 100_000))
-    script = (
-        "import resource, sys\n"
-        "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
-        "from digitlab.errors import ImageTooLargeError\n"
-        "from digitlab.images import to_mnist\n"
-        "try:\n"
-        "    to_mnist(sys.argv[1])\n"
-        "except ImageTooLargeError as error:\n"
-        "    print(error)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(bomb)], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
+    done = _to_mnist_under_memory_cap(bomb, 2 << 30)
+    assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.startswith(f"{bomb}: image too large")
+
+
+def test_a_25_megapixel_png_is_reduced_within_a_memory_cap(tmp_path):
+    """Pillow box-reduces a large image before any float array exists: 768 MiB suffices."""
+    from PIL import ImageDraw
+
+    canvas = Image.new("RGBA", (5000, 5000), (255, 255, 255, 255))
+    ImageDraw.Draw(canvas).line([(2000, 1000), (2500, 4000)], fill=(0, 0, 0, 255), width=110)
+    path = tmp_path / "large.png"
+    canvas.save(path, format="PNG", compress_level=1)
+    del canvas
+    done = _to_mnist_under_memory_cap(path, 3 << 28)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip() == "255"
 
 
 @pytest.mark.parametrize("style", list(STYLES))
