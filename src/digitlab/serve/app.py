@@ -109,9 +109,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from digitlab.predict import Predictor
 
-        loaded = predictor or await anyio.to_thread.run_sync(Predictor.load, model_path)
-        batcher = InferenceBatcher(lambda images: loaded.predict(images).probabilities)
-        app.state.predictor = loaded
+        serving = (
+            predictor
+            if predictor is not None
+            else await anyio.to_thread.run_sync(Predictor.load, model_path)
+        )
+        batcher = InferenceBatcher(lambda images: serving.predict(images).probabilities)
+        app.state.predictor = serving
         app.state.batcher = batcher
         app.state.decode_limiter = anyio.CapacityLimiter(os.cpu_count() or 2)
         try:
