@@ -172,11 +172,12 @@ class Predictor:
                 results[position] = FileFailure(path, reason)
         if images:
             predictions = self.predict(np.stack(images))
+            confidences = predictions.confidences
             for row, position in enumerate(positions):
                 results[position] = FilePrediction(
                     path=paths[position],
                     digit=int(predictions.digits[row]),
-                    confidence=float(predictions.confidences[row]),
+                    confidence=float(confidences[row]),
                     probabilities=predictions.probabilities[row],
                     image=images[row],
                 )
@@ -238,13 +239,9 @@ def error_reason(error: Exception) -> str:
 
 
 def _shipped_model_path() -> Path:
-    try:
-        from digitlab.pretrained import pretrained_model_path
-    except ImportError:
-        raise ModelError(
-            "this installation ships no default model yet; pass a model file"
-        ) from None
-    return Path(pretrained_model_path())
+    from digitlab.pretrained import pretrained_model_path
+
+    return pretrained_model_path()
 
 
 def _keras_runner(model: object) -> Runner:
