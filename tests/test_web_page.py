@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from digit_images import paper_png
+from digit_images import HAND_DRAWN, Stroke, ink_strokes, paper_png, render_strokes
 from digitlab.atomic import atomic_write_bytes
 from digitlab.images import to_mnist
 from digitlab.predict import Predictor
@@ -36,93 +35,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "web_app.png"
-# Must match STROKE_FRACTION and UPLOAD_SIZE in serve/static/app.js.
-STROKE_FRACTION = 1 / 13
-UPLOAD_SIZE = 140
-INK_THRESHOLD = 128
 RELEASE_TO_PREDICTION_LIMIT_MS = 100
-
-Stroke = list[tuple[float, float]]
-
-
-def ink_strokes(digit: np.ndarray) -> list[Stroke]:
-    """Pen strokes that retrace a 28x28 digit's ink, in pixel-centre coordinates.
-
-    Each row's runs of ink are joined to the overlapping run of the row above, going back
-    and forth, so a digit becomes a few long strokes that stay on its ink, as a hand would.
-    """
-    strokes: list[Stroke] = []
-    open_runs: list[tuple[Stroke, int, int]] = []  # stroke, first and last column
-    for row in range(digit.shape[0]):
-        inked = np.flatnonzero(digit[row] >= INK_THRESHOLD)
-        runs = np.split(inked, np.flatnonzero(np.diff(inked) > 1) + 1) if inked.size else []
-        next_open = []
-        for run in runs:
-            first, last = int(run[0]), int(run[-1])
-            above = next((o for o in open_runs if o[1] <= last + 1 and first <= o[2] + 1), None)
-            if above is None:
-                stroke: Stroke = []
-                strokes.append(stroke)
-            else:
-                open_runs.remove(above)
-                stroke = above[0]
-            ends = [(first + 0.5, row + 0.5), (last + 0.5, row + 0.5)]
-            if stroke and abs(stroke[-1][0] - ends[1][0]) < abs(stroke[-1][0] - ends[0][0]):
-                ends.reverse()
-            stroke.extend(ends)
-            next_open.append((stroke, first, last))
-        open_runs = next_open
-    return strokes
-
-
-def smooth_curve(points: list[tuple[float, float]], per_segment: int = 6) -> Stroke:
-    """A Catmull-Rom spline through `points`: how a hand draws a curve through them."""
-    padded = np.array([points[0], *points, points[-1]], dtype=float)
-    curve = []
-    for p0, p1, p2, p3 in zip(padded, padded[1:], padded[2:], padded[3:], strict=False):
-        for t in np.linspace(0, 1, per_segment, endpoint=False):
-            curve.append(
-                0.5
-                * (
-                    2 * p1
-                    + (p2 - p0) * t
-                    + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
-                    + (3 * p1 - p0 - 3 * p2 + p3) * t**3
-                )
-            )
-    return [(float(x), float(y)) for x, y in [*curve, padded[-1]]]
-
-
-# Digits as a person draws them with a mouse (28x28 coordinates), not traced from MNIST.
-HAND_DRAWN = {
-    2: [
-        smooth_curve(
-            [(8.5, 9), (11, 6), (15, 5.2), (19, 7), (19.5, 10.5), (17, 14), (12.5, 18), (8, 22.5)]
-        ),
-        smooth_curve([(8, 22.5), (13, 22.2), (20.5, 22.5)]),
-    ],
-    5: [
-        smooth_curve([(19, 5.5), (10.5, 5.5)]),
-        smooth_curve([(10.5, 5.5), (9.8, 12.5)]),
-        smooth_curve(
-            [(9.8, 12.5), (13, 11), (17, 11.8), (19, 15.5), (17.5, 20), (13, 22), (9, 20.5)]
-        ),
-    ],
-}
-
-
-def render_strokes(strokes: list[Stroke]) -> np.ndarray:
-    """The strokes drawn as the page draws them (dark round pen on white), as sent to the server."""
-    scale = UPLOAD_SIZE / 28
-    width = UPLOAD_SIZE * STROKE_FRACTION
-    paper = Image.new("L", (UPLOAD_SIZE, UPLOAD_SIZE), 255)
-    pen = ImageDraw.Draw(paper)
-    for stroke in strokes:
-        points = [(x * scale, y * scale) for x, y in stroke]
-        pen.line(points, fill=17, width=round(width), joint="curve")
-        for x, y in points:
-            pen.ellipse([x - width / 2, y - width / 2, x + width / 2, y + width / 2], fill=17)
-    return np.asarray(paper)
 
 
 @pytest.fixture(scope="module")
