@@ -205,6 +205,17 @@ def test_page_loads_offline_with_its_controls_and_no_errors(browser: Browser, se
     context.close()
 
 
+def test_page_names_its_controls_and_announces_the_answer(page: Page):
+    assert page.get_by_role("button", name="Clear").get_attribute("data-testid") == "clear"
+    assert page.get_by_label("Upload an image").get_attribute("data-testid") == "upload"
+    assert page.get_by_role("img", name="Drawing area").get_attribute("data-testid") == "canvas"
+    answer = page.locator("[aria-live]").filter(has=page.get_by_test_id("prediction"))
+    assert answer.get_attribute("aria-live") == "polite"
+    assert page.get_by_role("list", name="Probabilities").get_attribute("data-testid") == (
+        "probabilities"
+    )
+
+
 def test_drawing_mnist_digits_with_a_mouse_shows_each_digit_quickly(
     page: Page, drawable_digits: dict[int, np.ndarray]
 ):
