@@ -47,6 +47,10 @@ MAX_BODY_BYTES = 5_000_000
 #: and would take over a gigabyte and seconds of CPU to decode.
 MAX_FULL_DECODE_PIXELS = 16_000_000
 
+#: Images decoded at once. Decoding is mostly bound by Python's GIL, so more threads add
+#: little speed but multiply the memory a burst of large images takes.
+DECODE_THREADS = min(4, os.cpu_count() or 1)
+
 _STATIC_DIR = Path(str(files("digitlab.serve") / "static"))
 
 # Most specific first: the first class an error is an instance of decides its status.
@@ -117,7 +121,7 @@ def create_app(
         batcher = InferenceBatcher(lambda images: serving.predict(images).probabilities)
         app.state.predictor = serving
         app.state.batcher = batcher
-        app.state.decode_limiter = anyio.CapacityLimiter(os.cpu_count() or 2)
+        app.state.decode_limiter = anyio.CapacityLimiter(DECODE_THREADS)
         try:
             yield
         finally:
