@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
+import sys
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -27,6 +31,28 @@ class ExportFormat(str, Enum):
     savedmodel = "savedmodel"
     onnx = "onnx"
     tflite = "tflite"
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null while TensorFlow starts and loads a model.
+
+    TensorFlow 2.21 logs start-up notes from C++ to stderr ("oneDNN custom operations are
+    on", absl's "All log messages before...") that TF_CPP_MIN_LOG_LEVEL no longer silences;
+    they would sit among the one-line reports of unreadable files. Failures still arrive as
+    exceptions, reported after stderr is restored.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 @app.command("predict")
@@ -77,7 +103,8 @@ def predict_command(
     """
     from digitlab.predict import FileFailure, FilePrediction, Predictor, collect_files
 
-    predictor = Predictor.load(model)
+    with native_stderr_silenced():
+        predictor = Predictor.load(model)
     results = predictor.predict_files(collect_files(paths))
     predicted = [result for result in results if isinstance(result, FilePrediction)]
     records = [prediction_record(result, top_k, min_confidence) for result in predicted]
@@ -180,6 +207,7 @@ def export_command(
     """Export MODEL and check it with its own runtime against Keras on 1,000 MNIST images."""
     from digitlab.export import export_model
 
-    report = export_model(model, export_format.value, out, force=force)
+    with native_stderr_silenced():
+        report = export_model(model, export_format.value, out, force=force)
     typer.echo(f"wrote {report.out} ({report.size_bytes / 1e6:.2f} MB)")
     typer.echo(report.summary())
