@@ -85,3 +85,15 @@ print(json.dumps({{"digitlab_imported": "digitlab" in sys.modules, "out": out}})
     assert result["digitlab_imported"] is False
     for name in list_models():
         np.testing.assert_allclose(result["out"][name], expected[name], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_shipped_model_loads_in_plain_keras_and_reaches_its_accuracy(mnist):
+    from digitlab.pretrained import pretrained_model_path
+
+    path = pretrained_model_path()
+    assert path.suffix == ".keras" and path.stat().st_size < 4_000_000
+    _, (x_test, y_test) = mnist
+    model = keras.models.load_model(path, safe_mode=True, compile=False)
+    predictions = model.predict(x_test, batch_size=1000, verbose=0).argmax(axis=1)
+    assert (predictions == y_test).mean() >= 0.995

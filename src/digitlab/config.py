@@ -35,7 +35,7 @@ class TrainConfig:
     batch_size: int = 64
     augment: bool = True
     """Digit-safe augmentation (affine + elastic) of the training images."""
-    lr: float = 1e-3
+    lr: float = 2e-3
     """Adam learning rate (the peak of the schedule)."""
     lr_schedule: str = "cosine"
     """`constant`, or `cosine`: linear warm-up, then cosine decay to zero at the last step."""
