@@ -1,0 +1,183 @@
+"""Inference speed: images/s in batches of 1,000 and single-image latency, Keras vs ONNX Runtime.
+
+For each registered model (untrained weights: speed does not depend on them) this builds the
+model, exports it to ONNX, and measures both through `digitlab.Predictor`, the path the
+CLI and the web server use: the median time of a 1,000-image batch (as images/s), and the
+median and 99th-percentile time of one-image predictions. Prints a table and writes it
+into docs/results.md under its own heading (other sections are left alone).
+
+    .venv/bin/python bench/inference.py                   # mlp and cnn
+    .venv/bin/python bench/inference.py --models mlp --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.atomic import atomic_write_text
+from digitlab.data.sources import load_mnist
+from digitlab.predict import Predictor
+
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results.md"
+TARGETS = {  # model -> ONNX Runtime targets: (batch images/s, single-image median ms)
+    "mlp": (50_000, 1.0),
+    "cnn": (5_000, None),
+}
+
+
+@dataclass(frozen=True)
+class Speed:
+    model: str
+    runtime: str
+    gflop_per_image: float
+    images_per_second: float
+    best_images_per_second: float
+    single_median_ms: float
+    single_p99_ms: float
+
+
+def measure(predictor: Predictor, images: np.ndarray, repeats: int, singles: int) -> tuple:
+    """(median and best batch images/s, single median ms, single p99 ms), after warm-ups.
+
+    The best batch is what the machine gives when nothing else runs; the median is typical.
+    """
+    batch = images[:1000]
+    batch_seconds = _timings(lambda: predictor.predict(batch), repeats)
+    single_seconds = _timings(lambda: predictor.predict(images[0]), singles)
+    milliseconds = np.array(single_seconds) * 1000
+    return (
+        len(batch) / statistics.median(batch_seconds),
+        len(batch) / min(batch_seconds),
+        float(np.median(milliseconds)),
+        float(np.percentile(milliseconds, 99)),
+    )
+
+
+def _timings(call: Callable[[], object], repeats: int) -> list[float]:
+    for _ in range(3):
+        call()
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def multiply_adds(model: object) -> int:
+    """Multiply-adds per image of the Dense and Conv2D layers, which are nearly all the work."""
+    total = 0
+    for layer in model.layers:  # type: ignore[attr-defined]
+        kind = type(layer).__name__
+        if kind == "Dense":
+            total += int(np.prod(layer.kernel.shape))
+        elif kind == "Conv2D":
+            height, width = layer.output.shape[1:3]
+            total += height * width * int(np.prod(layer.kernel.shape))
+    return total
+
+
+def bench_model(name: str, images: np.ndarray, args: argparse.Namespace) -> list[Speed]:
+    from digitlab.models import build_model
+
+    model = build_model(name)
+    model.predict_on_batch(images[:1].astype(np.float32))  # Keras exports only called models
+    gflop = 2 * multiply_adds(model) / 1e9
+    print(f"{name}: {gflop * 1e3:.1f} MFLOP per image", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        onnx_path = Path(folder) / f"{name}.onnx"
+        model.export(str(onnx_path), format="onnx", verbose=False)
+        predictors = [Predictor.from_keras(model), Predictor.load(onnx_path, threads=args.threads)]
+        return [
+            Speed(name, predictor.runtime, gflop,
+                  *measure(predictor, images, args.repeats, args.singles))
+            for predictor in predictors
+        ]
+
+
+def verdict(speed: Speed) -> str:
+    if speed.runtime != "ONNX Runtime" or speed.model not in TARGETS:
+        return ""
+    min_rate, max_median = TARGETS[speed.model]
+    checks = [f"{min_rate:,} img/s: {'met' if speed.images_per_second >= min_rate else 'MISSED'}"]
+    if max_median is not None:
+        met = speed.single_median_ms < max_median
+        checks.append(f"< {max_median:g} ms: {'met' if met else 'MISSED'}")
+    return "; ".join(checks)
+
+
+def table(speeds: list[Speed]) -> str:
+    rows = [
+        "| model | MFLOP per image | runtime | batches of 1,000: median (images/s) "
+        "| best (images/s) | best (GFLOP/s) | single image median (ms) "
+        "| single image p99 (ms) | target (on the median) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    rows += [
+        f"| {s.model} | {s.gflop_per_image * 1e3:.1f} | {s.runtime} | {s.images_per_second:,.0f} "
+        f"| {s.best_images_per_second:,.0f} | {s.best_images_per_second * s.gflop_per_image:.0f} "
+        f"| {s.single_median_ms:.3f} | {s.single_p99_ms:.3f} | {verdict(s)} |"
+        for s in speeds
+    ]
+    return "\n".join(rows)
+
+
+def replace_section(path: Path, heading: str, body: str) -> None:
+    """Put `## heading` + `body` into the Markdown file, replacing only that section."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else "# Measured results\n"
+    section = f"## {heading}\n\n{body.strip()}\n"
+    pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    atomic_write_text(path, text.rstrip("\n") + "\n")
+
+
+def publish(heading: str, context: str, text: str, write: bool) -> None:
+    """Print the table and its context; with `write`, put both into docs/results.md."""
+    print(f"{text}\n\n{context}")
+    if write:
+        replace_section(RESULTS, heading, f"{context}\n\n{text}")
+        print(f"\nwrote the '{heading}' section of {RESULTS}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["mlp", "cnn"],
+                        help="registered model names (default: mlp cnn)")
+    parser.add_argument("--repeats", type=int, default=20,
+                        help="timed 1,000-image batches per runtime (default: 20)")
+    parser.add_argument("--singles", type=int, default=500,
+                        help="timed single-image predictions per runtime (default: 500)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="ONNX Runtime intra-op threads (default: its own choice)")
+    parser.add_argument("--no-write", action="store_true",
+                        help="print only; leave docs/results.md alone")
+    args = parser.parse_args()
+
+    _, (x_test, _) = load_mnist()
+    load_before = os.getloadavg()[0]
+    speeds = [speed for name in args.models for speed in bench_model(name, x_test, args)]
+    text = table(speeds)
+    context = (
+        f"Measured by `.venv/bin/python bench/inference.py` on {os.cpu_count()} CPU cores "
+        f"(load average {load_before:.1f} when it started; other work on the machine slows "
+        f"these figures), ONNX Runtime threads: {args.threads or 'default'}. Weights are "
+        "untrained: speed does not depend on them."
+    )
+    publish("Inference speed", context, text, write=not args.no_write)
+
+
+if __name__ == "__main__":
+    main()
