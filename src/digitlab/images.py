@@ -376,8 +376,8 @@ def stroke_width(mask: np.ndarray) -> float:
     A stroke of width w and length L covers w * L pixels and has about 2 * L edge pixels,
     so w is about twice the area over the edge count.
     """
-    edge = np.count_nonzero(mask & ~ndimage.binary_erosion(mask))
-    return 2 * np.count_nonzero(mask) / max(edge, 1)
+    edge = int(np.count_nonzero(mask & ~ndimage.binary_erosion(mask)))
+    return 2 * int(np.count_nonzero(mask)) / max(edge, 1)
 
 
 def thicken_thin_strokes(digit: np.ndarray) -> np.ndarray:

@@ -158,10 +158,10 @@ class Predictor:
         A file that cannot be used becomes a `FileFailure` with its reason; it never stops
         the others.
         """
-        paths = [Path(path) for path in paths]
-        results: list[FilePrediction | FileFailure | None] = [None] * len(paths)
+        files = [Path(path) for path in paths]
+        results: list[FilePrediction | FileFailure | None] = [None] * len(files)
         images, positions = [], []
-        for position, path in enumerate(paths):
+        for position, path in enumerate(files):
             try:
                 images.append(to_mnist(path))
                 positions.append(position)
@@ -175,7 +175,7 @@ class Predictor:
             confidences = predictions.confidences
             for row, position in enumerate(positions):
                 results[position] = FilePrediction(
-                    path=paths[position],
+                    path=files[position],
                     digit=int(predictions.digits[row]),
                     confidence=float(confidences[row]),
                     probabilities=predictions.probabilities[row],
