@@ -26,6 +26,7 @@ leaves a history row or weights one epoch ahead of the recorded epoch.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     import keras
 
     from digitlab.data.sources import Dataset
+    from digitlab.distributed import ProcessShare
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 STATE_FILE = "state.json"
@@ -64,6 +66,8 @@ class RunResult:
     epochs_completed: int
     train_seconds: float
     history: list[dict[str, float]] = field(repr=False)
+    weights_sha256: str = ""
+    """Checksum of the final (last epoch) weights: equal on every process of a distributed run."""
 
 
 @dataclass
@@ -266,7 +270,10 @@ def _write_augmentation_figure(run_dir: Path, x: np.ndarray, y: np.ndarray, conf
     plot_augmentation_grid(originals, augmented, run_dir / "augmentation.png")
 
 
-def _finish(run_dir: Path, config: TrainConfig, dataset: Dataset, params: int, state: _RunState):
+def _finish(
+    run_dir: Path, config: TrainConfig, dataset: Dataset, inner: keras.Model, state: _RunState
+) -> RunResult:
+    from digitlab.distributed import weights_checksum
     from digitlab.plots.training import plot_training_curves
 
     best = run_dir / "checkpoints" / "best.keras"
@@ -277,7 +284,7 @@ def _finish(run_dir: Path, config: TrainConfig, dataset: Dataset, params: int, s
     )
     summary = {
         "model": config.model,
-        "params": params,
+        "params": inner.count_params(),
         "epochs_completed": state.epochs_completed,
         "epochs": config.epochs,
         "train_seconds": round(state.train_seconds, 2),
@@ -296,6 +303,7 @@ def _finish(run_dir: Path, config: TrainConfig, dataset: Dataset, params: int, s
         epochs_completed=state.epochs_completed,
         train_seconds=state.train_seconds,
         history=state.history,
+        weights_sha256=weights_checksum(inner),
     )
 
 
@@ -316,15 +324,17 @@ def train(
             optimizer state; a finished run is only re-finalised.
         verbose: Keras's `fit` verbosity (0 silent, 1 progress bar, 2 one line per epoch).
 
+    Under a Keras `DataParallel` distribution on JAX (see `digitlab.distributed`) each
+    process trains on its own shard with `batch_size / processes` images per step; only
+    process 0 writes the run folder.
+
     Raises `ConfigError` for bad settings, a non-empty `out`, a `resume` folder that is
     not a run or a `config` that differs from it; `DataError` for data that cannot be
     loaded or split.
     """
-    import keras
+    from digitlab.distributed import current_process, scratch_run_dir
 
-    from digitlab.data.sources import load_dataset
-    from digitlab.models import build_model
-
+    process = current_process()
     if resume is not None:
         run_dir = Path(resume)
         saved = config_from_json(run_dir / "config.json")
@@ -338,19 +348,42 @@ def train(
     else:
         config = config or TrainConfig()
         run_dir = Path(out) if out is not None else default_run_dir(config)
-        _prepare_run_dir(run_dir)
+        if process.is_writer:
+            _prepare_run_dir(run_dir)
         state = _RunState()
+    # The other processes of a distributed run make the same Keras calls as process 0 (saving
+    # a model can be a collective operation) but write into a scratch folder.
+    with scratch_run_dir(process, run_dir) as write_dir:
+        result = _train_and_record(
+            config, state, process, run_dir, write_dir, resume is None, verbose
+        )
+    return dataclasses.replace(result, run_dir=run_dir, model_path=run_dir / "model.keras")
+
+
+def _train_and_record(
+    config: TrainConfig, state: _RunState, process: ProcessShare, run_dir: Path,
+    write_dir: Path, new_run: bool, verbose: int | str,
+) -> RunResult:
+    """Train from `state` (committed in `run_dir`), recording the run into `write_dir`."""
+    import keras
+
+    from digitlab.data.sources import load_dataset
+    from digitlab.distributed import process_local
+    from digitlab.models import build_model
 
     dataset = load_dataset(config.dataset)
     x_train, y_train, x_val, y_val = split_train_validation(
         dataset.x_train, dataset.y_train, config.val_fraction, config.seed, config.limit
     )
+    x_train, y_train = process.shard(x_train, y_train)
+    x_val, y_val = process.shard(x_val, y_val)
+    batch_size = process.local_batch_size(config.batch_size)
     # A resumed run draws fresh shuffles and augmentations, not a replay of its first epochs.
     keras.utils.set_random_seed(config.seed + state.epochs_completed)
     model_options = {**config.model_options, "image_shape": dataset.x_train.shape[1:]}
     inner = build_model(config.model, num_classes=dataset.num_classes, **model_options)
     model = build_training_model(inner, config)
-    steps_per_epoch = -(-len(y_train) // config.batch_size)
+    steps_per_epoch = -(-len(y_train) // batch_size)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=_learning_rate(config, steps_per_epoch)),
         loss="sparse_categorical_crossentropy",
@@ -359,31 +392,32 @@ def train(
         steps_per_execution=min(config.steps_per_execution, steps_per_epoch),
     )
 
-    if resume is None:
-        _write_config(run_dir, config)
-    if config.augment and not (run_dir / "augmentation.png").exists():
-        _write_augmentation_figure(run_dir, x_train, y_train, config)
+    if new_run:
+        _write_config(write_dir, config)
+    if config.augment and not (write_dir / "augmentation.png").exists():
+        with process_local():
+            _write_augmentation_figure(write_dir, x_train, y_train, config)
     if state.train_state is not None:
         model.optimizer.build(model.trainable_variables)
         model.load_weights(run_dir / "checkpoints" / state.train_state)
         # The state file may have been committed just before a kill: redo what follows it.
-        _write_derived(run_dir, inner, state)
+        _write_derived(write_dir, inner, state)
 
     if state.epochs_completed < config.epochs:
         model.fit(
             x_train,
             y_train,
-            batch_size=config.batch_size,
+            batch_size=batch_size,
             epochs=config.epochs,
             initial_epoch=state.epochs_completed,
             validation_data=(x_val, y_val),
             shuffle=True,
             verbose=verbose,
             callbacks=[
-                _make_recorder(run_dir, inner, state),
+                _make_recorder(write_dir, inner, state),
                 keras.callbacks.TensorBoard(
-                    log_dir=str(run_dir / "tensorboard"), write_graph=False
+                    log_dir=str(write_dir / "tensorboard"), write_graph=False
                 ),
             ],
         )
-    return _finish(run_dir, config, dataset, inner.count_params(), state)
+    return _finish(write_dir, config, dataset, inner, state)
