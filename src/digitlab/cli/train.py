@@ -76,9 +76,39 @@ def train_command(
         _option(text="Continue an interrupted run from its last completed epoch",
                 default="none", metavar="RUN_DIR"),
     ] = None,
+    coordinator: Annotated[
+        str | None,
+        _option(text="Distributed training: process 0's HOST:PORT, the same for every process",
+                default="none", metavar="HOST:PORT", envvar="DIGITLAB_COORDINATOR",
+                rich_help_panel="Distributed (JAX backend, see docs/distributed.md)"),
+    ] = None,
+    num_processes: Annotated[
+        int | None,
+        _option(text="Distributed training: how many processes take part", default="none",
+                envvar="DIGITLAB_NUM_PROCESSES",
+                rich_help_panel="Distributed (JAX backend, see docs/distributed.md)"),
+    ] = None,
+    process_id: Annotated[
+        int | None,
+        _option(text="Distributed training: this process's index, 0 on the coordinator",
+                default="none", envvar="DIGITLAB_PROCESS_ID",
+                rich_help_panel="Distributed (JAX backend, see docs/distributed.md)"),
+    ] = None,
+    local_processes: Annotated[
+        int | None,
+        _option(text="Start N distributed worker processes on this machine and wait for them",
+                default="none", metavar="N",
+                rich_help_panel="Distributed (JAX backend, see docs/distributed.md)"),
+    ] = None,
+    join_timeout: Annotated[
+        float,
+        _option(text="Seconds to reach the coordinator and for all processes to join",
+                default=120, rich_help_panel="Distributed (JAX backend, see docs/distributed.md)"),
+    ] = 120.0,
 ) -> None:
     """Train a model and write a run folder (config, history, curves, checkpoints, model)."""
     from digitlab.config import make_config, parse_override
+    from digitlab.distributed import resolve_settings, train_distributed
     from digitlab.training import default_run_dir, train
 
     flags = {
@@ -99,13 +129,30 @@ def train_command(
     else:
         run_config = make_config(config, overrides)
         run_dir = out if out is not None else default_run_dir(run_config)
+    distributed = resolve_settings(coordinator, num_processes, process_id)
+    if local_processes is not None:
+        if distributed is not None:
+            raise ConfigError("--local-processes starts its own workers; "
+                              "do not combine it with --coordinator/--num-processes/--process-id")
+        worker_args = _train_arguments(flags, settings, config, run_dir, resume, join_timeout)
+        _launch_local(local_processes, worker_args, run_dir)
+        return
+    new_run_dir = run_dir if resume is None else None
     try:
-        result = train(
-            run_config,
-            out=run_dir if resume is None else None,
-            resume=resume,
-            verbose=1,
-        )
+        if distributed is None:
+            result = train(run_config, out=new_run_dir, resume=resume, verbose=1)
+        else:
+            # The user's --out, not a default: a default name, holding the start time,
+            # would differ between the processes.
+            result = train_distributed(
+                distributed, run_config, out=out, resume=resume,
+                # One progress bar is enough: the processes step together.
+                verbose=1 if distributed.process_id == 0 else 0, timeout=join_timeout,
+            )
+            typer.echo(
+                f"Process {distributed.process_id} of {distributed.num_processes}: "
+                f"final weights sha256 {result.weights_sha256}"
+            )
     except KeyboardInterrupt:
         typer.echo(
             f"Interrupted. Continue from the last completed epoch with: "
@@ -117,6 +164,46 @@ def train_command(
         f"Best validation accuracy {result.best_val_accuracy:.4f} "
         f"(epoch {result.best_epoch} of {result.epochs_completed}); run folder: {result.run_dir}"
     )
+
+
+def _train_arguments(
+    flags: dict[str, Any], settings: list[str] | None, config: Path | None, run_dir: Path,
+    resume: Path | None, join_timeout: float,
+) -> list[str]:
+    """The `digitlab train` arguments that give a worker process this command's settings."""
+    if resume is not None:
+        arguments = ["--resume", str(resume)]
+    else:
+        # Every worker gets the folder chosen here: a default name holds the start time.
+        arguments = ["--out", str(run_dir)]
+        if config is not None:
+            arguments += ["--config", str(config)]
+        for key, value in flags.items():
+            option = "--" + key.replace("_", "-")
+            if isinstance(value, bool):
+                arguments.append(option if value else f"--no-{key}")
+            elif value is not None:
+                arguments += [option, str(value)]
+        for text in settings or []:
+            arguments += ["--set", text]
+    return [*arguments, "--join-timeout", str(join_timeout)]
+
+
+def _launch_local(num_processes: int, worker_args: list[str], run_dir: Path) -> None:
+    from digitlab.local_processes import run_local_processes
+
+    try:
+        run_local_processes(
+            num_processes, worker_args, on_event=lambda line: typer.echo(line, err=True)
+        )
+    except KeyboardInterrupt:
+        typer.echo(
+            f"Interrupted; stopped all {num_processes} workers. Continue from the last "
+            f"completed epoch with: digitlab train --local-processes {num_processes} "
+            f"--resume {run_dir}",
+            err=True,
+        )
+        raise typer.Exit(130) from None
 
 
 @app.command("models")
