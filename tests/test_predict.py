@@ -158,6 +158,15 @@ def test_load_reports_a_bad_model_path_in_one_sentence(tmp_path, name, content, 
         Predictor.load(path)
 
 
+def test_load_without_a_path_uses_the_shipped_model(mnist):
+    from digitlab.pretrained import pretrained_model_path
+
+    shipped = Predictor.load()
+    _, (x_test, y_test) = mnist
+    assert pretrained_model_path().name in shipped.name and shipped.runtime == "Keras"
+    assert (shipped.predict(x_test[:500]).digits == y_test[:500]).mean() >= 0.99
+
+
 def test_load_refuses_a_folder_that_is_not_a_saved_model(tmp_path):
     with pytest.raises(ModelError, match="saved_model.pb"):
         Predictor.load(tmp_path)
