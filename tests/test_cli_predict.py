@@ -133,6 +133,12 @@ def test_show_preprocessed_saves_what_the_model_saw(model_path, images, tmp_path
     assert np.array_equal(np.asarray(Image.open(saved)), to_mnist(path))
 
 
+def test_predict_on_an_empty_folder_is_a_one_line_error(tmp_path):
+    result = runner.invoke(app, ["predict", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: {tmp_path}: no files to predict"
+
+
 def test_predict_with_a_bad_model_is_a_one_line_error(images, tmp_path):
     result = runner.invoke(app, ["predict", str(images), "--model", str(tmp_path / "no.onnx")])
     assert result.exit_code == 1

@@ -109,7 +109,7 @@ def _check_destination(format: str, out: Path, force: bool) -> None:
     if suffix and out.suffix != suffix:
         raise ExportError(f"{out}: a {format} export's file name must end in {suffix}")
     if (out.exists() or out.is_symlink()) and not force:
-        raise ExportError(f"{out}: already exists; pass --force to replace it")
+        raise ExportError(f"{out}: already exists; use --force (force=True) to replace it")
 
 
 def _make_parents(folder: Path) -> list[Path]:

@@ -101,11 +101,15 @@ def predict_command(
 
     Exits with 1 if any file could not be read.
     """
+    from digitlab.errors import ImageError
     from digitlab.predict import FileFailure, FilePrediction, Predictor, collect_files
 
+    files = collect_files(paths)
+    if not files:
+        raise ImageError(f"{', '.join(map(str, paths))}: no files to predict")
     with native_stderr_silenced():
         predictor = Predictor.load(model)
-    results = predictor.predict_files(collect_files(paths))
+    results = predictor.predict_files(files)
     predicted = [result for result in results if isinstance(result, FilePrediction)]
     records = [prediction_record(result, top_k, min_confidence) for result in predicted]
     if output_format is OutputFormat.json:
