@@ -4,6 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
+# The reference run: the original project's model and hyper-parameters, in a new run folder.
+REFERENCE_RUN := runs/reference-mlp-$(shell date +%Y%m%d-%H%M%S)
+RESULTS       := results
+
 .PHONY: run test system-deps lint clean
 
 $(STAMP): pyproject.toml constraints.txt
@@ -17,6 +21,11 @@ system-deps:
 
 run: $(STAMP)
 	$(BIN)/digitlab data fetch
+	$(BIN)/digitlab train --model mlp --epochs 30 --batch-size 64 --augment --out $(REFERENCE_RUN)
+	$(BIN)/digitlab evaluate $(REFERENCE_RUN)/model.keras --dataset mnist --out $(RESULTS)
+	cp $(REFERENCE_RUN)/config.json $(REFERENCE_RUN)/history.csv $(REFERENCE_RUN)/summary.json \
+	   $(REFERENCE_RUN)/curves.png $(REFERENCE_RUN)/augmentation.png $(REFERENCE_RUN)/model.keras $(RESULTS)/
+	@echo "reference run: $(REFERENCE_RUN); report and figures: $(RESULTS)/"
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
