@@ -2,7 +2,7 @@
 
 Default: the reference `mlp` (30 epochs, batch 64, augmentation; `TrainConfig()`'s
 defaults). Any setting can be changed as in `digitlab train --set` (e.g. to reproduce
-the shipped `cnn`: --set model=cnn --set epochs=15 --set batch_size=128 --set lr=0.002).
+the shipped `cnn`: --set model=cnn --set epochs=15 --set batch_size=128).
 Prints the training progress, then one summary line and a JSON line with the figures:
 test accuracy and loss (the best-by-validation model on the 10,000 MNIST test images),
 seconds to train and in total, the process's CPU seconds, and the machine's load average.
