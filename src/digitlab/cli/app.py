@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import typer
@@ -36,3 +40,31 @@ data_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(data_app, name="data")
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null while TensorFlow starts and loads a model.
+
+    TensorFlow 2.21 logs start-up notes from C++ to stderr ("oneDNN custom operations are
+    on", absl's "All log messages before...") that TF_CPP_MIN_LOG_LEVEL no longer silences;
+    they would sit among a verb's own output. Failures still arrive as exceptions, reported
+    after stderr is restored.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_keras_quietly() -> None:
+    """Import Keras (and its backend) now, without the backend's native start-up notes."""
+    with native_stderr_silenced():
+        import keras  # noqa: F401

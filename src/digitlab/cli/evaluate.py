@@ -1,4 +1,4 @@
-"""`digitlab evaluate` and `digitlab compare`: thin shells over digitlab.evaluation and .comparison."""
+"""`digitlab evaluate` and `digitlab compare`: thin shells over evaluation.py and comparison.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from digitlab.cli.app import app
+from digitlab.cli.app import app, import_keras_quietly
 
 # Repeated here rather than imported: importing digitlab.evaluation would pull in NumPy and
 # scikit-learn for every `digitlab --help`.
@@ -46,6 +46,7 @@ def evaluate_command(
     batch_size: BatchSize = _DEFAULT_BATCH_SIZE,
 ) -> None:
     """Print test accuracy, loss and the classification report of MODEL on a dataset."""
+    import_keras_quietly()
     from digitlab.evaluation import evaluate_model_file
 
     result = evaluate_model_file(model, dataset=dataset, out=out, batch_size=batch_size)
@@ -79,6 +80,7 @@ def compare_command(
     batch_size: BatchSize = _DEFAULT_BATCH_SIZE,
 ) -> None:
     """Compare training runs: one table and, with --out, one plot of validation curves."""
+    import_keras_quietly()
     from digitlab.comparison import COMPARISON_FILES, compare, format_table
 
     rows = compare(run_dirs, out=out, evaluate_missing=evaluate, batch_size=batch_size)

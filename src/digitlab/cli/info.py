@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from digitlab.cli.app import app
+from digitlab.cli.app import app, import_keras_quietly
 
 
 def _version(*distributions: str) -> str:
@@ -52,6 +52,7 @@ def info(
     ] = None,
 ) -> None:
     """Print versions, the Keras backend, the devices seen and the MNIST cache's state."""
+    import_keras_quietly()
     import keras
 
     from digitlab import __version__

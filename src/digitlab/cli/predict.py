@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
-import os
-import sys
-from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from digitlab.cli.app import app
+from digitlab.cli.app import app, native_stderr_silenced
 
 if TYPE_CHECKING:
     from digitlab.predict import FilePrediction
@@ -31,28 +27,6 @@ class ExportFormat(str, Enum):
     savedmodel = "savedmodel"
     onnx = "onnx"
     tflite = "tflite"
-
-
-@contextlib.contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null while TensorFlow starts and loads a model.
-
-    TensorFlow 2.21 logs start-up notes from C++ to stderr ("oneDNN custom operations are
-    on", absl's "All log messages before...") that TF_CPP_MIN_LOG_LEVEL no longer silences;
-    they would sit among the one-line reports of unreadable files. Failures still arrive as
-    exceptions, reported after stderr is restored.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 @app.command("predict")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from digitlab.cli.app import app
+from digitlab.cli.app import app, native_stderr_silenced
 
 
 @app.command("serve")
@@ -42,7 +42,8 @@ def serve_command(
 
     # Load before the server starts so that a bad model is one clear error line, not a
     # traceback from inside uvicorn's start-up.
-    predictor = Predictor.load(model)
+    with native_stderr_silenced():
+        predictor = Predictor.load(model)
     typer.echo(f"Serving {predictor.name} on http://{host}:{port}/ (Ctrl-C stops)", err=True)
     uvicorn.run(
         create_app(predictor=predictor),
