@@ -292,6 +292,24 @@ def test_decompression_bomb_is_refused_from_the_header(side):
     assert time.perf_counter() - started < 1.0  # nothing was decoded or allocated
 
 
+def _encoded_bar(image_format: str) -> bytes:
+    """A 400 x 400 white page with a dark vertical bar (a '1'), encoded as `image_format`."""
+    page = np.full((400, 400), 255, dtype=np.uint8)
+    page[80:320, 185:215] = 0
+    buffer = io.BytesIO()
+    Image.fromarray(page).save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def test_stricter_full_decode_limit_refuses_png_but_not_jpeg():
+    limit = 100_000  # below the 160,000 pixels of the test page
+    with pytest.raises(ImageTooLargeError, match="at most 100,000 for PNG"):
+        to_mnist(_encoded_bar("PNG"), max_full_decode_pixels=limit)
+    # JPEG decodes straight to a reduced size, so the stricter limit does not apply to it.
+    assert to_mnist(_encoded_bar("JPEG"), max_full_decode_pixels=limit).max() > 0
+    assert to_mnist(_encoded_bar("PNG")).max() > 0
+
+
 def _to_mnist_under_memory_cap(path, cap_bytes: int) -> subprocess.CompletedProcess:
     """Run to_mnist on `path` in a fresh process whose address space is capped."""
     script = (

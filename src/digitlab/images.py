@@ -80,12 +80,17 @@ _GRAY_MODES = {"1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 _REDUCIBLE_MODES = {"L", "LA", "RGB", "RGBA", "I", "F"}
 
 
-def to_mnist(image: ImageSource, name: str | None = None) -> np.ndarray:
+def to_mnist(
+    image: ImageSource, name: str | None = None, max_full_decode_pixels: int | None = None
+) -> np.ndarray:
     """Turn a person's digit image into a 28x28 uint8 MNIST-style array (white ink on black).
 
     `image` is a file path, the bytes of an image file, a PIL image or a numpy array
     (H x W gray, or H x W x 2/3/4 with alpha last; uint8, uint16, bool or float 0..1).
-    `name` is used in error messages (a path names itself).
+    `name` is used in error messages (a path names itself). `max_full_decode_pixels`, when
+    given, is a stricter pixel limit for formats decoded at full size (all but JPEG, which
+    decodes straight to a reduced size), for callers such as a server that must bound the
+    cost of each request.
 
     Raises `NotAnImageError`, `CorruptImageError` or `ImageTooLargeError` when the image
     cannot be decoded, and `NoDigitFoundError` when it is blank or nearly blank; every
@@ -93,26 +98,29 @@ def to_mnist(image: ImageSource, name: str | None = None) -> np.ndarray:
     """
     if name is None:
         name = str(image) if isinstance(image, (str, os.PathLike)) else "the image"
-    gray = to_grayscale(decode(image, name))
+    gray = to_grayscale(decode(image, name, max_full_decode_pixels))
     digit = crop_to_ink(thicken_thin_strokes(crop_to_ink(extract_ink(gray, name))))
     return to_uint8(center_by_mass(scale_to_box(digit)))
 
 
-def decode(image: ImageSource, name: str = "the image") -> Image.Image | np.ndarray:
+def decode(
+    image: ImageSource, name: str = "the image", max_full_decode_pixels: int | None = None
+) -> Image.Image | np.ndarray:
     """Decode a path or bytes into a loaded, upright PIL image; pass images and arrays through.
 
-    Checks the pixel count from the header before decoding (`ImageTooLargeError`), applies
-    the EXIF orientation, and for JPEG asks the decoder for a reduced size directly.
+    Checks the pixel count from the header before decoding (`ImageTooLargeError`; also
+    against `max_full_decode_pixels` for formats other than JPEG), applies the EXIF
+    orientation, and for JPEG asks the decoder for a reduced size directly.
     """
     if isinstance(image, np.ndarray):
         return image
     if isinstance(image, Image.Image):
         return ImageOps.exif_transpose(image)
     if isinstance(image, bytes):
-        return _decode_stream(io.BytesIO(image), name)
+        return _decode_stream(io.BytesIO(image), name, max_full_decode_pixels)
     try:
         with Path(image).open("rb") as stream:
-            return _decode_stream(stream, name)
+            return _decode_stream(stream, name, max_full_decode_pixels)
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -121,7 +129,9 @@ def decode(image: ImageSource, name: str = "the image") -> Image.Image | np.ndar
         raise ImageError(f"{name}: cannot read ({error.strerror or error})") from None
 
 
-def _decode_stream(stream: BinaryIO, name: str) -> Image.Image:
+def _decode_stream(
+    stream: BinaryIO, name: str, max_full_decode_pixels: int | None = None
+) -> Image.Image:
     too_large = f"{name}: image too large to decode safely"
     try:
         # Pillow warns, then raises, on huge headers; both mean "too large" here. The warning
@@ -140,7 +150,17 @@ def _decode_stream(stream: BinaryIO, name: str) -> Image.Image:
     if width * height > MAX_PIXELS:
         detail = f"{width} x {height} pixels, limit {MAX_PIXELS:,}"
         raise ImageTooLargeError(f"{too_large} ({detail})")
-    if image.format in ("JPEG", "MPO"):
+    reduced_decode = image.format in ("JPEG", "MPO")
+    if (
+        not reduced_decode
+        and max_full_decode_pixels is not None
+        and width * height > max_full_decode_pixels
+    ):
+        raise ImageTooLargeError(
+            f"{too_large} ({width} x {height} pixels; at most "
+            f"{max_full_decode_pixels:,} for {image.format}, or a JPEG of any size)"
+        )
+    if reduced_decode:
         image.draft(None, (WORKING_SIDE, WORKING_SIDE))
     try:
         image.load()

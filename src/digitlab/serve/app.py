@@ -7,7 +7,6 @@ thread fed by `InferenceBatcher`, so the event loop only moves bytes.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +20,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
 from starlette.datastructures import UploadFile
 
 from digitlab import __version__
@@ -208,24 +206,11 @@ async def _read_image_bytes(request: Request) -> tuple[bytes, str]:
 
 
 def _preprocess(data: bytes, name: str) -> np.ndarray:
-    """`to_mnist`, after refusing images too costly to decode in a server (see
-    `MAX_FULL_DECODE_PIXELS`); raises the `ImageError`s of `to_mnist`."""
-    from digitlab.images import SUPPORTED_FORMATS, to_mnist
+    """`to_mnist` with this server's stricter limit on full-size decodes; raises its
+    `ImageError`s."""
+    from digitlab.images import to_mnist
 
-    try:
-        # Reads the header only.
-        with Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS) as header:
-            width, height = header.size
-            decodes_in_full = header.format not in ("JPEG", "MPO")
-    except Exception:  # Pillow raises many types; to_mnist names the problem properly.
-        width = height = 0
-        decodes_in_full = False
-    if decodes_in_full and width * height > MAX_FULL_DECODE_PIXELS:
-        raise ImageTooLargeError(
-            f"{name}: image too large to decode ({width} x {height} pixels; this server "
-            f"decodes at most {MAX_FULL_DECODE_PIXELS:,} pixels, or a JPEG of any size)"
-        )
-    return to_mnist(data, name)
+    return to_mnist(data, name, max_full_decode_pixels=MAX_FULL_DECODE_PIXELS)
 
 
 async def _image_error_handler(request: Request, error: Exception) -> JSONResponse:
