@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.colors import PowerNorm
 
-from digitlab.plots.base import figure_to_png, plt
+from digitlab.plots.base import figure_to_png, subplots
 
 # Beyond this many characters a misclassified image's title is split over two lines.
 _ONE_LINE_TITLE = 26
@@ -44,7 +44,7 @@ def plot_confusion_matrix(
         confusion, row_totals, out=np.zeros(confusion.shape, dtype=float), where=row_totals > 0
     )
     size = max(6.0, 0.65 * num_classes + 2.0)
-    figure, axes = plt.subplots(figsize=(size + 1.2, size))
+    figure, axes = subplots(figsize=(size + 1.2, size))
     norm = PowerNorm(gamma=0.35, vmin=0.0, vmax=1.0)
     image = axes.imshow(fractions, cmap="Blues", norm=norm)
     colorbar = figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
@@ -89,7 +89,7 @@ def plot_misclassified(
     # No ticks and a fixed layout: tick and layout-engine bookkeeping for 25 axes
     # would take most of the drawing time.
     height = 2.2 * rows + 0.6
-    figure, axes_grid = plt.subplots(
+    figure, axes_grid = subplots(
         rows, columns, figsize=(2.2 * columns, height), squeeze=False,
         subplot_kw={"xticks": [], "yticks": [], "frame_on": False},
         gridspec_kw={"hspace": 0.3, "wspace": 0.1, "top": 1 - 0.9 / height, "bottom": 0.02},
@@ -112,7 +112,7 @@ def plot_misclassified(
 
 def plot_validation_curves(series: Sequence[CurveSeries], path: str | os.PathLike[str]) -> None:
     """Overlay several runs' validation accuracy (left) and loss (right) against epoch."""
-    figure, (accuracy_axes, loss_axes) = plt.subplots(
+    figure, (accuracy_axes, loss_axes) = subplots(
         1, 2, figsize=(12, 4.5), layout="constrained"
     )
     for run in series:

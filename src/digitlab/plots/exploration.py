@@ -14,7 +14,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle
 from matplotlib.ticker import MaxNLocator, StrMethodFormatter
 
-from digitlab.plots.base import figure_to_png, plt
+from digitlab.plots.base import colormap, figure_to_png, subplots
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -27,7 +27,7 @@ PathLike = str | os.PathLike[str]
 
 def _palette(count: int) -> list[tuple[float, float, float, float]]:
     """Distinct colours for `count` classes (tab10 up to 10, then tab20, then cycling)."""
-    cmap = plt.get_cmap("tab10" if count <= 10 else "tab20")
+    cmap = colormap("tab10" if count <= 10 else "tab20")
     return [cmap(i % cmap.N) for i in range(count)]
 
 
@@ -41,7 +41,7 @@ def plot_class_counts(
 ) -> None:
     """Grouped bars: images per class (x) for each split (one colour each, e.g. train, test)."""
     num_classes = len(class_names)
-    figure, ax = plt.subplots(figsize=(max(6.5, 0.75 * num_classes + 2.5), 4.5))
+    figure, ax = subplots(figsize=(max(6.5, 0.75 * num_classes + 2.5), 4.5))
     width = 0.8 / len(counts)
     for index, (split, values) in enumerate(counts.items()):
         offsets = np.arange(num_classes) + (index - (len(counts) - 1) / 2) * width
@@ -77,8 +77,8 @@ def plot_sample_grid(
         for column, image in enumerate(images):
             top, left = row * (height + gap), column * (width + gap)
             montage[top:top + height, left:left + width] = image
-    figure, ax = plt.subplots(figsize=(0.5 * columns + 2.2, 0.5 * len(samples) + 1.0))
-    cmap = plt.get_cmap("gray").with_extremes(bad="white")
+    figure, ax = subplots(figsize=(0.5 * columns + 2.2, 0.5 * len(samples) + 1.0))
+    cmap = colormap("gray").with_extremes(bad="white")
     shown = ax.imshow(montage, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
     ax.set_yticks(np.arange(len(samples)) * (height + gap) + height / 2 - 0.5, class_names)
     ax.set_xticks([])
@@ -94,7 +94,7 @@ def plot_mean_images(means: np.ndarray, class_names: Sequence[str], path: PathLi
     """The mean image of each class (`means` is C x H x W), one colour scale for all."""
     columns = min(len(class_names), 5)
     rows = math.ceil(len(class_names) / columns)
-    figure, axes = plt.subplots(
+    figure, axes = subplots(
         rows, columns, figsize=(1.9 * columns + 1.2, 2.0 * rows + 0.6),
         squeeze=False, layout="constrained",
     )
@@ -119,7 +119,7 @@ def plot_image_sizes(
     path: PathLike,
 ) -> None:
     """Histograms of image widths and heights, and a bar per file format and colour mode."""
-    figure, (size_ax, format_ax) = plt.subplots(
+    figure, (size_ax, format_ax) = subplots(
         1, 2, figsize=(11.5, 4.2), width_ratios=(3, 2), layout="constrained"
     )
     sizes = np.concatenate([widths, heights])
@@ -152,7 +152,7 @@ def plot_pixel_histograms(
     `histogram` holds the count of each value 0..255; ink pixels are those that differ
     from the `background` value.
     """
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
+    figure, axes = subplots(1, 2, figsize=(12, 4.2), layout="constrained")
     ink_histogram = histogram.copy()
     ink_histogram[background] = 0
     panels = (
@@ -207,7 +207,7 @@ def plot_pca(
 ) -> None:
     """The 2-D PCA projection (`points` N x 2) coloured by label, axes labelled with variance."""
     first, second = explained_variance_ratio[:2]
-    figure, ax = plt.subplots(figsize=(8, 6.2), layout="constrained")
+    figure, ax = subplots(figsize=(8, 6.2), layout="constrained")
     _scatter_by_label(ax, points, labels, class_names)
     ax.set_xlabel(f"principal component 1 ({first:.1%} of variance)")
     ax.set_ylabel(f"principal component 2 ({second:.1%} of variance)")
@@ -221,7 +221,7 @@ def plot_tsne(
     points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: PathLike
 ) -> None:
     """The 2-D t-SNE embedding (`points` N x 2) coloured by label."""
-    figure, ax = plt.subplots(figsize=(8, 6.2), layout="constrained")
+    figure, ax = subplots(figsize=(8, 6.2), layout="constrained")
     _scatter_by_label(ax, points, labels, class_names)
     ax.set_xlabel("t-SNE dimension 1")
     ax.set_ylabel("t-SNE dimension 2")
@@ -244,7 +244,7 @@ def plot_kmeans(
     `cluster_names[i]` the text written at centre i (e.g. its majority class).
     """
     num_clusters = len(centres)
-    pairs = plt.get_cmap("tab20")
+    pairs = colormap("tab20")
     # tab20 pairs a strong and a light shade of each hue: points strong, regions light.
     strong = np.array([pairs((2 * i) % 20) for i in range(num_clusters)])
     light = ListedColormap([pairs((2 * i + 1) % 20) for i in range(num_clusters)])
@@ -257,7 +257,7 @@ def plot_kmeans(
     grid = np.stack([grid_x.ravel(), grid_y.ravel()], axis=1)
     # A k-means region is the set of points nearest to its centre.
     nearest = np.argmin(((grid[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2), axis=1)
-    figure, ax = plt.subplots(figsize=(8, 6.2), layout="constrained")
+    figure, ax = subplots(figsize=(8, 6.2), layout="constrained")
     ax.imshow(
         nearest.reshape(grid_x.shape), cmap=light, vmin=-0.5, vmax=num_clusters - 0.5,
         origin="lower", aspect="auto", interpolation="nearest", alpha=0.6,
@@ -292,7 +292,7 @@ def plot_feature_views(
     """One row per class (one sample each): input, blur, threshold, edges, corners, keypoints."""
     columns = ("upscaled input", "Gaussian blur", "Otsu threshold", "Canny edges",
                "Harris corners", "ORB keypoints", "SIFT keypoints")
-    figure, axes = plt.subplots(
+    figure, axes = subplots(
         len(views), len(columns), figsize=(1.45 * len(columns), 1.5 * len(views) + 0.4),
         squeeze=False, layout="constrained",
     )

@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from digitlab.plots.base import figure_to_png
+from digitlab.plots.base import figure_to_png, subplots
 
 
 def plot_training_curves(
@@ -20,7 +19,7 @@ def plot_training_curves(
     `val_loss` and `val_accuracy` (the rows of a run's history.csv).
     """
     epochs = [row["epoch"] for row in history]
-    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    figure, (loss_axis, accuracy_axis) = subplots(1, 2, figsize=(10, 4))
     for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
         axis.plot(epochs, [row[metric] for row in history], marker="o", label="training")
         axis.plot(epochs, [row[f"val_{metric}"] for row in history], marker="o", label="validation")
@@ -44,7 +43,7 @@ def plot_augmentation_grid(
     `originals` is (R, H, W) and `augmented` is (R, C, H, W), both with values 0..255.
     """
     rows, copies = augmented.shape[0], augmented.shape[1]
-    figure, axes = plt.subplots(
+    figure, axes = subplots(
         rows, copies + 1, figsize=(1.2 * (copies + 1), 1.2 * rows), squeeze=False
     )
     for row in range(rows):
