@@ -20,6 +20,7 @@ from typing import Any
 
 import tomllib
 
+from digitlab.devices import parse_device
 from digitlab.errors import ConfigError
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -49,6 +50,11 @@ class TrainConfig:
     """Train on a stratified subset of this many training images (before the split)."""
     steps_per_execution: int = 32
     """Training steps run per call into the compiled graph: fewer Python round trips."""
+    threads: int | None = None
+    """TensorFlow's intra-op and inter-op thread counts (None: every core the process may use,
+    or TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS where set). See `digitlab.devices`."""
+    device: str | None = None
+    """auto (None), cpu, gpu, cpu:N (the CPU split in N, mirrored) or devices like /gpu:0,/gpu:1."""
     model_options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the model builder."""
     augmentation: dict[str, float] = field(default_factory=dict)
@@ -87,7 +93,9 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad("a number")
         return float(value)
-    if kind == "str":
+    if kind in ("str", "str | None"):
+        if value is None and kind == "str | None":
+            return None
         if not isinstance(value, str):
             raise bad("a string")
         return value
@@ -117,6 +125,12 @@ def _check_ranges(config: TrainConfig, source: str) -> None:
         problems.append(f"val_fraction must be between 0 and 1, got {config.val_fraction}")
     if config.limit is not None and config.limit < 2:
         problems.append(f"limit must be at least 2, got {config.limit}")
+    if config.threads is not None and config.threads < 1:
+        problems.append(f"threads must be at least 1, got {config.threads}")
+    try:
+        parse_device(config.device)
+    except ConfigError as error:
+        problems.append(str(error))
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
 
