@@ -52,6 +52,9 @@ _EXPORTS: dict[str, str] = {
     "RunResult": "digitlab.training",
     "DigitAugmentation": "digitlab.augment",
     "pretrained_model_path": "digitlab.pretrained",
+    "build_ensemble": "digitlab.ensemble",
+    "ensemble_runs": "digitlab.ensemble",
+    "EnsembleResult": "digitlab.ensemble",
     # evaluation
     "evaluate": "digitlab.evaluation",
     "evaluate_model_file": "digitlab.evaluation",
