@@ -1,11 +1,15 @@
 """Threads and devices of one training process: how many cores TensorFlow uses, and on
 which devices a model trains (one, or several mirrored with `tf.distribute.MirroredStrategy`).
 
-    placement = prepare_training(threads=4, device="cpu:2")  # before TensorFlow runs anything
-    with placement.scope():
+    configure_threads(4)                  # before TensorFlow runs anything
+    strategy = training_strategy("cpu:2")  # MirroredStrategy over /cpu:0 and /cpu:1
+    with strategy.scope():
         model = build_model("mlp")
-        model.compile(..., steps_per_execution=placement.steps_per_execution(32))
-    model.fit(x, y, batch_size=64)   # 64 images per step in all, 32 on each of 2 replicas
+        model.compile(...)
+    model.fit(x, y, batch_size=64)         # 64 images per step in all, 32 on each replica
+
+`prepare_training(config)` does both for `digitlab.training.train`, and its `Placement`
+holds what a run needs under several replicas (even batches, the steps per execution).
 
 A device request (`--device`, `TrainConfig.device`) is one of:
 
@@ -35,7 +39,10 @@ from typing import TYPE_CHECKING, Any
 from digitlab.errors import ConfigError
 
 if TYPE_CHECKING:
+    import numpy as np
     import tensorflow as tf
+
+    from digitlab.config import TrainConfig
 
 # Each TensorFlow thread pool: the environment variable TensorFlow reads for it when none is
 # configured (tensorflow/core/common_runtime/process_util.cc), and its tf.config.threading name.
@@ -230,12 +237,11 @@ def training_strategy(device: str | None = None) -> tf.distribute.Strategy | Non
 
 @dataclass
 class Placement:
-    """Where a training run executes: its strategy (None on a backend without one), the
-    device request it came from and the threads asked for."""
+    """Where a training run executes: its `tf.distribute` strategy (None on a backend
+    without one), the device request it came from, and the number of model replicas."""
 
     strategy: Any
     device: str = "auto"
-    threads: int | None = None
     replicas: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -254,6 +260,18 @@ class Placement:
         """Build, compile and restore the model inside this (the strategy's scope)."""
         with self.strategy.scope() if self.strategy is not None else contextlib.nullcontext():
             yield
+
+    def trim(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+        """`arrays` cut to a multiple of the replicas (up to `replicas - 1` items left out).
+
+        With a batch size that is a multiple too, every batch, the last included, splits
+        evenly: a replica left with no images makes batch normalisation's statistics NaN,
+        and Keras 3.15 fails on a first batch whose shares differ in size.
+        """
+        if self.strategy is None:
+            return arrays
+        size = len(arrays[0]) // self.replicas * self.replicas
+        return tuple(array[:size] for array in arrays)
 
     def steps_per_execution(self, requested: int) -> int:
         """The `steps_per_execution` to compile with: `requested`, or 1 over several
@@ -274,8 +292,16 @@ class Placement:
         return record
 
 
-def prepare_training(threads: int | None = None, device: str | None = None) -> Placement:
-    """Configure the threads, then the devices, for a training run; see `configure_threads`
-    and `training_strategy` for the arguments and the errors. Call before anything runs."""
-    configure_threads(threads)
-    return Placement(training_strategy(device), device or "auto", threads)
+def prepare_training(config: TrainConfig) -> Placement:
+    """Configure the threads, then the devices, of a training run with `config`; call it
+    before anything runs. Raises what `configure_threads` and `training_strategy` raise,
+    and `ConfigError` when the batch size does not split evenly over the replicas."""
+    configure_threads(config.threads)
+    placement = Placement(training_strategy(config.device), config.device or "auto")
+    # On JAX, digitlab.distributed checks the split over its processes.
+    if placement.strategy is not None and config.batch_size % placement.replicas:
+        raise ConfigError(
+            f"batch_size {config.batch_size} does not split evenly over {placement.replicas} "
+            f"replicas (device {placement.device!r}); use a multiple of {placement.replicas}"
+        )
+    return placement

@@ -43,12 +43,14 @@ import numpy as np
 
 from digitlab.atomic import atomic_path, atomic_write_text
 from digitlab.config import TrainConfig, config_from_json
+from digitlab.devices import prepare_training
 from digitlab.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import keras
 
     from digitlab.data.sources import Dataset
+    from digitlab.devices import Placement
     from digitlab.distributed import ProcessShare
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
@@ -271,7 +273,8 @@ def _write_augmentation_figure(run_dir: Path, x: np.ndarray, y: np.ndarray, conf
 
 
 def _finish(
-    run_dir: Path, config: TrainConfig, dataset: Dataset, inner: keras.Model, state: _RunState
+    run_dir: Path, config: TrainConfig, dataset: Dataset, inner: keras.Model, state: _RunState,
+    placement: Placement,
 ) -> RunResult:
     from digitlab.distributed import weights_checksum
     from digitlab.plots.training import plot_training_curves
@@ -293,6 +296,7 @@ def _finish(
         "dataset": dataset.name,
         "class_names": list(dataset.class_names),
         "num_classes": dataset.num_classes,
+        **placement.summary(),
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return RunResult(
@@ -348,21 +352,24 @@ def train(
     else:
         config = config or TrainConfig()
         run_dir = Path(out) if out is not None else default_run_dir(config)
-        if process.is_writer:
-            _prepare_run_dir(run_dir)
         state = _RunState()
+    # Threads and logical devices are fixed when TensorFlow starts, so this comes before
+    # anything runs; and before a new folder is made, so a missing GPU leaves none behind.
+    placement = prepare_training(config)
+    if resume is None and process.is_writer:
+        _prepare_run_dir(run_dir)
     # The other processes of a distributed run make the same Keras calls as process 0 (saving
     # a model can be a collective operation) but write into a scratch folder.
     with scratch_run_dir(process, run_dir) as write_dir:
         result = _train_and_record(
-            config, state, process, run_dir, write_dir, resume is None, verbose
+            config, state, process, placement, run_dir, write_dir, resume is None, verbose
         )
     return dataclasses.replace(result, run_dir=run_dir, model_path=run_dir / "model.keras")
 
 
 def _train_and_record(
-    config: TrainConfig, state: _RunState, process: ProcessShare, run_dir: Path,
-    write_dir: Path, new_run: bool, verbose: int | str,
+    config: TrainConfig, state: _RunState, process: ProcessShare, placement: Placement,
+    run_dir: Path, write_dir: Path, new_run: bool, verbose: int | str,
 ) -> RunResult:
     """Train from `state` (committed in `run_dir`), recording the run into `write_dir`."""
     import keras
@@ -375,22 +382,28 @@ def _train_and_record(
     x_train, y_train, x_val, y_val = split_train_validation(
         dataset.x_train, dataset.y_train, config.val_fraction, config.seed, config.limit
     )
-    x_train, y_train = process.shard(x_train, y_train)
-    x_val, y_val = process.shard(x_val, y_val)
+    x_train, y_train = placement.trim(*process.shard(x_train, y_train))
+    x_val, y_val = placement.trim(*process.shard(x_val, y_val))
     batch_size = process.local_batch_size(config.batch_size)
     # A resumed run draws fresh shuffles and augmentations, not a replay of its first epochs.
     keras.utils.set_random_seed(config.seed + state.epochs_completed)
     model_options = {**config.model_options, "image_shape": dataset.x_train.shape[1:]}
-    inner = build_model(config.model, num_classes=dataset.num_classes, **model_options)
-    model = build_training_model(inner, config)
     steps_per_epoch = -(-len(y_train) // batch_size)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=_learning_rate(config, steps_per_epoch)),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        # More steps per execution than an epoch has confuses Keras's progress bar.
-        steps_per_execution=min(config.steps_per_execution, steps_per_epoch),
-    )
+    # Variables made in the strategy's scope are mirrored on each of its devices.
+    with placement.scope():
+        inner = build_model(config.model, num_classes=dataset.num_classes, **model_options)
+        model = build_training_model(inner, config)
+        model.compile(
+            optimizer=keras.optimizers.Adam(
+                learning_rate=_learning_rate(config, steps_per_epoch)
+            ),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            # More steps per execution than an epoch has confuses Keras's progress bar.
+            steps_per_execution=placement.steps_per_execution(
+                min(config.steps_per_execution, steps_per_epoch)
+            ),
+        )
 
     if new_run:
         _write_config(write_dir, config)
@@ -398,8 +411,9 @@ def _train_and_record(
         with process_local():
             _write_augmentation_figure(write_dir, x_train, y_train, config)
     if state.train_state is not None:
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(run_dir / "checkpoints" / state.train_state)
+        with placement.scope():
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(run_dir / "checkpoints" / state.train_state)
         # The state file may have been committed just before a kill: redo what follows it.
         _write_derived(write_dir, inner, state)
 
@@ -420,4 +434,4 @@ def _train_and_record(
                 ),
             ],
         )
-    return _finish(write_dir, config, dataset, inner, state)
+    return _finish(write_dir, config, dataset, inner, state, placement)

@@ -56,6 +56,21 @@ def train_command(
         _option(text="Train on a stratified subset of N training images", default="all",
                 metavar="N"),
     ] = None,
+    threads: Annotated[
+        int | None,
+        _option(text="TensorFlow threads per pool (intra-op and inter-op); without it, "
+                "TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS where set, else every core "
+                "this process may use", default="all cores", metavar="N",
+                rich_help_panel="Threads and devices (see docs/distributed.md)"),
+    ] = None,
+    device: Annotated[
+        str | None,
+        _option(text="auto (every GPU when there are several), cpu, gpu, cpu:N (split the CPU "
+                "into N devices and mirror over them, to try multi-device training), or "
+                "TensorFlow devices to mirror over, e.g. /gpu:0,/gpu:1", default="auto",
+                metavar="DEVICE",
+                rich_help_panel="Threads and devices (see docs/distributed.md)"),
+    ] = None,
     config: Annotated[
         Path | None,
         _option("--config", text="TOML file of settings; flags override it", default="none",
@@ -114,7 +129,7 @@ def train_command(
     flags = {
         "model": model, "epochs": epochs, "batch_size": batch_size, "augment": augment,
         "lr": lr, "val_fraction": val_fraction, "seed": seed, "dataset": dataset,
-        "limit": limit,
+        "limit": limit, "threads": threads, "device": device,
     }
     overrides = {key: value for key, value in flags.items() if value is not None}
     overrides.update(parse_override(text) for text in settings or [])
