@@ -23,7 +23,7 @@ from digitlab.training import HISTORY_COLUMNS, split_train_validation, train
 
 SUMMARY_KEYS = {
     "model", "params", "epochs_completed", "epochs", "train_seconds", "best_val_accuracy",
-    "best_epoch", "dataset", "class_names", "num_classes",
+    "best_epoch", "dataset", "class_names", "num_classes", "replicas", "device", "cores", "threads",
 }
 # A small, fast model for runs whose point is the run folder, not the accuracy.
 SMALL_MLP = {"model_options": {"hidden_units": [64]}}
