@@ -15,8 +15,8 @@ from digitlab.models import MODELS, build_model, list_models
 
 
 def test_registry_lists_the_three_models():
-    assert list_models() == ["mlp", "cnn", "resnet"]
-    assert set(MODELS) == {"mlp", "cnn", "resnet"}
+    assert list_models() == ["mlp", "cnn", "resnet", "strided"]
+    assert set(MODELS) == {"mlp", "cnn", "resnet", "strided"}
 
 
 def test_unknown_model_name_lists_the_valid_names():

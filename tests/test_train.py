@@ -23,7 +23,8 @@ from digitlab.training import HISTORY_COLUMNS, split_train_validation, train
 
 SUMMARY_KEYS = {
     "model", "params", "epochs_completed", "epochs", "train_seconds", "best_val_accuracy",
-    "best_epoch", "dataset", "class_names", "num_classes", "replicas", "device", "cores", "threads",
+    "best_epoch", "dataset", "class_names", "num_classes", "peak_memory_mb", "replicas",
+    "device", "cores", "threads",
 }
 # A small, fast model for runs whose point is the run folder, not the accuracy.
 SMALL_MLP = {"model_options": {"hidden_units": [64]}}
@@ -138,7 +139,9 @@ def test_cli_reports_a_bad_flag_in_one_line(tmp_path):
     result = CliRunner().invoke(app, ["train", "--model", "vgg", "--out", str(tmp_path / "r")])
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
-    assert lines == ["Error: command line: model 'vgg' is unknown; valid models: mlp, cnn, resnet"]
+    assert lines == [
+        "Error: command line: model 'vgg' is unknown; valid models: mlp, cnn, resnet, strided"
+    ]
     assert not (tmp_path / "r").exists()
 
 
@@ -154,7 +157,7 @@ def test_cli_models_lists_names_with_parameter_counts():
     result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0
     lines = result.output.strip().splitlines()
-    assert [line.split()[0] for line in lines] == ["mlp", "cnn", "resnet"]
+    assert [line.split()[0] for line in lines] == ["mlp", "cnn", "resnet", "strided"]
     for line in lines:
         name, count = line.split()[:2]
         assert int(count.replace(",", "")) == build_model(name).count_params()

@@ -13,12 +13,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from digitlab.devices import parse_device
 from digitlab.errors import ConfigError
@@ -41,6 +40,8 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     """`constant`, or `cosine`: linear warm-up, then cosine decay to zero at the last step."""
     warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+    """Share of each target's probability spread evenly over all classes (0: none)."""
     val_fraction: float = 0.1
     """Share of the training set held out for validation, stratified by class."""
     seed: int = 0
@@ -55,6 +56,8 @@ class TrainConfig:
     or TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS where set). See `digitlab.devices`."""
     device: str | None = None
     """auto (None), cpu, gpu, cpu:N (the CPU split in N, mirrored) or devices like /gpu:0,/gpu:1."""
+    preset: str | None = None
+    """The preset these settings started from (see `digitlab.presets`), for the record."""
     model_options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the model builder."""
     augmentation: dict[str, float] = field(default_factory=dict)
@@ -119,6 +122,8 @@ def _check_ranges(config: TrainConfig, source: str) -> None:
         problems.append(
             f"lr_schedule {config.lr_schedule!r} is unknown; valid: {', '.join(LR_SCHEDULES)}"
         )
+    if not 0 <= config.label_smoothing < 1:
+        problems.append(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
     if config.warmup_epochs < 0:
         problems.append(f"warmup_epochs must be >= 0, got {config.warmup_epochs}")
     if not 0 < config.val_fraction < 1:
@@ -190,14 +195,24 @@ def make_config(
     config_file: str | os.PathLike[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     base: TrainConfig | None = None,
+    preset: str | None = None,
 ) -> TrainConfig:
-    """Build a `TrainConfig`: `base` (default: the defaults), then the TOML file, then overrides.
+    """Build a `TrainConfig`: `base` (default: the defaults), then the preset, then the TOML
+    file, then overrides.
 
-    Raises `ConfigError` naming the file or "command line" and the offending key.
+    `preset` names one of `digitlab.presets.PRESETS`; without it, a `preset` key in the TOML
+    file chooses one. Raises `ConfigError` naming the file or "command line" and the
+    offending key.
     """
+    from digitlab.presets import preset_settings
+
     config = base or TrainConfig()
-    if config_file is not None:
-        config = apply_settings(config, _flatten(read_toml(config_file)), str(config_file))
+    settings = _flatten(read_toml(config_file)) if config_file is not None else {}
+    preset = preset or settings.get("preset")
+    if preset is not None:
+        config = apply_settings(config, preset_settings(preset), f"preset {preset!r}")
+    if settings:
+        config = apply_settings(config, settings, str(config_file))
     if overrides:
         config = apply_settings(config, overrides, "command line")
     return config

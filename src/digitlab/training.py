@@ -31,6 +31,7 @@ import io
 import json
 import os
 import platform
+import resource
 import shutil
 import sys
 import time
@@ -147,6 +148,23 @@ def _learning_rate(config: TrainConfig, steps_per_epoch: int):
         warmup_target=config.lr if warmup else None,
         warmup_steps=warmup,
     )
+
+
+def _loss(config: TrainConfig):
+    """Cross-entropy on integer labels, or on one-hot targets when labels are smoothed
+    (Keras's sparse cross-entropy has no label smoothing)."""
+    import keras
+
+    if config.label_smoothing:
+        return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    return "sparse_categorical_crossentropy"
+
+
+def _targets(config: TrainConfig, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """The labels in the form `_loss(config)` takes."""
+    if config.label_smoothing:
+        return np.eye(num_classes, dtype="float32")[labels]
+    return labels
 
 
 def build_training_model(inner: keras.Model, config: TrainConfig) -> keras.Model:
@@ -296,6 +314,8 @@ def _finish(
         "dataset": dataset.name,
         "class_names": list(dataset.class_names),
         "num_classes": dataset.num_classes,
+        # The high-water mark of this process (the one that finished the run), in MiB.
+        "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         **placement.summary(),
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -397,7 +417,7 @@ def _train_and_record(
             optimizer=keras.optimizers.Adam(
                 learning_rate=_learning_rate(config, steps_per_epoch)
             ),
-            loss="sparse_categorical_crossentropy",
+            loss=_loss(config),
             metrics=["accuracy"],
             # More steps per execution than an epoch has confuses Keras's progress bar.
             steps_per_execution=placement.steps_per_execution(
@@ -420,11 +440,11 @@ def _train_and_record(
     if state.epochs_completed < config.epochs:
         model.fit(
             x_train,
-            y_train,
+            _targets(config, y_train, dataset.num_classes),
             batch_size=batch_size,
             epochs=config.epochs,
             initial_epoch=state.epochs_completed,
-            validation_data=(x_val, y_val),
+            validation_data=(x_val, _targets(config, y_val, dataset.num_classes)),
             shuffle=True,
             verbose=verbose,
             callbacks=[

@@ -25,7 +25,13 @@ def _option(*names: str, text: str, default: Any, **extra: Any) -> Any:
 @app.command("train")
 def train_command(
     model: Annotated[
-        str | None, _option(text="Model name: mlp, cnn or resnet", default=_DEFAULTS.model)
+        str | None,
+        _option(text="Model name: mlp, cnn, resnet or strided", default=_DEFAULTS.model),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        _option(text="Start from a preset: fast (99% in seconds) or best (the strongest "
+                "single model); other flags override it", default="none"),
     ] = None,
     epochs: Annotated[int | None, _option(text="Epochs to train", default=_DEFAULTS.epochs)] = None,
     batch_size: Annotated[
@@ -135,21 +141,23 @@ def train_command(
     overrides.update(parse_override(text) for text in settings or [])
 
     if resume is not None:
-        if overrides or config is not None or out is not None:
+        if overrides or config is not None or out is not None or preset is not None:
             raise ConfigError(
                 f"{resume}: --resume continues the run with its own settings; "
                 "pass no other settings and no --out"
             )
         run_config, run_dir = None, resume
     else:
-        run_config = make_config(config, overrides)
+        run_config = make_config(config, overrides, preset=preset)
         run_dir = out if out is not None else default_run_dir(run_config)
     distributed = resolve_settings(coordinator, num_processes, process_id)
     if local_processes is not None:
         if distributed is not None:
             raise ConfigError("--local-processes starts its own workers; "
                               "do not combine it with --coordinator/--num-processes/--process-id")
-        worker_args = _train_arguments(flags, settings, config, run_dir, resume, join_timeout)
+        worker_args = _train_arguments(
+            flags, settings, config, preset, run_dir, resume, join_timeout
+        )
         _launch_local(local_processes, worker_args, run_dir)
         return
     new_run_dir = run_dir if resume is None else None
@@ -182,8 +190,8 @@ def train_command(
 
 
 def _train_arguments(
-    flags: dict[str, Any], settings: list[str] | None, config: Path | None, run_dir: Path,
-    resume: Path | None, join_timeout: float,
+    flags: dict[str, Any], settings: list[str] | None, config: Path | None,
+    preset: str | None, run_dir: Path, resume: Path | None, join_timeout: float,
 ) -> list[str]:
     """The `digitlab train` arguments that give a worker process this command's settings."""
     if resume is not None:
@@ -193,6 +201,8 @@ def _train_arguments(
         arguments = ["--out", str(run_dir)]
         if config is not None:
             arguments += ["--config", str(config)]
+        if preset is not None:
+            arguments += ["--preset", preset]
         for key, value in flags.items():
             option = "--" + key.replace("_", "-")
             if isinstance(value, bool):
