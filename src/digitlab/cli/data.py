@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Annotated
@@ -98,7 +98,7 @@ def fetch(
         typer.echo(f"{name:<8} {shape:<12} sha256 {digest}  verified")
 
 
-class Split(str, Enum):
+class Split(StrEnum):
     train = "train"
     test = "test"
     all = "all"
