@@ -92,8 +92,17 @@ def test_train_writes_a_complete_run_folder(tmp_path):
     config = make_config(
         overrides={"limit": 600, "epochs": 2, "batch_size": 32, **_dotted(SMALL_MLP)}
     )
-    result = train(config, out=tmp_path / "run", verbose=0)
+    import keras
+
+    class EpochLog(keras.callbacks.Callback):
+        ended: list[int] = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.ended.append(epoch)
+
+    result = train(config, out=tmp_path / "run", verbose=0, callbacks=[EpochLog()])
     run_dir = result.run_dir
+    assert EpochLog.ended == [0, 1]
     for name in ("config.json", "history.csv", "summary.json", "curves.png",
                  "augmentation.png", "model.keras", "checkpoints/last.keras",
                  "checkpoints/best.keras"):

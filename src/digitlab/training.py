@@ -35,6 +35,7 @@ import resource
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -336,6 +337,7 @@ def train(
     out: str | os.PathLike[str] | None = None,
     resume: str | os.PathLike[str] | None = None,
     verbose: int | str = "auto",
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> RunResult:
     """Train a model and write a run folder; return what it produced.
 
@@ -347,6 +349,7 @@ def train(
         resume: a run folder to continue from its last completed epoch, with its
             optimizer state; a finished run is only re-finalised.
         verbose: Keras's `fit` verbosity (0 silent, 1 progress bar, 2 one line per epoch).
+        callbacks: more Keras callbacks for `fit`, after digitlab's own (which record the run).
 
     Under a Keras `DataParallel` distribution on JAX (see `digitlab.distributed`) each
     process trains on its own shard with `batch_size / processes` images per step; only
@@ -382,7 +385,8 @@ def train(
     # a model can be a collective operation) but write into a scratch folder.
     with scratch_run_dir(process, run_dir) as write_dir:
         result = _train_and_record(
-            config, state, process, placement, run_dir, write_dir, resume is None, verbose
+            config, state, process, placement, run_dir, write_dir, resume is None, verbose,
+            callbacks,
         )
     return dataclasses.replace(result, run_dir=run_dir, model_path=run_dir / "model.keras")
 
@@ -390,6 +394,7 @@ def train(
 def _train_and_record(
     config: TrainConfig, state: _RunState, process: ProcessShare, placement: Placement,
     run_dir: Path, write_dir: Path, new_run: bool, verbose: int | str,
+    callbacks: Sequence[keras.callbacks.Callback],
 ) -> RunResult:
     """Train from `state` (committed in `run_dir`), recording the run into `write_dir`."""
     import keras
@@ -452,6 +457,7 @@ def _train_and_record(
                 keras.callbacks.TensorBoard(
                     log_dir=str(write_dir / "tensorboard"), write_graph=False
                 ),
+                *callbacks,
             ],
         )
     return _finish(write_dir, config, dataset, inner, state, placement)
