@@ -51,6 +51,9 @@ class TrainConfig:
     """Train on a stratified subset of this many training images (before the split)."""
     steps_per_execution: int = 32
     """Training steps run per call into the compiled graph: fewer Python round trips."""
+    jit_compile: bool = False
+    """Compile the training step with XLA. Off: on a CPU it made training 2-3x slower here
+    (docs/results.md), which is also why Keras leaves it off on CPU-only machines."""
     threads: int | None = None
     """TensorFlow's intra-op and inter-op thread counts (None: every core the process may use,
     or TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS where set). See `digitlab.devices`."""

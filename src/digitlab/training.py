@@ -428,6 +428,7 @@ def _train_and_record(
             steps_per_execution=placement.steps_per_execution(
                 min(config.steps_per_execution, steps_per_epoch)
             ),
+            jit_compile=config.jit_compile,
         )
 
     if new_run:
