@@ -48,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "MODELS": "digitlab.models",
     "TrainConfig": "digitlab.config",
     "make_config": "digitlab.config",
+    "PRESETS": "digitlab.presets",
     "train": "digitlab.training",
     "RunResult": "digitlab.training",
     "configure_threads": "digitlab.devices",
