@@ -52,8 +52,8 @@ def measure(predictor: Predictor, images: np.ndarray, repeats: int, singles: int
     The best batch is what the machine gives when nothing else runs; the median is typical.
     """
     batch = images[:1000]
-    batch_seconds = _timings(lambda: predictor.predict(batch), repeats)
-    single_seconds = _timings(lambda: predictor.predict(images[0]), singles)
+    batch_seconds = timings(lambda: predictor.predict(batch), repeats)
+    single_seconds = timings(lambda: predictor.predict(images[0]), singles)
     milliseconds = np.array(single_seconds) * 1000
     return (
         len(batch) / statistics.median(batch_seconds),
@@ -63,7 +63,8 @@ def measure(predictor: Predictor, images: np.ndarray, repeats: int, singles: int
     )
 
 
-def _timings(call: Callable[[], object], repeats: int) -> list[float]:
+def timings(call: Callable[[], object], repeats: int) -> list[float]:
+    """Seconds of each of `repeats` calls, after three untimed warm-up calls."""
     for _ in range(3):
         call()
     seconds = []
