@@ -1,7 +1,8 @@
-"""Inference speed: images/s in batches of 1,000 and single-image latency, Keras vs ONNX Runtime.
+"""Inference speed: images/s in batches of 1,000 and single-image latency, Keras vs ONNX Runtime
+(float32, and int8 as `digitlab export --format onnx --int8` writes it).
 
 For each registered model (untrained weights: speed does not depend on them) this builds the
-model, exports it to ONNX, and measures both through `digitlab.Predictor`, the path the
+model, exports it to ONNX (float32 and int8), and measures each through `digitlab.Predictor`, the path the
 CLI and the web server use: the median time of a 1,000-image batch (as images/s), and the
 median and 99th-percentile time of one-image predictions. Prints a table and writes it
 into docs/results.md under its own heading (other sections are left alone).
@@ -27,6 +28,7 @@ import numpy as np
 from digitlab.atomic import atomic_write_text
 from digitlab.data.sources import load_mnist
 from digitlab.predict import Predictor
+from digitlab.quantize import calibration_images, quantize_onnx
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results.md"
 TARGETS = {  # model -> ONNX Runtime targets: (batch images/s, single-image median ms)
@@ -98,16 +100,21 @@ def bench_model(name: str, images: np.ndarray, args: argparse.Namespace) -> list
     with tempfile.TemporaryDirectory() as folder:
         onnx_path = Path(folder) / f"{name}.onnx"
         model.export(str(onnx_path), format="onnx", verbose=False)
-        predictors = [Predictor.from_keras(model), Predictor.load(onnx_path, threads=args.threads)]
+        int8_path = Path(folder) / f"{name}.int8.onnx"
+        quantize_onnx(onnx_path, int8_path, calibration_images())
+        predictors = {
+            "Keras": Predictor.from_keras(model),
+            "ONNX Runtime": Predictor.load(onnx_path, threads=args.threads),
+            "ONNX Runtime int8": Predictor.load(int8_path, threads=args.threads),
+        }
         return [
-            Speed(name, predictor.runtime, gflop,
-                  *measure(predictor, images, args.repeats, args.singles))
-            for predictor in predictors
+            Speed(name, runtime, gflop, *measure(predictor, images, args.repeats, args.singles))
+            for runtime, predictor in predictors.items()
         ]
 
 
 def verdict(speed: Speed) -> str:
-    if speed.runtime != "ONNX Runtime" or speed.model not in TARGETS:
+    if not speed.runtime.startswith("ONNX Runtime") or speed.model not in TARGETS:
         return ""
     min_rate, max_median = TARGETS[speed.model]
     checks = [f"{min_rate:,} img/s: {'met' if speed.images_per_second >= min_rate else 'MISSED'}"]

@@ -133,3 +133,24 @@ def test_export_rejects_unknown_formats_and_wrong_suffixes(
     with pytest.raises(ExportError, match=message):
         export_model(model_path, export_format, tmp_path / name)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_onnx_export_is_smaller_and_keeps_the_shipped_models_accuracy(tmp_path, mnist):
+    from digitlab.pretrained import pretrained_model_path
+
+    out = tmp_path / "cnn-int8.onnx"
+    report = export_model(pretrained_model_path(), "onnx", out, quantize=True)
+    assert report.passed and report.tolerance is None and report.required_top1 == 995
+    assert "int8" in report.summary()
+    _, (x_test, y_test) = mnist
+    pixels = x_test[:2000].astype(np.float32)
+    int8_accuracy = np.mean(_run_onnx(out, pixels).argmax(axis=1) == y_test[:2000])
+    assert int8_accuracy >= 0.99
+    float_size = export_model(pretrained_model_path(), "onnx", tmp_path / "f.onnx").size_bytes
+    assert out.stat().st_size < float_size / 2
+
+
+def test_int8_is_refused_for_formats_other_than_onnx(model_path, tmp_path):
+    with pytest.raises(ExportError, match="int8 quantization is for onnx exports, not tflite"):
+        export_model(model_path, "tflite", tmp_path / "m.tflite", quantize=True)
+    assert list(tmp_path.iterdir()) == []

@@ -181,11 +181,21 @@ def export_command(
             "--force", help="Replace OUT if it exists (default: refuse).", show_default=False
         ),
     ] = False,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="onnx only: quantize to int8 (calibrated on 500 MNIST training images), "
+            "several times faster on CPUs with 8-bit instructions; checked for top-1 "
+            "agreement with Keras on 99.5% of the images (default: float32).",
+            show_default=False,
+        ),
+    ] = False,
 ) -> None:
     """Export MODEL and check it with its own runtime against Keras on 1,000 MNIST images."""
     from digitlab.export import export_model
 
     with native_stderr_silenced():
-        report = export_model(model, export_format.value, out, force=force)
+        report = export_model(model, export_format.value, out, force=force, quantize=int8)
     typer.echo(f"wrote {report.out} ({report.size_bytes / 1e6:.2f} MB)")
     typer.echo(report.summary())
