@@ -3,9 +3,9 @@
 
 For each registered model (untrained weights: speed does not depend on them) this builds the
 model, exports it to ONNX (float32 and int8), and measures each through `digitlab.Predictor`,
-the path the CLI and the web server use: the median time of a 1,000-image batch (as images/s), and the
-median and 99th-percentile time of one-image predictions. Prints a table and writes it
-into docs/results.md under its own heading (other sections are left alone).
+the path the CLI and the web server use: the median time of a 1,000-image batch (as
+images/s), and the median and 99th-percentile time of one-image predictions. Prints a table
+and writes it into docs/results.md under its own heading (other sections are left alone).
 
     .venv/bin/python bench/inference.py                   # mlp and cnn
     .venv/bin/python bench/inference.py --models mlp --threads 1
