@@ -150,7 +150,7 @@ def build_strided(
     Every convolution has stride 2 (a 5x5 first, then 3x3: 28 -> 14 -> 7 -> 4 -> 2 pixels),
     each followed by batch norm and ReLU; the last feature map is flattened into the softmax
     layer. No pooling layers and few positions per layer: on a 2-core CPU it trains at about
-    5,000 images/s, where `cnn` manages about 750 (see docs/results.md). Batch norm
+    10,000 images/s, where `cnn` manages about 750 (see docs/models.md). Batch norm
     momentum 0.9 instead of Keras's 0.99, because a run of 400 steps needs moving
     statistics that settle within it. Widths are multiples of 16, which oneDNN runs fastest.
     """
