@@ -52,7 +52,7 @@ class TrainConfig:
     steps_per_execution: int = 32
     """Training steps run per call into the compiled graph: fewer Python round trips."""
     jit_compile: bool = False
-    """Compile the training step with XLA. Off: on a CPU it made training 2-3x slower here
+    """Compile the training step with XLA. Off: on a CPU it made training about 2x slower here
     (docs/results.md), which is also why Keras leaves it off on CPU-only machines."""
     threads: int | None = None
     """TensorFlow's intra-op and inter-op thread counts (None: every core the process may use,
