@@ -26,7 +26,7 @@ from digitlab.training import build_training_model
 (x, y), (x_test, _) = load_mnist()
 report = {"backend": keras.backend.backend(), "tensorflow_loaded": "tensorflow" in sys.modules}
 small = {"mlp": {"hidden_units": (64,)}, "cnn": {"filters": (8, 8, 8)},
-         "resnet": {"filters": (8, 8, 8)}}
+         "resnet": {"filters": (8, 8, 8)}, "strided": {"filters": (8, 8, 8, 8)}}
 for name in MODELS:
     keras.utils.set_random_seed(0)
     inner = build_model(name, **small[name])
@@ -58,7 +58,7 @@ def test_every_model_fits_saves_loads_and_predicts_identically_on_jax(tmp_path):
     assert report.pop("backend") == "jax"
     # The data path feeds numpy arrays: nothing there needs TensorFlow on JAX.
     assert report.pop("tensorflow_loaded") is False
-    assert set(report) == {"mlp", "cnn", "resnet"}
+    assert set(report) == {"mlp", "cnn", "resnet", "strided"}
     for name, result in report.items():
         assert 0 < result["loss"] < 10, name
         assert result["max_difference"] == 0.0, name
