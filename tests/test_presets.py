@@ -45,6 +45,13 @@ def test_unknown_preset_is_a_one_line_error(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_unknown_preset_in_a_config_file_names_the_file(tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text('preset = "turbo"\n')
+    with pytest.raises(ConfigError, match=r"run\.toml: unknown preset 'turbo'"):
+        make_config(toml)
+
+
 def test_label_smoothing_out_of_range_is_refused():
     with pytest.raises(ConfigError, match="label_smoothing must be in"):
         make_config(overrides={"label_smoothing": 1.5})

@@ -211,9 +211,15 @@ def make_config(
 
     config = base or TrainConfig()
     settings = _flatten(read_toml(config_file)) if config_file is not None else {}
-    preset = preset or settings.get("preset")
-    if preset is not None:
-        config = apply_settings(config, preset_settings(preset), f"preset {preset!r}")
+    # The preset argument wins over the file's `preset` key.
+    file_preset = settings.pop("preset", None)
+    if preset is None and file_preset is not None:
+        try:
+            config = apply_settings(config, preset_settings(file_preset), "preset")
+        except ConfigError as error:
+            raise ConfigError(f"{config_file}: {error}") from None
+    elif preset is not None:
+        config = apply_settings(config, preset_settings(preset), "preset")
     if settings:
         config = apply_settings(config, settings, str(config_file))
     if overrides:
