@@ -17,7 +17,7 @@ from digitlab.errors import DigitlabError
 class _ReportingGroup(TyperGroup):
     """Turns a `DigitlabError` from any command into one line on stderr and exit code 1."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # click.Context, from the Click that Typer bundles
         try:
             return super().invoke(ctx)
         except DigitlabError as error:
