@@ -50,6 +50,7 @@ def worker(name: str, out: Path) -> None:
 
     from digitlab.config import make_config
     from digitlab.data.sources import load_mnist
+    from digitlab.modelfile import load_keras_model
     from digitlab.training import train
 
     _, overrides, _, policy = VARIANTS[name]
@@ -59,7 +60,7 @@ def worker(name: str, out: Path) -> None:
     result = train(config, out=out, verbose=0)
     seconds = time.perf_counter() - started
     _, (x_test, y_test) = load_mnist()
-    model = keras.models.load_model(result.model_path, compile=False, safe_mode=True)
+    model = load_keras_model(result.model_path)
     accuracy = float(np.mean(model.predict(x_test, verbose=0).argmax(axis=1) == y_test))
     print(json.dumps({"seconds": seconds, "accuracy": accuracy}))
 

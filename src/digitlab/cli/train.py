@@ -15,6 +15,8 @@ from digitlab.config import TrainConfig
 from digitlab.errors import ConfigError
 
 _DEFAULTS = TrainConfig()
+_DISTRIBUTED = "Distributed (JAX backend, see docs/distributed.md)"
+"""The help panel of the distributed-training options."""
 
 
 def _option(*names: str, text: str, default: Any, **extra: Any) -> Any:
@@ -101,30 +103,30 @@ def train_command(
         str | None,
         _option(text="Distributed training: process 0's HOST:PORT, the same for every process",
                 default="none", metavar="HOST:PORT", envvar="DIGITLAB_COORDINATOR",
-                rich_help_panel="Distributed (JAX backend, see docs/distributed.md)"),
+                rich_help_panel=_DISTRIBUTED),
     ] = None,
     num_processes: Annotated[
         int | None,
         _option(text="Distributed training: how many processes take part", default="none",
                 envvar="DIGITLAB_NUM_PROCESSES",
-                rich_help_panel="Distributed (JAX backend, see docs/distributed.md)"),
+                rich_help_panel=_DISTRIBUTED),
     ] = None,
     process_id: Annotated[
         int | None,
         _option(text="Distributed training: this process's index, 0 on the coordinator",
                 default="none", envvar="DIGITLAB_PROCESS_ID",
-                rich_help_panel="Distributed (JAX backend, see docs/distributed.md)"),
+                rich_help_panel=_DISTRIBUTED),
     ] = None,
     local_processes: Annotated[
         int | None,
         _option(text="Start N distributed worker processes on this machine and wait for them",
                 default="none", metavar="N",
-                rich_help_panel="Distributed (JAX backend, see docs/distributed.md)"),
+                rich_help_panel=_DISTRIBUTED),
     ] = None,
     join_timeout: Annotated[
         float,
         _option(text="Seconds to reach the coordinator and for all processes to join",
-                default=120, rich_help_panel="Distributed (JAX backend, see docs/distributed.md)"),
+                default=120, rich_help_panel=_DISTRIBUTED),
     ] = 120.0,
 ) -> None:
     """Train a model and write a run folder (config, history, curves, checkpoints, model)."""
