@@ -19,12 +19,13 @@ from digitlab.cli import app
 from digitlab.config import TrainConfig, make_config, parse_override
 from digitlab.errors import ConfigError
 from digitlab.modelfile import load_keras_model
-from digitlab.training import HISTORY_COLUMNS, split_train_validation, train
+from digitlab.models import build_model
+from digitlab.training import HISTORY_COLUMNS, split_train_validation, train, uses_xla
 
 SUMMARY_KEYS = {
     "model", "params", "epochs_completed", "epochs", "train_seconds", "best_val_accuracy",
     "best_epoch", "dataset", "class_names", "num_classes", "peak_memory_mb", "replicas",
-    "device", "cores", "threads",
+    "device", "cores", "threads", "xla",
 }
 # A small, fast model for runs whose point is the run folder, not the accuracy.
 SMALL_MLP = {"model_options": {"hidden_units": [64]}}
@@ -76,6 +77,26 @@ def test_overrides_parse_toml_values_or_plain_strings():
         parse_override("epochs")
 
 
+@pytest.mark.parametrize(
+    ("setting", "model", "expected"),
+    [(None, "mlp", True), (None, "cnn", False), (None, "strided", False),
+     (False, "mlp", False), (True, "cnn", True)],
+)
+def test_xla_is_chosen_by_model_kind_unless_set(setting, model, expected):
+    config = make_config(overrides={"jit_compile": setting, "model": model})
+    assert uses_xla(config, build_model(model)) is expected
+
+
+def test_jit_compile_setting_reads_true_false_or_unset(tmp_path):
+    path = tmp_path / "train.toml"
+    path.write_text("jit_compile = false\n")
+    assert make_config(path).jit_compile is False
+    assert make_config(overrides=dict([parse_override("jit_compile=true")])).jit_compile is True
+    assert TrainConfig().jit_compile is None
+    with pytest.raises(ConfigError, match="jit_compile must be true or false"):
+        make_config(overrides={"jit_compile": "sometimes"})
+
+
 def test_validation_split_is_stratified_reproducible_and_limited(mnist):
     (x_train, y_train), _ = mnist
     x_fit, y_fit, x_val, y_val = split_train_validation(x_train, y_train, 0.1, seed=3, limit=6000)
@@ -121,6 +142,7 @@ def test_train_writes_a_complete_run_folder(tmp_path):
     best = max(history, key=lambda row: float(row["val_accuracy"]))
     assert summary["best_val_accuracy"] == pytest.approx(float(best["val_accuracy"]))
     assert summary["best_val_accuracy"] == result.best_val_accuracy
+    assert summary["xla"] is True  # auto: a model without convolutions
 
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["seed"] == 0 and saved["limit"] == 600

@@ -51,9 +51,10 @@ class TrainConfig:
     """Train on a stratified subset of this many training images (before the split)."""
     steps_per_execution: int = 32
     """Training steps run per call into the compiled graph: fewer Python round trips."""
-    jit_compile: bool = False
-    """Compile the training step with XLA. Off: on a CPU it made training about 2x slower here
-    (docs/results.md), which is also why Keras leaves it off on CPU-only machines."""
+    jit_compile: bool | None = None
+    """Compile the training step with XLA; None (auto): on for models without convolutions
+    and always on the JAX backend. On this CPU XLA made the reference mlp's step 1.65x
+    faster but convolutional models 1.5-2x slower (docs/results.md)."""
     threads: int | None = None
     """TensorFlow's intra-op and inter-op thread counts (None: every core the process may use,
     or TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS where set). See `digitlab.devices`."""
@@ -85,7 +86,9 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     def bad(expected: str) -> ConfigError:
         return ConfigError(f"{source}: {key} must be {expected}, got {value!r}")
 
-    if kind == "bool":
+    if kind in ("bool", "bool | None"):
+        if value is None and kind == "bool | None":
+            return None
         if not isinstance(value, bool):
             raise bad("true or false")
         return value

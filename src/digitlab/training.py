@@ -184,6 +184,32 @@ def build_training_model(inner: keras.Model, config: TrainConfig) -> keras.Model
     return keras.Model(pixels, inner(x), name=f"{inner.name}_training")
 
 
+def uses_xla(config: TrainConfig, model: keras.Model) -> bool:
+    """Whether training `model` under `config` compiles its step with XLA.
+
+    `config.jit_compile` decides when set. Auto (None): always on the JAX backend, which
+    runs eagerly (far slower) without it; on TensorFlow only for models without
+    convolutions, the one kind XLA sped up on a CPU (docs/results.md).
+    """
+    import keras
+
+    if config.jit_compile is not None:
+        return config.jit_compile
+    if keras.backend.backend() == "jax":
+        return True
+    return not any(isinstance(layer, keras.layers.Conv2D) for layer in _all_layers(model))
+
+
+def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers of `model`, those inside nested models included."""
+    found = []
+    for layer in model.layers:
+        found.append(layer)
+        if hasattr(layer, "layers"):
+            found.extend(_all_layers(layer))
+    return found
+
+
 def _history_csv(history: list[dict[str, float]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
@@ -315,6 +341,7 @@ def _finish(
         "dataset": dataset.name,
         "class_names": list(dataset.class_names),
         "num_classes": dataset.num_classes,
+        "xla": uses_xla(config, inner),
         # The high-water mark of this process (the one that finished the run), in MiB.
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         **placement.summary(),
@@ -428,7 +455,7 @@ def _train_and_record(
             steps_per_execution=placement.steps_per_execution(
                 min(config.steps_per_execution, steps_per_epoch)
             ),
-            jit_compile=config.jit_compile,
+            jit_compile=uses_xla(config, inner),
         )
 
     if new_run:
