@@ -48,7 +48,8 @@ def build_mlp(
     -> ReLU -> Dropout. Two blocks of 1,024 units keep the 30-epoch reference run within
     its time budget on a 2-core CPU (three blocks cost 1.5x, 2,048 units 4x). Dropout is
     light because augmentation already regularises: in the reference run (lr 0.002),
-    dropout 0.1 reached 99.41% test accuracy, 0.25 only 99.27%.
+    dropout 0.1 reached 99.41% test accuracy, 0.25 only 99.27% (both before XLA; with XLA
+    the reference run reaches 99.35%).
     """
     pixels, x = _pixels_input(image_shape)
     x = layers.Flatten(name="flatten")(x)
