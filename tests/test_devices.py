@@ -176,8 +176,10 @@ def test_training_mirrored_over_two_logical_cpus_matches_one_device(tmp_path, mn
     assert mirrored["device"] == "/cpu:0,/cpu:1"
     assert mirrored["threads"] == {"intra_op": 1, "inter_op": 1}
     assert mirrored["epochs_completed"] == 2
+    assert mirrored["xla"] is False  # TensorFlow's XLA cannot compile a mirrored step
     single = _train(tmp_path / "single")
     assert single["replicas"] == 1 and single["device"] == "auto"
+    assert single["xla"] is True
     assert single["threads"]["intra_op"] == single["cores"] == len(os.sched_getaffinity(0))
 
     mirrored_accuracy = _test_accuracy(tmp_path / "mirrored", mnist)
@@ -185,3 +187,19 @@ def test_training_mirrored_over_two_logical_cpus_matches_one_device(tmp_path, mn
     assert mirrored_accuracy > 0.85
     # Same seed, data and global batch: the two replicas' halves add up to one device's step.
     assert abs(mirrored_accuracy - single_accuracy) < 0.03, (mirrored_accuracy, single_accuracy)
+
+
+def test_xla_across_several_devices_is_a_one_line_error(tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "digitlab", "train", *SMALL_RUN, "--set", "jit_compile=true",
+         "--device", "/cpu:0,/cpu:1", "--out", str(out)],
+        capture_output=True, text=True, env=ENVIRONMENT, timeout=300,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: jit_compile=true cannot train across 2 devices on TensorFlow (XLA needs every "
+        "variable on one device); leave jit_compile unset"
+    )
+    assert "Traceback" not in result.stderr
+    assert not out.exists()

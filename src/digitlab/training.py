@@ -184,20 +184,34 @@ def build_training_model(inner: keras.Model, config: TrainConfig) -> keras.Model
     return keras.Model(pixels, inner(x), name=f"{inner.name}_training")
 
 
-def uses_xla(config: TrainConfig, model: keras.Model) -> bool:
-    """Whether training `model` under `config` compiles its step with XLA.
+def uses_xla(config: TrainConfig, model: keras.Model, replicas: int = 1) -> bool:
+    """Whether training `model` under `config` on `replicas` devices compiles with XLA.
 
     `config.jit_compile` decides when set. Auto (None): always on the JAX backend, which
     runs eagerly (far slower) without it; on TensorFlow only for models without
-    convolutions, the one kind XLA sped up on a CPU (docs/results.md).
+    convolutions, the one kind XLA sped up on a CPU (docs/results.md), and on one device
+    (see `_refuse_xla_across_devices`).
     """
     import keras
 
     if config.jit_compile is not None:
         return config.jit_compile
-    if keras.backend.backend() == "jax":
+    if keras.backend.backend() != "tensorflow":
         return True
+    if replicas > 1:
+        return False
     return not any(isinstance(layer, keras.layers.Conv2D) for layer in _all_layers(model))
+
+
+def _refuse_xla_across_devices(config: TrainConfig, replicas: int) -> None:
+    """TensorFlow's XLA cannot compile a step whose variables are mirrored on several devices."""
+    import keras
+
+    if config.jit_compile and replicas > 1 and keras.backend.backend() == "tensorflow":
+        raise ConfigError(
+            f"jit_compile=true cannot train across {replicas} devices on TensorFlow "
+            "(XLA needs every variable on one device); leave jit_compile unset"
+        )
 
 
 def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -341,7 +355,7 @@ def _finish(
         "dataset": dataset.name,
         "class_names": list(dataset.class_names),
         "num_classes": dataset.num_classes,
-        "xla": uses_xla(config, inner),
+        "xla": uses_xla(config, inner, placement.replicas),
         # The high-water mark of this process (the one that finished the run), in MiB.
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         **placement.summary(),
@@ -406,6 +420,7 @@ def train(
     # Threads and logical devices are fixed when TensorFlow starts, so this comes before
     # anything runs; and before a new folder is made, so a missing GPU leaves none behind.
     placement = prepare_training(config)
+    _refuse_xla_across_devices(config, placement.replicas)
     if resume is None and process.is_writer:
         _prepare_run_dir(run_dir)
     # The other processes of a distributed run make the same Keras calls as process 0 (saving
@@ -455,7 +470,7 @@ def _train_and_record(
             steps_per_execution=placement.steps_per_execution(
                 min(config.steps_per_execution, steps_per_epoch)
             ),
-            jit_compile=uses_xla(config, inner),
+            jit_compile=uses_xla(config, inner, placement.replicas),
         )
 
     if new_run:
