@@ -14,6 +14,10 @@ import pytest
 from digitlab.atomic import atomic_path
 from digitlab.serve.process import server_process
 
+#: Worker processes of the real server: two, so that every test of it covers the
+#: multi-process set-up `digitlab serve` uses on a machine with several cores.
+SERVER_WORKERS = 2
+
 
 def train_small_model(mnist, path: Path) -> Path:
     """Train a small MLP on 12,000 MNIST images (a few seconds) and save it to `path`."""
@@ -39,7 +43,8 @@ def model_path(mnist, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def server_url(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The base URL of a real `digitlab serve` subprocess serving `model_path`."""
+    """The base URL of a real `digitlab serve` subprocess serving `model_path` with
+    SERVER_WORKERS worker processes."""
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    with server_process(log_path, model=model_path) as url:
+    with server_process(log_path, model=model_path, workers=SERVER_WORKERS) as url:
         yield url

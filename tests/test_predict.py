@@ -167,6 +167,16 @@ def test_load_without_a_path_uses_the_shipped_model(mnist):
     assert (shipped.predict(x_test[:500]).digits == y_test[:500]).mean() >= 0.99
 
 
+def test_shipped_onnx_model_gives_the_shipped_keras_models_probabilities(mnist):
+    from digitlab.pretrained import pretrained_onnx_path
+
+    _, (x_test, _) = mnist
+    keras_probabilities = Predictor.load().predict(x_test[:1000]).probabilities
+    onnx = Predictor.load(pretrained_onnx_path())
+    assert onnx.runtime == "ONNX Runtime"
+    assert np.abs(onnx.predict(x_test[:1000]).probabilities - keras_probabilities).max() < 1e-4
+
+
 def test_load_refuses_a_folder_that_is_not_a_saved_model(tmp_path):
     with pytest.raises(ModelError, match="saved_model.pb"):
         Predictor.load(tmp_path)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -27,10 +28,11 @@ from PIL import Image
 from digit_images import paper_png, png_bytes
 from digitlab.images import to_mnist
 from digitlab.predict import Predictor
-from digitlab.serve.app import MAX_BODY_BYTES, create_app
+from digitlab.serve.app import INLINE_MAX_BYTES, INLINE_MAX_PIXELS, MAX_BODY_BYTES, create_app
 from digitlab.serve.batching import InferenceBatcher
 from digitlab.serve.limits import BodySizeLimitMiddleware
 from digitlab.serve.process import free_port
+from serve_fixtures import SERVER_WORKERS
 
 # The trained model and the real server, shared with the other serving tests.
 pytest_plugins = ["serve_fixtures"]
@@ -117,6 +119,29 @@ def test_predict_multipart_upload_of_a_scanned_jpeg_matches_the_raw_body(
     raw = post_image(client, jpeg, "image/jpeg")
     assert multipart.status_code == raw.status_code == 200
     assert multipart.json() == raw.json()
+
+
+def test_app_serves_the_shipped_model_through_onnx_runtime_by_default(mnist):
+    _, (x_test, _) = mnist
+    shipped = Predictor.load()
+    with TestClient(create_app()) as client:
+        assert client.get("/health").json()["model"] == "digits_cnn.onnx (ONNX Runtime)"
+        for digit in x_test[:10]:
+            answer = post_image(client, png_bytes(digit)).json()
+            expected = shipped.predict(to_mnist(png_bytes(digit))).probabilities[0]
+            assert np.allclose(answer["probabilities"], expected, atol=1e-4)
+
+
+def test_small_png_claiming_over_a_megapixel_is_still_read(client: TestClient, test_digits):
+    # Small uploads are read on the event loop only up to INLINE_MAX_PIXELS; this one must
+    # take the decode threads instead, under the server's full limit.
+    page = Image.new("L", (1600, 1200), 255)
+    page.paste(Image.fromarray(255 - test_digits[0][0]).resize((600, 600)), (500, 300))
+    png = png_bytes(np.asarray(page))
+    assert len(png) <= INLINE_MAX_BYTES and INLINE_MAX_PIXELS < 1600 * 1200
+    response = post_image(client, png)
+    assert response.status_code == 200
+    assert response.json()["digit"] == int(test_digits[1][0])
 
 
 # ---- every error is JSON {"detail": ...} with the right status ------------------------
@@ -371,6 +396,20 @@ def test_real_server_gives_each_concurrent_client_its_own_answer(
     expected = predictor.predict(np.stack([to_mnist(png) for png in pngs])).digits.tolist()
     assert [response.status_code for response in responses] == [200] * len(pngs)
     assert [response.json()["digit"] for response in responses] == expected
+
+
+def test_real_server_answers_from_its_worker_processes(server_url: str):
+    port = str(urlsplit(server_url).port)
+    server = next(
+        process
+        for process in psutil.Process().children()
+        if "serve" in process.cmdline() and port in process.cmdline()
+    )
+    workers = [
+        child for child in server.children() if "spawn_main" in " ".join(child.cmdline())
+    ]
+    assert len(workers) == SERVER_WORKERS
+    assert all(worker.is_running() for worker in workers)
 
 
 def raw_http(url: str, request: bytes) -> bytes:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -30,6 +31,15 @@ def serve_command(
     port: Annotated[
         int, typer.Option(min=1, max=65535, help="Port (default: 8000).", show_default=False)
     ] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Server processes, each with its own copy of the model (default: the cores "
+            "this process may use, at most 4).",
+            show_default=False,
+        ),
+    ] = None,
     access_log: Annotated[
         bool, typer.Option(help="Log every request (default: off).", show_default=False)
     ] = False,
@@ -37,18 +47,28 @@ def serve_command(
     """Serve the draw-a-digit page at / and the REST API (/predict, /health, /docs)."""
     import uvicorn
 
-    from digitlab.predict import Predictor
-    from digitlab.serve.app import create_app
+    from digitlab.serve.app import MODEL_ENVIRONMENT_VARIABLE, create_app, load_served_model
 
+    processes = workers or min(4, len(os.sched_getaffinity(0)))
     # Load before the server starts so that a bad model is one clear error line, not a
     # traceback from inside uvicorn's start-up.
     with native_stderr_silenced():
-        predictor = Predictor.load(model)
-    typer.echo(f"Serving {predictor.name} on http://{host}:{port}/ (Ctrl-C stops)", err=True)
+        predictor = load_served_model(model)
+    typer.echo(
+        f"Serving {predictor.name} on http://{host}:{port}/ with {processes} "
+        f"process{'es' if processes > 1 else ''} (Ctrl-C stops)",
+        err=True,
+    )
+    options: dict[str, Any] = {
+        "host": host, "port": port, "access_log": access_log, "log_level": "warning"
+    }
+    if processes == 1:
+        uvicorn.run(create_app(predictor=predictor), **options)
+        return
+    # Each worker process loads its own copy (uvicorn starts them afresh and imports the
+    # app factory by name); this process only hands out connections.
+    del predictor
+    os.environ[MODEL_ENVIRONMENT_VARIABLE] = str(model.resolve()) if model is not None else ""
     uvicorn.run(
-        create_app(predictor=predictor),
-        host=host,
-        port=port,
-        access_log=access_log,
-        log_level="warning",
+        "digitlab.serve.app:app_from_environment", factory=True, workers=processes, **options
     )

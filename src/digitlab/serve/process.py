@@ -29,10 +29,12 @@ def server_process(
     model: str | os.PathLike[str] | None = None,
     port: int | None = None,
     start_timeout_s: float = 120.0,
+    workers: int | None = None,
 ) -> Iterator[str]:
     """Start `python -m digitlab serve` on loopback; yield its base URL once /health is ok.
 
-    `model` defaults to the shipped model and `port` to a free one. The server's output is
+    `model` defaults to the shipped model, `port` to a free one and `workers` to the
+    command's own default. The server's output is
     written to `log_path`. On exit the server gets SIGTERM, then SIGKILL after 15 s.
     Raises `DigitlabError` with the server's output if it exits or is not healthy within
     `start_timeout_s`.
@@ -41,6 +43,8 @@ def server_process(
     command = [sys.executable, "-m", "digitlab", "serve", "--port", str(port)]
     if model is not None:
         command += ["--model", os.fspath(model)]
+    if workers is not None:
+        command += ["--workers", str(workers)]
     log_path = Path(log_path)
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
