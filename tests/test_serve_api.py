@@ -31,7 +31,7 @@ from digitlab.predict import Predictor
 from digitlab.serve.app import INLINE_MAX_BYTES, INLINE_MAX_PIXELS, MAX_BODY_BYTES, create_app
 from digitlab.serve.batching import InferenceBatcher
 from digitlab.serve.limits import BodySizeLimitMiddleware
-from digitlab.serve.process import free_port
+from digitlab.serve.process import free_port, server_process
 from serve_fixtures import SERVER_WORKERS
 
 # The trained model and the real server, shared with the other serving tests.
@@ -410,6 +410,21 @@ def test_real_server_answers_from_its_worker_processes(server_url: str):
     ]
     assert len(workers) == SERVER_WORKERS
     assert all(worker.is_running() for worker in workers)
+
+
+def test_serve_in_one_process_runs_the_shipped_onnx_model_by_default(tmp_path: Path, mnist):
+    _, (x_test, y_test) = mnist
+    with server_process(tmp_path / "server.log", workers=1) as url:
+        health = httpx.get(f"{url}/health").json()
+        answers = [
+            httpx.post(
+                f"{url}/predict", content=png_bytes(digit), headers={"Content-Type": "image/png"}
+            ).json()["digit"]
+            for digit in x_test[:20]
+        ]
+    assert health == {"status": "ok", "model": "digits_cnn.onnx (ONNX Runtime)"}
+    assert "with 1 process " in (tmp_path / "server.log").read_text()
+    assert np.mean(np.array(answers) == y_test[:20]) >= 0.95
 
 
 def raw_http(url: str, request: bytes) -> bytes:
