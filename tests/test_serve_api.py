@@ -398,7 +398,7 @@ def test_real_server_gives_each_concurrent_client_its_own_answer(
     assert [response.json()["digit"] for response in responses] == expected
 
 
-def test_real_server_answers_from_its_worker_processes(server_url: str):
+def test_real_server_runs_the_worker_processes_it_was_asked_for(server_url: str):
     port = str(urlsplit(server_url).port)
     server = next(
         process
