@@ -67,7 +67,8 @@ def serve_command(
         uvicorn.run(create_app(predictor=predictor), **options)
         return
     # Each worker process loads its own copy (uvicorn starts them afresh and imports the
-    # app factory by name); this process only hands out connections.
+    # app factory by name); this process only hands out connections. Its own load above
+    # was the check that turns a bad model into one error line: worth one extra load.
     del predictor
     os.environ[MODEL_ENVIRONMENT_VARIABLE] = str(model.resolve()) if model is not None else ""
     uvicorn.run(

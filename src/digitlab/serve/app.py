@@ -226,7 +226,8 @@ def load_served_model(model_path: str | os.PathLike[str] | None = None) -> Predi
     from digitlab.predict import Predictor
     from digitlab.pretrained import pretrained_onnx_path
 
-    return Predictor.load(model_path if model_path is not None else pretrained_onnx_path(), 1)
+    path = model_path if model_path is not None else pretrained_onnx_path()
+    return Predictor.load(path, threads=1)
 
 
 def app_from_environment() -> FastAPI:
