@@ -13,8 +13,10 @@ import zlib
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 from sklearn.neighbors import KNeighborsClassifier
 
+from digitlab import images
 from digitlab.errors import (
     CorruptImageError,
     ImageTooLargeError,
@@ -236,6 +238,28 @@ def test_center_by_mass_keeps_ink_inside_the_field():
     lopsided[:2, :] = 1.0  # all mass at the top: the ideal shift would push the box off
     centred = center_by_mass(lopsided)
     assert centred.sum() == lopsided.sum()
+
+
+def test_fast_helpers_give_scipys_and_numpys_results():
+    """The server's hot path replaces a few library calls by cheaper equivalents: each must
+    answer what the library does, exactly or to rounding."""
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        shape = tuple(rng.integers(1, 40, size=2))
+        pixels = rng.random(shape).astype(np.float32) * (rng.random(shape) < 0.6)
+        pixels[rng.integers(shape[0]), rng.integers(shape[1])] = 1.0  # never all zero
+        assert np.array_equal(images._smooth(pixels), ndimage.gaussian_filter(pixels, 1.0))
+        mask = pixels > 0.3
+        assert np.array_equal(images._eroded(mask), ndimage.binary_erosion(mask))
+        # ndimage sums a float32 image in float32; the helper in float64.
+        assert images._centre_of_mass(pixels) == pytest.approx(
+            ndimage.center_of_mass(pixels), abs=1e-5
+        )
+        terms = rng.random((int(rng.integers(6, 60)), 6))
+        values = rng.random(len(terms)).astype(np.float32)
+        assert images._least_squares(terms, values) == pytest.approx(
+            np.linalg.lstsq(terms, values, rcond=None)[0], abs=1e-9
+        )
 
 
 def test_blank_and_near_blank_images_raise_no_digit_found():
