@@ -6,8 +6,10 @@ connection, posts one PNG, waits for the answer and posts the next (closed loop)
 --duration seconds after a short warm-up; the latency is then the clients' count divided by
 the throughput (Little's law), so this shows the server's capacity. With --rate, the clients
 send on a fixed schedule of that many requests per second in total (open loop), which shows
-the latency at a given load. Prints the requests answered per second, latency percentiles,
-and the errors (any answer but 200, or one without 10 probabilities).
+the latency at a given load; several rates are measured one after the other on the same
+server. Prints the requests answered per second, latency percentiles, and the errors (any
+answer but 200, or one without 10 probabilities); for a server it started itself, also the
+CPU time the server's processes spent per answered request.
 
 The clients speak HTTP/1.1 over asyncio streams directly. httpx measured about 3 ms of CPU
 per request here, as much as the server itself; on a 2-core machine shared with the server
@@ -15,6 +17,7 @@ it halved the figure being measured. These clients cost about 0.2 ms per request
 
     .venv/bin/python bench/serve_load.py                    # 32 clients, 60 s
     .venv/bin/python bench/serve_load.py --duration 10 --rate 300
+    .venv/bin/python bench/serve_load.py --duration 30 --rate 100 200 300
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ import json
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
+import psutil
 from PIL import Image
 
 from digitlab.data.sources import load_mnist
@@ -165,27 +170,54 @@ async def run_load(
     duration_s: float,
     warmup_s: float,
     rate: float | None,
-) -> tuple[Tally, float]:
+    cpu_clock: Callable[[], float] | None = None,
+) -> tuple[Tally, float, float | None]:
     """Run the clients for `warmup_s` and then `duration_s`.
 
-    Returns what they measured and the seconds from the window's start to the last answer
-    to a request started in it (the divisor of the throughput).
+    Returns what they measured, the seconds from the window's start to the last answer
+    to a request started in it (the divisor of the throughput), and how far `cpu_clock`
+    (the server's CPU seconds, when given) advanced during the window.
     """
     tally = Tally()
     measure_from = time.perf_counter() + warmup_s
     window = Window(measure_from, measure_from + duration_s)
     interval_s = clients / rate if rate else None
-    await asyncio.gather(
-        *(
-            client(url, pngs, k * len(pngs) // clients, window, interval_s, tally)
-            for k in range(clients)
-        )
+    _, cpu_s = await asyncio.gather(
+        asyncio.gather(
+            *(
+                client(url, pngs, k * len(pngs) // clients, window, interval_s, tally)
+                for k in range(clients)
+            )
+        ),
+        clock_over_window(cpu_clock, window),
     )
-    return tally, max(duration_s, tally.last_answer_at - window.measure_from)
+    return tally, max(duration_s, tally.last_answer_at - window.measure_from), cpu_s
 
 
-def report(tally: Tally, elapsed_s: float, clients: int, rate: float | None) -> str:
-    """The figures as a few lines of text."""
+async def clock_over_window(clock: Callable[[], float] | None, window: Window) -> float | None:
+    """How far `clock` advances between the window's start and its end (None: no clock)."""
+    if clock is None:
+        return None
+    await asyncio.sleep(max(0.0, window.measure_from - time.perf_counter()))
+    start = clock()
+    await asyncio.sleep(max(0.0, window.stop_at - time.perf_counter()))
+    return clock() - start
+
+
+def server_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's descendants (the server it started)."""
+    total = 0.0
+    for process in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def report(
+    tally: Tally, elapsed_s: float, clients: int, rate: float | None, cpu_s: float | None
+) -> str:
+    """The figures as a few lines of text; `cpu_s` is the server's CPU time, when known."""
     latencies_ms = np.array(tally.latencies_s) * 1000
     count = latencies_ms.size
     mode = f"open loop at {rate:g} requests/s" if rate else "closed loop"
@@ -201,6 +233,8 @@ def report(tally: Tally, elapsed_s: float, clients: int, rate: float | None) -> 
         lines.append(f"unsent:        {tally.unsent}{behind}")
     errors = ", ".join(f"{kind}: {n}" for kind, n in tally.errors.most_common()) or "none"
     lines.append(f"errors:        {sum(tally.errors.values())} ({errors})")
+    if cpu_s is not None and count:
+        lines.append(f"server CPU:    {cpu_s * 1000 / count:.2f} ms per answered request")
     return "\n".join(lines)
 
 
@@ -214,13 +248,19 @@ def main() -> None:
     )
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before (default: 2)")
     parser.add_argument(
-        "--rate", type=float, help="total requests/s, open loop (default: closed loop)"
+        "--rate",
+        type=float,
+        nargs="+",
+        help="total requests/s, open loop; several are run one after the other "
+        "(default: closed loop)",
     )
     parser.add_argument(
         "--images", type=int, default=1000, help="MNIST test digits (default: 1000)"
     )
     args = parser.parse_args()
 
+    if args.rate and min(args.rate) <= 0:
+        raise SystemExit("--rate must be above 0 requests/s")
     pngs = mnist_test_pngs(args.images)
     with contextlib.ExitStack() as stack:
         url = args.url
@@ -228,9 +268,11 @@ def main() -> None:
             log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             url = stack.enter_context(server_process(log_dir / "server.log", model=args.model))
         print(f"server:        {url}")
-        load = run_load(url, pngs, args.clients, args.duration, args.warmup, args.rate)
-        tally, elapsed_s = asyncio.run(load)
-    print(report(tally, elapsed_s, args.clients, args.rate))
+        cpu_clock = server_cpu_seconds if args.url is None else None
+        for rate in args.rate or [None]:
+            load = run_load(url, pngs, args.clients, args.duration, args.warmup, rate, cpu_clock)
+            tally, elapsed_s, cpu_s = asyncio.run(load)
+            print(report(tally, elapsed_s, args.clients, rate, cpu_s), flush=True)
 
 
 if __name__ == "__main__":
