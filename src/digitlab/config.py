@@ -3,7 +3,7 @@
     config = make_config(Path("train.toml"), {"epochs": 5, "model_options.dropout": 0.2})
 
 A TOML file sets the same keys as the dataclass fields, with the tables `[model_options]`
-(keyword arguments of the model builder, e.g. `hidden_units = [1024, 1024]`) and
+(keyword arguments of the model builder, e.g. `hidden_units = [512, 512]`) and
 `[augmentation]` (e.g. `rotation = 10.0`). Overrides use the same names, with a dot for a
 table entry. Anything unknown or out of range raises `ConfigError` naming where it came from.
 """
