@@ -38,6 +38,7 @@ from digitlab.errors import (
     NoDigitFoundError,
     NotAnImageError,
 )
+from digitlab.images import to_mnist
 from digitlab.serve.batching import InferenceBatcher
 from digitlab.serve.limits import BodySizeLimitMiddleware
 from digitlab.serve.schemas import ErrorResponse, HealthResponse, PredictionResponse
@@ -243,8 +244,6 @@ def app_from_environment() -> FastAPI:
 async def _preprocess(request: Request, data: bytes, name: str) -> np.ndarray:
     """`to_mnist` with this server's stricter limit on full-size decodes, on the event loop
     for small images and on the decode threads for the rest; raises its `ImageError`s."""
-    from digitlab.images import to_mnist
-
     if len(data) <= INLINE_MAX_BYTES:
         with contextlib.suppress(ImageTooLargeError):
             return to_mnist(data, name, max_full_decode_pixels=INLINE_MAX_PIXELS)
