@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import httpx2
 import numpy as np
 import psutil
 import pytest
@@ -55,7 +56,7 @@ def test_digits(mnist) -> tuple[np.ndarray, np.ndarray]:
     return x_test[:40], y_test[:40]
 
 
-def post_image(client: TestClient, data: bytes, content_type: str = "image/png") -> httpx.Response:
+def post_image(client: TestClient, data: bytes, content_type: str = "image/png") -> httpx2.Response:
     return client.post("/predict", content=data, headers={"Content-Type": content_type})
 
 
