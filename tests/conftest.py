@@ -11,6 +11,10 @@ import pytest  # noqa: E402
 
 from digitlab.data.sources import load_mnist  # noqa: E402
 
+# A plugin of several test modules (`pytest_plugins`) that test_serve_api.py also imports
+# from: registered here, before any of them imports it, so that pytest can rewrite it.
+pytest.register_assert_rewrite("serve_fixtures")
+
 
 @pytest.fixture(scope="session")
 def mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
