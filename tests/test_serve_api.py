@@ -228,6 +228,26 @@ def test_multipart_without_a_file_field_is_422(client: TestClient, test_digits):
     assert "'file'" in response.json()["detail"]
 
 
+def test_multipart_file_field_sent_as_text_is_422_saying_how_to_send_a_file(
+    client: TestClient, test_digits
+):
+    # What `curl -F file=<digit.png` sends: the image's bytes as a part without a filename.
+    boundary = "digitlab-test-boundary"
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n".encode()
+        + png_bytes(test_digits[0][0])
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    response = client.post(
+        "/predict",
+        content=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 422
+    assert "no filename" in response.json()["detail"]
+    assert "file=@" in response.json()["detail"]
+
+
 def test_malformed_multipart_is_400(client: TestClient):
     response = client.post(
         "/predict",

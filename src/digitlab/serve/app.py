@@ -28,7 +28,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import UploadFile
 
 from digitlab import __version__
 from digitlab.errors import (
@@ -204,8 +203,14 @@ async def _read_image_bytes(request: Request) -> tuple[bytes, str]:
     if media_type == "multipart/form-data":
         async with request.form(max_files=1, max_fields=8) as form:
             upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise HTTPException(422, "the multipart form has no file in its 'file' field")
+            if isinstance(upload, str):
+                raise HTTPException(
+                    422,
+                    "the multipart field 'file' is text, not a file: its part has no filename "
+                    "(with curl, -F file=@digit.png rather than -F file=<digit.png)",
+                )
+            if upload is None:
+                raise HTTPException(422, "the multipart form has no field named 'file'")
             data = await upload.read()
             name = upload.filename or "the uploaded file"
     elif media_type.startswith("image/"):
