@@ -320,13 +320,91 @@ def _encoded_bar(image_format: str) -> bytes:
     return buffer.getvalue()
 
 
-def test_stricter_full_decode_limit_refuses_png_but_not_jpeg():
-    limit = 100_000  # below the 160,000 pixels of the test page
-    with pytest.raises(ImageTooLargeError, match="at most 100,000 for PNG"):
-        to_mnist(_encoded_bar("PNG"), max_full_decode_pixels=limit)
-    # JPEG decodes straight to a reduced size, so the stricter limit does not apply to it.
-    assert to_mnist(_encoded_bar("JPEG"), max_full_decode_pixels=limit).max() > 0
-    assert to_mnist(_encoded_bar("PNG")).max() > 0
+def test_memory_limit_refuses_a_large_png_but_not_a_baseline_jpeg_of_it():
+    page = _page_with_a_bar("L", 4000)
+    png, jpeg, progressive = (
+        _encoded(page, image_format, **options)
+        for image_format, options in (("PNG", {}), ("JPEG", {}), ("JPEG", {"progressive": True}))
+    )
+    # 16 MB of gray pixels, and float arrays at 572 x 572 after Pillow reduces it.
+    with pytest.raises(ImageTooLargeError, match=r"4000 x 4000 PNG L pixels .* about 21\.2 MB"):
+        to_mnist(png, max_memory_bytes=18_000_000)
+    # Decoded straight to a quarter of each side.
+    assert to_mnist(jpeg, max_memory_bytes=18_000_000).max() > 0
+    # A progressive decoder holds every 8x8 block's coefficients until its last scan: 32 MB.
+    with pytest.raises(ImageTooLargeError, match=r"JPEG L pixels would take about 49\.0 MB"):
+        to_mnist(progressive, max_memory_bytes=18_000_000)
+
+
+def _encoded(image: Image.Image, image_format: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def _page_with_a_bar(mode: str, side: int) -> Image.Image:
+    """A `side` x `side` white page with a dark bar (a '1'), in Pillow mode `mode`."""
+    page = np.full((side, side), 255, dtype=np.uint8)
+    page[side // 5 : 4 * side // 5, 9 * side // 20 : 11 * side // 20] = 0
+    if mode == "I;16":
+        return Image.fromarray(page.astype(np.uint16) * 257)
+    return Image.fromarray(page).convert(mode)
+
+
+_DECODING_CASES = {
+    "png-gray": ("L", "PNG", {}),
+    "png-16-bit": ("I;16", "PNG", {}),
+    "png-palette-with-transparency": ("P", "PNG", {"transparency": 255}),
+    "png-rgba": ("RGBA", "PNG", {}),
+    "gif": ("L", "GIF", {}),
+    "tiff-cmyk": ("CMYK", "TIFF", {"compression": "tiff_deflate"}),
+    "tiff-float": ("F", "TIFF", {"compression": "tiff_deflate"}),
+    "webp": ("RGB", "WEBP", {"lossless": True}),
+    "jpeg-baseline": ("RGB", "JPEG", {}),
+    "jpeg-progressive": ("RGB", "JPEG", {"progressive": True}),
+    "jpeg-progressive-444": ("RGB", "JPEG", {"progressive": True, "subsampling": 0}),
+    "jpeg-progressive-gray": ("L", "JPEG", {"progressive": True}),
+}
+
+
+@pytest.mark.parametrize(
+    "mode, image_format, options", _DECODING_CASES.values(), ids=list(_DECODING_CASES)
+)
+def test_to_mnist_takes_no_more_memory_than_estimated(tmp_path, mode, image_format, options):
+    """A server refuses images by `peak_memory`, so it must not underestimate: the peak
+    memory of `to_mnist` on a 9-megapixel image, in a fresh process, stays within it.
+    (Also for JPEG: the limit applies to what a JPEG takes after its reduced decode.)"""
+    large, small = tmp_path / "large", tmp_path / "small"
+    _page_with_a_bar(mode, 3000).save(large, format=image_format, **options)
+    _page_with_a_bar(mode, 300).save(small, format=image_format, **options)
+    # Linux keeps a process's peak resident memory in VmHWM, and resets it to the present
+    # figure when "5" is written to /proc/self/clear_refs.
+    # The estimate is read from the error a limit of 1 byte gives, in MB to one decimal.
+    script = (
+        "import re, sys\n"
+        "from digitlab.errors import ImageTooLargeError\n"
+        "from digitlab.images import to_mnist\n"
+        "def kib(key):\n"
+        "    status = open('/proc/self/status').read().splitlines()\n"
+        "    return int(next(line.split()[1] for line in status if line.startswith(key)))\n"
+        "to_mnist(sys.argv[2])  # loads the format's plugin and everything else lazily loaded\n"
+        "data = open(sys.argv[1], 'rb').read()\n"
+        "try:\n"
+        "    to_mnist(data, max_memory_bytes=1)\n"
+        "except ImageTooLargeError as error:\n"
+        "    estimate = 1e6 * float(re.search(r'about ([\\d.]+) MB', str(error)).group(1))\n"
+        "open('/proc/self/clear_refs', 'w').write('5')\n"
+        "before = kib('VmRSS:')\n"
+        "to_mnist(data)\n"
+        "print(1024 * (kib('VmHWM:') - before), round(estimate))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(large), str(small)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    peak, estimate = (int(word) for word in done.stdout.split())
+    assert peak <= estimate, f"peak {peak / 1e6:.1f} MB, estimate {estimate / 1e6:.1f} MB"
 
 
 def _to_mnist_under_memory_cap(path, cap_bytes: int) -> subprocess.CompletedProcess:

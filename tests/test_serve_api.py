@@ -27,9 +27,15 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from digit_images import paper_png, png_bytes
-from digitlab.images import to_mnist
+from digitlab.images import peak_memory, to_mnist
 from digitlab.predict import Predictor
-from digitlab.serve.app import INLINE_MAX_BYTES, INLINE_MAX_PIXELS, MAX_BODY_BYTES, create_app
+from digitlab.serve.app import (
+    INLINE_MAX_BYTES,
+    INLINE_MAX_IMAGE_MEMORY,
+    MAX_BODY_BYTES,
+    MAX_IMAGE_MEMORY,
+    create_app,
+)
 from digitlab.serve.batching import InferenceBatcher
 from digitlab.serve.limits import BodySizeLimitMiddleware
 from digitlab.serve.process import free_port, server_process
@@ -133,13 +139,14 @@ def test_app_serves_the_shipped_model_through_onnx_runtime_by_default(mnist):
             assert np.allclose(answer["probabilities"], expected, atol=1e-4)
 
 
-def test_small_png_claiming_over_a_megapixel_is_still_read(client: TestClient, test_digits):
-    # Small uploads are read on the event loop only up to INLINE_MAX_PIXELS; this one must
-    # take the decode threads instead, under the server's full limit.
+def test_small_png_too_large_for_the_event_loop_is_still_read(client: TestClient, test_digits):
+    # Small uploads are read on the event loop only up to INLINE_MAX_IMAGE_MEMORY; this one
+    # must take the decode threads instead, under the server's full limit.
     page = Image.new("L", (1600, 1200), 255)
     page.paste(Image.fromarray(255 - test_digits[0][0]).resize((600, 600)), (500, 300))
     png = png_bytes(np.asarray(page))
-    assert len(png) <= INLINE_MAX_BYTES and INLINE_MAX_PIXELS < 1600 * 1200
+    assert len(png) <= INLINE_MAX_BYTES
+    assert INLINE_MAX_IMAGE_MEMORY < peak_memory(Image.open(io.BytesIO(png))) <= MAX_IMAGE_MEMORY
     response = post_image(client, png)
     assert response.status_code == 200
     assert response.json()["digit"] == int(test_digits[1][0])
@@ -169,21 +176,33 @@ def test_image_with_too_many_pixels_is_413(client: TestClient):
 
 def test_png_too_large_to_decode_in_a_server_is_413_at_once(client: TestClient):
     started = time.perf_counter()
-    response = post_image(client, png_with_size_in_header(5000, 4000))
+    response = post_image(client, png_with_size_in_header(6000, 4000))
     assert response.status_code == 413
-    assert "5000 x 4000 pixels" in response.json()["detail"]
+    assert "6000 x 4000 PNG L pixels would take about 27.2 MB" in response.json()["detail"]
     assert time.perf_counter() - started < 1.0
 
 
-def test_a_jpeg_photo_larger_than_that_is_still_read(client: TestClient, test_digits):
-    digit = Image.fromarray(255 - test_digits[0][0]).resize((3000, 3000))
+def _jpeg_photo_of(digit: np.ndarray, **options) -> bytes:
+    """A 4800 x 3600 JPEG photo of `digit`, large and dark on white paper."""
     photo = Image.new("L", (4800, 3600), 255)
-    photo.paste(digit, (900, 300))
+    photo.paste(Image.fromarray(255 - digit).resize((3000, 3000)), (900, 300))
     buffer = io.BytesIO()
-    photo.save(buffer, format="JPEG", quality=85)
-    response = post_image(client, buffer.getvalue(), "image/jpeg")
+    photo.save(buffer, format="JPEG", quality=85, **options)
+    return buffer.getvalue()
+
+
+def test_a_jpeg_photo_larger_than_that_is_still_read(client: TestClient, test_digits):
+    response = post_image(client, _jpeg_photo_of(test_digits[0][0]), "image/jpeg")
     assert response.status_code == 200
     assert response.json()["digit"] == int(test_digits[1][0])
+
+
+def test_a_progressive_jpeg_that_large_is_413(client: TestClient, test_digits):
+    # Its decoder would hold the coefficients of the whole image: 2 bytes a pixel, 35 MB.
+    progressive = _jpeg_photo_of(test_digits[0][0], progressive=True)
+    response = post_image(client, progressive, "image/jpeg")
+    assert response.status_code == 413
+    assert "non-progressive JPEG" in response.json()["detail"]
 
 
 def test_empty_body_is_422(client: TestClient):

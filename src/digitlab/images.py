@@ -82,16 +82,16 @@ _REDUCIBLE_MODES = {"L", "LA", "RGB", "RGBA", "I", "F"}
 
 
 def to_mnist(
-    image: ImageSource, name: str | None = None, max_full_decode_pixels: int | None = None
+    image: ImageSource, name: str | None = None, max_memory_bytes: int | None = None
 ) -> np.ndarray:
     """Turn a person's digit image into a 28x28 uint8 MNIST-style array (white ink on black).
 
     `image` is a file path, the bytes of an image file, a PIL image or a numpy array
     (H x W gray, or H x W x 2/3/4 with alpha last; uint8, uint16, bool or float 0..1).
-    `name` is used in error messages (a path names itself). `max_full_decode_pixels`, when
-    given, is a stricter pixel limit for formats decoded at full size (all but JPEG, which
-    decodes straight to a reduced size), for callers such as a server that must bound the
-    cost of each request.
+    `name` is used in error messages (a path names itself). `max_memory_bytes`, when given,
+    bounds the memory this may take (`peak_memory`; a baseline JPEG of any size decodes
+    straight to a reduced size and takes little), for callers such as a server that must
+    bound the cost of each request.
 
     Raises `NotAnImageError`, `CorruptImageError` or `ImageTooLargeError` when the image
     cannot be decoded, and `NoDigitFoundError` when it is blank or nearly blank; every
@@ -99,29 +99,29 @@ def to_mnist(
     """
     if name is None:
         name = str(image) if isinstance(image, (str, os.PathLike)) else "the image"
-    gray = to_grayscale(decode(image, name, max_full_decode_pixels))
+    gray = to_grayscale(decode(image, name, max_memory_bytes))
     digit = crop_to_ink(thicken_thin_strokes(crop_to_ink(extract_ink(gray, name))))
     return to_uint8(center_by_mass(scale_to_box(digit)))
 
 
 def decode(
-    image: ImageSource, name: str = "the image", max_full_decode_pixels: int | None = None
+    image: ImageSource, name: str = "the image", max_memory_bytes: int | None = None
 ) -> Image.Image | np.ndarray:
     """Decode a path or bytes into a loaded, upright PIL image; pass images and arrays through.
 
     Checks the pixel count from the header before decoding (`ImageTooLargeError`; also
-    against `max_full_decode_pixels` for formats other than JPEG), applies the EXIF
-    orientation, and for JPEG asks the decoder for a reduced size directly.
+    its `peak_memory` against `max_memory_bytes`), for JPEG asks the decoder for a reduced
+    size directly, and applies the EXIF orientation.
     """
     if isinstance(image, np.ndarray):
         return image
     if isinstance(image, Image.Image):
         return ImageOps.exif_transpose(image)
     if isinstance(image, bytes):
-        return _decode_stream(io.BytesIO(image), name, max_full_decode_pixels)
+        return _decode_stream(io.BytesIO(image), name, max_memory_bytes)
     try:
         with Path(image).open("rb") as stream:
-            return _decode_stream(stream, name, max_full_decode_pixels)
+            return _decode_stream(stream, name, max_memory_bytes)
     except FileNotFoundError:
         raise ImageError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -131,7 +131,7 @@ def decode(
 
 
 def _decode_stream(
-    stream: BinaryIO, name: str, max_full_decode_pixels: int | None = None
+    stream: BinaryIO, name: str, max_memory_bytes: int | None = None
 ) -> Image.Image:
     too_large = f"{name}: image too large to decode safely"
     try:
@@ -151,27 +151,75 @@ def _decode_stream(
     if width * height > MAX_PIXELS:
         detail = f"{width} x {height} pixels, limit {MAX_PIXELS:,}"
         raise ImageTooLargeError(f"{too_large} ({detail})")
-    reduced_decode = image.format in ("JPEG", "MPO")
-    if (
-        not reduced_decode
-        and max_full_decode_pixels is not None
-        and width * height > max_full_decode_pixels
-    ):
-        raise ImageTooLargeError(
-            f"{too_large} ({width} x {height} pixels; at most "
-            f"{max_full_decode_pixels:,} for {image.format}, or a JPEG of any size)"
-        )
-    if reduced_decode:
+    if image.format in ("JPEG", "MPO"):
         image.draft(None, (WORKING_SIDE, WORKING_SIDE))
+    if max_memory_bytes is not None:
+        needed = peak_memory(image, (width, height))
+        if needed > max_memory_bytes:
+            raise ImageTooLargeError(
+                f"{too_large} ({width} x {height} {image.format} {image.mode} pixels would take "
+                f"about {needed / 1e6:,.1f} MB of memory, at most {max_memory_bytes / 1e6:,.1f} "
+                "MB here: send a smaller image, or a non-progressive JPEG of any size)"
+            )
     try:
         image.load()
-        return ImageOps.exif_transpose(image)
+        # In place: otherwise an image without an orientation tag is copied whole.
+        ImageOps.exif_transpose(image, in_place=True)
+        return image
     except Image.DecompressionBombError:
         raise ImageTooLargeError(too_large) from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         # Pillow reports truncated and damaged data with any of these types.
         reason = str(error).strip() or type(error).__name__
         raise CorruptImageError(f"{name}: damaged or truncated image ({reason})") from None
+
+
+# The most memory that decoding an image and reducing it to working size takes, in bytes
+# per decoded pixel, by Pillow mode: measured with Pillow 13 at 16 megapixels and rounded
+# up (tests/test_images.py checks the figures). Modes not listed (two bands, CMYK, ...) and
+# images with transparency take up to 9: Pillow stores them in 4 bytes a pixel and
+# averages them through a second, alpha-weighted copy. WebP decodes through extra buffers.
+_DECODING_BYTES_PER_PIXEL = {
+    **dict.fromkeys(("1", "L"), 1),
+    **dict.fromkeys(("I;16", "I;16L", "I;16B", "I;16N"), 3),
+    **dict.fromkeys(("P", "RGB", "I", "F"), 5),
+}
+_DECODING_BYTES_PER_PIXEL_AT_MOST = 9
+_WEBP_DECODING_BYTES_PER_PIXEL = 16
+# What the float arrays of the later steps take, per pixel of the image as reduced in Pillow
+# (under 1,024 px a side), then at working size: a few float32 copies of it at a time.
+_WORKING_BYTES_PER_PIXEL = 16
+
+
+def peak_memory(image: Image.Image, full_size: tuple[int, int] | None = None) -> int:
+    """About the most memory, in bytes, that `to_mnist` takes for `image`, opened but not
+    yet loaded: the decoded pixels, the copies made to reduce them, the later steps' arrays,
+    and a progressive JPEG decoder's buffers. A JPEG is asked for its reduced size (`draft`)
+    first, which is what makes a baseline JPEG of any size cheap; `full_size` is then the
+    size before (default: `image.size`)."""
+    if image.format == "WEBP":
+        per_pixel = _WEBP_DECODING_BYTES_PER_PIXEL
+    elif image.has_transparency_data:
+        per_pixel = _DECODING_BYTES_PER_PIXEL_AT_MOST
+    else:
+        per_pixel = _DECODING_BYTES_PER_PIXEL.get(image.mode, _DECODING_BYTES_PER_PIXEL_AT_MOST)
+    factor = max(1, max(image.size) // WORKING_SIDE)
+    reduced = -(-image.width // factor) * -(-image.height // factor)
+    needed = image.width * image.height * per_pixel + reduced * _WORKING_BYTES_PER_PIXEL
+    if image.format in ("JPEG", "MPO") and image.info.get("progressive"):
+        needed += _jpeg_coefficient_bytes(image, *(full_size or image.size))
+    return needed
+
+
+def _jpeg_coefficient_bytes(image: Image.Image, width: int, height: int) -> int:
+    """What a progressive JPEG decoder holds until its last scan: every 8x8 block's 64
+    coefficients of 2 bytes, for each component at its own sampling, in whole MCUs."""
+    components = [(h, v) for _, h, v, _ in getattr(image, "layer", [])]
+    components = components or [(1, 1)] * len(image.getbands())
+    most_h = max(h for h, _ in components)
+    most_v = max(v for _, v in components)
+    mcus = -(-width // (8 * most_h)) * -(-height // (8 * most_v))
+    return mcus * sum(h * v for h, v in components) * 64 * 2
 
 
 def _undecodable(stream: BinaryIO, name: str) -> ImageError:
@@ -219,6 +267,10 @@ def _reduce_in_pillow(image: Image.Image) -> Image.Image:
     factor = max(image.size) // WORKING_SIDE
     if factor >= 2 and image.mode in _REDUCIBLE_MODES:
         image = image.reduce(factor)
+    elif factor >= 2:
+        # 16-bit gray, which `reduce` refuses: box averages to the same size, at 16 bits.
+        size = (-(-image.width // factor), -(-image.height // factor))
+        image = image.resize(size, Image.Resampling.BOX)
     if image.mode in ("RGB", "RGBA"):
         image = image.convert("LA" if image.mode == "RGBA" else "L")
     return image
@@ -329,7 +381,7 @@ def paper_level(signal: np.ndarray) -> np.ndarray:
         if inliers.sum() < terms.shape[1]:
             break
         coefficients = np.linalg.lstsq(terms[inliers], levels[inliers], rcond=None)[0]
-    return np.tensordot(coefficients.astype(np.float32), _pixel_terms(height, width), 1)
+    return _quadratic_surface(coefficients.astype(np.float32), height, width)
 
 
 # A server preprocesses thousands of same-sized canvases, and np.percentile and np.median
@@ -367,14 +419,16 @@ def _block_terms(grid: int, block_height: float, block_width: float) -> np.ndarr
     return terms
 
 
-@functools.lru_cache(maxsize=16)
-def _pixel_terms(height: int, width: int) -> np.ndarray:
-    """The quadratic terms at every pixel, 6 x height x width float32; read-only."""
-    y = (np.arange(height, dtype=np.float32) / height)[:, np.newaxis]
-    x = (np.arange(width, dtype=np.float32) / width)[np.newaxis, :]
-    terms = np.stack([np.broadcast_to(term, (height, width)) for term in _quadratic_terms(y, x)])
-    terms.flags.writeable = False
-    return terms
+def _quadratic_surface(coefficients: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The quadratic surface with these coefficients (of `_quadratic_terms`) at every pixel,
+    float32, summed from its row and column parts: no height x width array per term."""
+    y = np.arange(height, dtype=np.float32)[:, np.newaxis] / height
+    x = np.arange(width, dtype=np.float32)[np.newaxis, :] / width
+    constant, c_y, c_x, c_yy, c_xy, c_xx = coefficients
+    surface = (c_xy * y) * x
+    surface += constant + y * (c_y + c_yy * y)
+    surface += x * (c_x + c_xx * x)
+    return surface
 
 
 def _quadratic_terms(y: np.ndarray, x: np.ndarray) -> list[np.ndarray]:

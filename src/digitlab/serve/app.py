@@ -48,19 +48,21 @@ if TYPE_CHECKING:
 #: Request bodies over this many bytes are refused with 413 (5 MB).
 MAX_BODY_BYTES = 5_000_000
 
-#: Images in formats decoded at full size (all but JPEG, which decodes straight to a reduced
-#: size) with more pixels than this are refused with 413: a 200 KB PNG can claim 50 megapixels
-#: and would take over a gigabyte and seconds of CPU to decode.
-MAX_FULL_DECODE_PIXELS = 16_000_000
+#: Images that would take more memory than this to read (`peak_memory`) are refused with
+#: 413: a 200 KB PNG can claim 50 megapixels, which would take over 400 MB and seconds of
+#: CPU. 24 MB admits a 1080p screenshot with transparency, a 19-megapixel gray scan, and a
+#: baseline JPEG photo of any size (it decodes straight to a reduced size).
+MAX_IMAGE_MEMORY = 24_000_000
 
 #: Images decoded at once. Decoding is mostly bound by Python's GIL, so more threads add
 #: little speed but multiply the memory a burst of large images takes.
 DECODE_THREADS = min(4, os.cpu_count() or 1)
 
-#: Uploads of at most this many bytes, claiming at most `INLINE_MAX_PIXELS` pixels, are
-#: preprocessed on the event loop (at most a few milliseconds); the rest on the threads.
+#: Uploads of at most this many bytes, taking at most `INLINE_MAX_IMAGE_MEMORY` to read
+#: (a gray image of 800,000 pixels, a colour one of 200,000), are preprocessed on the event
+#: loop (at most a few milliseconds); the rest on the threads.
 INLINE_MAX_BYTES = 64 * 1024
-INLINE_MAX_PIXELS = 1_000_000
+INLINE_MAX_IMAGE_MEMORY = 5_000_000
 
 #: The environment variable that tells `app_from_environment` which model to serve.
 MODEL_ENVIRONMENT_VARIABLE = "DIGITLAB_SERVE_MODEL"
@@ -104,7 +106,10 @@ _PREDICT_REQUEST_BODY: dict[str, Any] = {
 def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     reasons = {
         400: "The multipart body is malformed.",
-        413: f"The body is over {MAX_BODY_BYTES:,} bytes, or the image has too many pixels.",
+        413: (
+            f"The body is over {MAX_BODY_BYTES:,} bytes, or the image would take more than "
+            f"{MAX_IMAGE_MEMORY:,} bytes of memory to decode."
+        ),
         415: "The body is not an image, or the content type is neither multipart nor image/*.",
         422: "The image is empty, corrupt or truncated, or holds no digit.",
         503: "The model is not loaded yet.",
@@ -247,13 +252,13 @@ def app_from_environment() -> FastAPI:
 
 
 async def _preprocess(request: Request, data: bytes, name: str) -> np.ndarray:
-    """`to_mnist` with this server's stricter limit on full-size decodes, on the event loop
+    """`to_mnist` within this server's bounds on decoding memory, on the event loop
     for small images and on the decode threads for the rest; raises its `ImageError`s."""
     if len(data) <= INLINE_MAX_BYTES:
         with contextlib.suppress(ImageTooLargeError):
-            return to_mnist(data, name, max_full_decode_pixels=INLINE_MAX_PIXELS)
+            return to_mnist(data, name, max_memory_bytes=INLINE_MAX_IMAGE_MEMORY)
     return await anyio.to_thread.run_sync(
-        functools.partial(to_mnist, max_full_decode_pixels=MAX_FULL_DECODE_PIXELS),
+        functools.partial(to_mnist, max_memory_bytes=MAX_IMAGE_MEMORY),
         data,
         name,
         limiter=request.app.state.decode_limiter,
