@@ -371,32 +371,26 @@ _DECODING_CASES = {
     "mode, image_format, options", _DECODING_CASES.values(), ids=list(_DECODING_CASES)
 )
 def test_to_mnist_takes_no_more_memory_than_estimated(tmp_path, mode, image_format, options):
-    """A server refuses images by `peak_memory`, so it must not underestimate: the peak
-    memory of `to_mnist` on a 9-megapixel image, in a fresh process, stays within it.
-    (Also for JPEG: the limit applies to what a JPEG takes after its reduced decode.)"""
+    """A server refuses images by `memory_needed`, so it must not underestimate: the peak
+    memory of `to_mnist` on a 9-megapixel image, in a fresh process, stays within it."""
     large, small = tmp_path / "large", tmp_path / "small"
     _page_with_a_bar(mode, 3000).save(large, format=image_format, **options)
     _page_with_a_bar(mode, 300).save(small, format=image_format, **options)
     # Linux keeps a process's peak resident memory in VmHWM, and resets it to the present
     # figure when "5" is written to /proc/self/clear_refs.
-    # The estimate is read from the error a limit of 1 byte gives, in MB to one decimal.
     script = (
-        "import re, sys\n"
-        "from digitlab.errors import ImageTooLargeError\n"
-        "from digitlab.images import to_mnist\n"
+        "import sys\n"
+        "from digitlab.images import memory_needed, to_mnist\n"
         "def kib(key):\n"
         "    status = open('/proc/self/status').read().splitlines()\n"
         "    return int(next(line.split()[1] for line in status if line.startswith(key)))\n"
         "to_mnist(sys.argv[2])  # loads the format's plugin and everything else lazily loaded\n"
         "data = open(sys.argv[1], 'rb').read()\n"
-        "try:\n"
-        "    to_mnist(data, max_memory_bytes=1)\n"
-        "except ImageTooLargeError as error:\n"
-        "    estimate = 1e6 * float(re.search(r'about ([\\d.]+) MB', str(error)).group(1))\n"
+        "estimate = memory_needed(data)\n"
         "open('/proc/self/clear_refs', 'w').write('5')\n"
         "before = kib('VmRSS:')\n"
         "to_mnist(data)\n"
-        "print(1024 * (kib('VmHWM:') - before), round(estimate))\n"
+        "print(1024 * (kib('VmHWM:') - before), estimate)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, str(large), str(small)],

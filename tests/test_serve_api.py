@@ -27,7 +27,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from digit_images import paper_png, png_bytes
-from digitlab.images import peak_memory, to_mnist
+from digitlab.images import memory_needed, to_mnist
 from digitlab.predict import Predictor
 from digitlab.serve.app import (
     INLINE_MAX_BYTES,
@@ -146,7 +146,7 @@ def test_small_png_too_large_for_the_event_loop_is_still_read(client: TestClient
     page.paste(Image.fromarray(255 - test_digits[0][0]).resize((600, 600)), (500, 300))
     png = png_bytes(np.asarray(page))
     assert len(png) <= INLINE_MAX_BYTES
-    assert INLINE_MAX_IMAGE_MEMORY < peak_memory(Image.open(io.BytesIO(png))) <= MAX_IMAGE_MEMORY
+    assert INLINE_MAX_IMAGE_MEMORY < memory_needed(png) <= MAX_IMAGE_MEMORY
     response = post_image(client, png)
     assert response.status_code == 200
     assert response.json()["digit"] == int(test_digits[1][0])

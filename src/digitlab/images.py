@@ -89,7 +89,7 @@ def to_mnist(
     `image` is a file path, the bytes of an image file, a PIL image or a numpy array
     (H x W gray, or H x W x 2/3/4 with alpha last; uint8, uint16, bool or float 0..1).
     `name` is used in error messages (a path names itself). `max_memory_bytes`, when given,
-    bounds the memory this may take (`peak_memory`; a baseline JPEG of any size decodes
+    bounds the memory this may take (`memory_needed`; a baseline JPEG of any size decodes
     straight to a reduced size and takes little), for callers such as a server that must
     bound the cost of each request.
 
@@ -110,7 +110,7 @@ def decode(
     """Decode a path or bytes into a loaded, upright PIL image; pass images and arrays through.
 
     Checks the pixel count from the header before decoding (`ImageTooLargeError`; also
-    its `peak_memory` against `max_memory_bytes`), for JPEG asks the decoder for a reduced
+    its `memory_needed` against `max_memory_bytes`), for JPEG asks the decoder for a reduced
     size directly, and applies the EXIF orientation.
     """
     if isinstance(image, np.ndarray):
@@ -133,7 +133,40 @@ def decode(
 def _decode_stream(
     stream: BinaryIO, name: str, max_memory_bytes: int | None = None
 ) -> Image.Image:
-    too_large = f"{name}: image too large to decode safely"
+    image, (width, height) = _open_header(stream, name)
+    if max_memory_bytes is not None:
+        needed = _peak_memory(image, (width, height))
+        if needed > max_memory_bytes:
+            raise _too_large(
+                name,
+                f"{width} x {height} {image.format} {image.mode} pixels would take about "
+                f"{needed / 1e6:,.1f} MB of memory, at most {max_memory_bytes / 1e6:,.1f} MB "
+                "here: send a smaller image, or a non-progressive JPEG of any size",
+            )
+    try:
+        image.load()
+        # In place: otherwise an image without an orientation tag is copied whole.
+        ImageOps.exif_transpose(image, in_place=True)
+        return image
+    except Image.DecompressionBombError:
+        raise _too_large(name) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        # Pillow reports truncated and damaged data with any of these types.
+        reason = str(error).strip() or type(error).__name__
+        raise CorruptImageError(f"{name}: damaged or truncated image ({reason})") from None
+
+
+def memory_needed(data: bytes, name: str = "the image") -> int:
+    """About the most memory, in bytes, that `to_mnist` takes for the image file `data`,
+    judged from its header (nothing is decoded): what `max_memory_bytes` is compared with.
+    Raises `decode`'s errors for bytes that do not open as an image."""
+    return _peak_memory(*_open_header(io.BytesIO(data), name))
+
+
+def _open_header(stream: BinaryIO, name: str) -> tuple[Image.Image, tuple[int, int]]:
+    """Open an image file without decoding it, and its size; a JPEG is then set to decode
+    straight to a reduced size (`draft`), which shrinks `image.size`. Refuses more than
+    `MAX_PIXELS` and Pillow's decompression bombs with `ImageTooLargeError`."""
     try:
         # Pillow warns, then raises, on huge headers; both mean "too large" here. The warning
         # is made an error so that a bomb below Pillow's own hard limit is not decoded either.
@@ -143,35 +176,21 @@ def _decode_stream(
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(stream, formats=SUPPORTED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageTooLargeError(too_large) from None
+        raise _too_large(name) from None
     except (OSError, SyntaxError, ValueError, EOFError):
         # Unidentified (no plugin accepts the bytes) or cut short inside the header.
         raise _undecodable(stream, name) from None
     width, height = image.size
     if width * height > MAX_PIXELS:
-        detail = f"{width} x {height} pixels, limit {MAX_PIXELS:,}"
-        raise ImageTooLargeError(f"{too_large} ({detail})")
+        raise _too_large(name, f"{width} x {height} pixels, limit {MAX_PIXELS:,}")
     if image.format in ("JPEG", "MPO"):
         image.draft(None, (WORKING_SIDE, WORKING_SIDE))
-    if max_memory_bytes is not None:
-        needed = peak_memory(image, (width, height))
-        if needed > max_memory_bytes:
-            raise ImageTooLargeError(
-                f"{too_large} ({width} x {height} {image.format} {image.mode} pixels would take "
-                f"about {needed / 1e6:,.1f} MB of memory, at most {max_memory_bytes / 1e6:,.1f} "
-                "MB here: send a smaller image, or a non-progressive JPEG of any size)"
-            )
-    try:
-        image.load()
-        # In place: otherwise an image without an orientation tag is copied whole.
-        ImageOps.exif_transpose(image, in_place=True)
-        return image
-    except Image.DecompressionBombError:
-        raise ImageTooLargeError(too_large) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        # Pillow reports truncated and damaged data with any of these types.
-        reason = str(error).strip() or type(error).__name__
-        raise CorruptImageError(f"{name}: damaged or truncated image ({reason})") from None
+    return image, (width, height)
+
+
+def _too_large(name: str, detail: str | None = None) -> ImageTooLargeError:
+    message = f"{name}: image too large to decode safely"
+    return ImageTooLargeError(f"{message} ({detail})" if detail else message)
 
 
 # The most memory that decoding an image and reducing it to working size takes, in bytes
@@ -191,12 +210,10 @@ _WEBP_DECODING_BYTES_PER_PIXEL = 16
 _WORKING_BYTES_PER_PIXEL = 16
 
 
-def peak_memory(image: Image.Image, full_size: tuple[int, int] | None = None) -> int:
-    """About the most memory, in bytes, that `to_mnist` takes for `image`, opened but not
-    yet loaded: the decoded pixels, the copies made to reduce them, the later steps' arrays,
-    and a progressive JPEG decoder's buffers. A JPEG is asked for its reduced size (`draft`)
-    first, which is what makes a baseline JPEG of any size cheap; `full_size` is then the
-    size before (default: `image.size`)."""
+def _peak_memory(image: Image.Image, full_size: tuple[int, int]) -> int:
+    """About the most memory, in bytes, that `to_mnist` takes for `image` as `_open_header`
+    gives it, with its size before any `draft`: the decoded pixels, the copies made to
+    reduce them, the later steps' arrays, and a progressive JPEG decoder's buffers."""
     if image.format == "WEBP":
         per_pixel = _WEBP_DECODING_BYTES_PER_PIXEL
     elif image.has_transparency_data:
@@ -207,7 +224,7 @@ def peak_memory(image: Image.Image, full_size: tuple[int, int] | None = None) ->
     reduced = -(-image.width // factor) * -(-image.height // factor)
     needed = image.width * image.height * per_pixel + reduced * _WORKING_BYTES_PER_PIXEL
     if image.format in ("JPEG", "MPO") and image.info.get("progressive"):
-        needed += _jpeg_coefficient_bytes(image, *(full_size or image.size))
+        needed += _jpeg_coefficient_bytes(image, *full_size)
     return needed
 
 

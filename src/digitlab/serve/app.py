@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 #: Request bodies over this many bytes are refused with 413 (5 MB).
 MAX_BODY_BYTES = 5_000_000
 
-#: Images that would take more memory than this to read (`peak_memory`) are refused with
+#: Images that would take more memory than this to read (`memory_needed`) are refused with
 #: 413: a 200 KB PNG can claim 50 megapixels, which would take over 400 MB and seconds of
 #: CPU. 24 MB admits a 1080p screenshot with transparency, a 19-megapixel gray scan, and a
 #: baseline JPEG photo of any size (it decodes straight to a reduced size).
