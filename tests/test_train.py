@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -151,6 +152,24 @@ def test_train_writes_a_complete_run_folder(tmp_path):
     model = load_keras_model(run_dir / "model.keras")
     assert model.count_params() == summary["params"]
     assert not any("augment" in layer.name for layer in model.layers)
+
+
+def test_progress_bar_never_counts_past_the_epochs_steps(tmp_path, capfd):
+    # 540 training images in batches of 32 make 17 steps; run 4 at a time, Keras's own bar
+    # counted them as 4, 8, 12, 16, 20 of 17.
+    config = make_config(
+        overrides={
+            "limit": 600, "epochs": 1, "batch_size": 32, "steps_per_execution": 4,
+            "augment": False, **_dotted(SMALL_MLP),
+        }
+    )
+    train(config, out=tmp_path / "run", verbose=1)
+    counts = [
+        (int(done), int(total))
+        for done, total in re.findall(r"(\d+)/(\d+)", capfd.readouterr().out)
+    ]
+    assert (17, 17) in counts
+    assert all(done <= total == 17 for done, total in counts), counts
 
 
 def test_train_refuses_a_non_empty_run_folder(tmp_path):

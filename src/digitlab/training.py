@@ -444,6 +444,7 @@ def _train_and_record(
     from digitlab.data.sources import load_dataset
     from digitlab.distributed import process_local
     from digitlab.models import build_model
+    from digitlab.progress import step_progress_bar
 
     dataset = load_dataset(config.dataset)
     x_train, y_train, x_val, y_val = split_train_validation(
@@ -496,6 +497,7 @@ def _train_and_record(
             shuffle=True,
             verbose=verbose,
             callbacks=[
+                step_progress_bar(),
                 _make_recorder(write_dir, inner, state),
                 keras.callbacks.TensorBoard(
                     log_dir=str(write_dir / "tensorboard"), write_graph=False
