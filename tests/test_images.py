@@ -353,6 +353,8 @@ def _page_with_a_bar(mode: str, side: int) -> Image.Image:
 
 _DECODING_CASES = {
     "png-gray": ("L", "PNG", {}),
+    "png-bilevel": ("1", "PNG", {}),
+    "png-gray-alpha": ("LA", "PNG", {}),
     "png-16-bit": ("I;16", "PNG", {}),
     "png-palette-with-transparency": ("P", "PNG", {"transparency": 255}),
     "png-rgba": ("RGBA", "PNG", {}),

@@ -199,7 +199,8 @@ def _too_large(name: str, detail: str | None = None) -> ImageTooLargeError:
 # images with transparency take up to 9: Pillow stores them in 4 bytes a pixel and
 # averages them through a second, alpha-weighted copy. WebP decodes through extra buffers.
 _DECODING_BYTES_PER_PIXEL = {
-    **dict.fromkeys(("1", "L"), 1),
+    "L": 1,
+    "1": 2,  # converted to "L" before it is reduced
     **dict.fromkeys(("I;16", "I;16L", "I;16B", "I;16N"), 3),
     **dict.fromkeys(("P", "RGB", "I", "F"), 5),
 }
