@@ -58,9 +58,9 @@ MAX_IMAGE_MEMORY = 24_000_000
 #: little speed but multiply the memory a burst of large images takes.
 DECODE_THREADS = min(4, os.cpu_count() or 1)
 
-#: Uploads of at most this many bytes, taking at most `INLINE_MAX_IMAGE_MEMORY` to read
-#: (a gray image of 800,000 pixels, a colour one of 200,000), are preprocessed on the event
-#: loop (at most a few milliseconds); the rest on the threads.
+#: Uploads of at most this many bytes, taking at most `INLINE_MAX_IMAGE_MEMORY` to read (a
+#: gray image of about a megapixel, a colour one of 200,000 pixels), are preprocessed on the
+#: event loop (at most a few milliseconds); the rest on the threads.
 INLINE_MAX_BYTES = 64 * 1024
 INLINE_MAX_IMAGE_MEMORY = 5_000_000
 
