@@ -311,15 +311,6 @@ def test_decompression_bomb_is_refused_from_the_header(side):
     assert time.perf_counter() - started < 1.0  # nothing was decoded or allocated
 
 
-def _encoded_bar(image_format: str) -> bytes:
-    """A 400 x 400 white page with a dark vertical bar (a '1'), encoded as `image_format`."""
-    page = np.full((400, 400), 255, dtype=np.uint8)
-    page[80:320, 185:215] = 0
-    buffer = io.BytesIO()
-    Image.fromarray(page).save(buffer, format=image_format)
-    return buffer.getvalue()
-
-
 def test_memory_limit_refuses_a_large_png_but_not_a_baseline_jpeg_of_it():
     page = _page_with_a_bar("L", 4000)
     png, jpeg, progressive = (
