@@ -128,8 +128,12 @@ def train_keras_io(out: Path, epochs: int) -> dict:
     convnet = build_keras_io_convnet()
     convnet.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     convnet.fit(
-        scale(x_train), keras.utils.to_categorical(y_train, 10), batch_size=128, epochs=epochs,
-        validation_data=(scale(x_val), keras.utils.to_categorical(y_val, 10)), verbose=2,
+        scale(x_train),
+        keras.utils.to_categorical(y_train, 10),
+        batch_size=128,
+        epochs=epochs,
+        validation_data=(scale(x_val), keras.utils.to_categorical(y_val, 10)),
+        verbose=2,
     )
     fit_seconds = time.perf_counter() - started
     # The published model takes 0..1 floats of shape 28x28x1; these layers let it take the
@@ -230,12 +234,28 @@ def train_here(name: str, work: Path, args: argparse.Namespace) -> Contender:
     out = work / name
     log = work / f"{name}.log"
     if name in DIGITLAB_ARGUMENTS:
-        command = [sys.executable, "-m", "digitlab", "train", *DIGITLAB_ARGUMENTS[name],
-                   "--out", str(out)]
+        command = [
+            sys.executable,
+            "-m",
+            "digitlab",
+            "train",
+            *DIGITLAB_ARGUMENTS[name],
+            "--out",
+            str(out),
+        ]
     else:
         out.mkdir()
-        command = [sys.executable, str(Path(__file__).resolve()), "--worker", name, str(out),
-                   "--convnet-epochs", str(args.convnet_epochs), "--repeats", str(args.repeats)]
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            name,
+            str(out),
+            "--convnet-epochs",
+            str(args.convnet_epochs),
+            "--repeats",
+            str(args.repeats),
+        ]
     print(f"training {contender.label}: {shlex.join(command)}", flush=True)
     contender.process_seconds, contender.peak_memory_mb = run_child(command, log)
     if name in DIGITLAB_ARGUMENTS:
@@ -324,7 +344,8 @@ def context_line(contenders: list[Contender], load: float, repeats: int) -> str:
         f"Rows from earlier runs ({', '.join(earlier)}) were not trained by this command: "
         "their training seconds and memory are those runs' own records (summary.json), taken "
         "under whatever load the machine had then."
-        if earlier else "Every row was trained by this command."
+        if earlier
+        else "Every row was trained by this command."
     )
     command = shlex.join([".venv/bin/python", "bench/baselines.py", *sys.argv[1:]])
     return (
@@ -349,23 +370,47 @@ def earlier_run(text: str) -> tuple[str, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", nargs="*", default=["fast", "keras-io", "sklearn-mlp"],
-                        choices=[*DIGITLAB_ARGUMENTS, *WORKERS], metavar="NAME",
-                        help="contenders to train here, one after another: mlp cnn resnet fast "
-                             "best keras-io sklearn-mlp (default: fast keras-io sklearn-mlp)")
-    parser.add_argument("--run", action="append", type=earlier_run, default=[],
-                        metavar="LABEL=PATH",
-                        help="a contender trained before: a digitlab run folder or a .keras "
-                             "file (e.g. an ensemble); repeatable (default: none)")
-    parser.add_argument("--convnet-epochs", type=int, default=15,
-                        help="epochs of the keras-io convnet (default: 15, as published)")
-    parser.add_argument("--repeats", type=int, default=10,
-                        help="timed 1,000-image batches per contender (default: 10)")
-    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
-                        help="a new folder to keep the trained runs and logs in (default: a "
-                             "temporary folder, removed at the end)")
-    parser.add_argument("--no-write", action="store_true",
-                        help="print only; leave docs/results.md alone")
+    parser.add_argument(
+        "--train",
+        nargs="*",
+        default=["fast", "keras-io", "sklearn-mlp"],
+        choices=[*DIGITLAB_ARGUMENTS, *WORKERS],
+        metavar="NAME",
+        help="contenders to train here, one after another: mlp cnn resnet fast "
+        "best keras-io sklearn-mlp (default: fast keras-io sklearn-mlp)",
+    )
+    parser.add_argument(
+        "--run",
+        action="append",
+        type=earlier_run,
+        default=[],
+        metavar="LABEL=PATH",
+        help="a contender trained before: a digitlab run folder or a .keras "
+        "file (e.g. an ensemble); repeatable (default: none)",
+    )
+    parser.add_argument(
+        "--convnet-epochs",
+        type=int,
+        default=15,
+        help="epochs of the keras-io convnet (default: 15, as published)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=10,
+        help="timed 1,000-image batches per contender (default: 10)",
+    )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a new folder to keep the trained runs and logs in (default: a "
+        "temporary folder, removed at the end)",
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; leave docs/results.md alone"
+    )
     parser.add_argument("--worker", nargs=2, metavar=("NAME", "OUT_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -399,8 +444,12 @@ def main() -> None:
                 )
                 print(row(contenders[index]), flush=True)
     print()
-    publish(HEADING, context_line(contenders, load, args.repeats), table(contenders),
-            write=not args.no_write)
+    publish(
+        HEADING,
+        context_line(contenders, load, args.repeats),
+        table(contenders),
+        write=not args.no_write,
+    )
     if any(contender.error for contender in contenders):
         sys.exit(1)
 

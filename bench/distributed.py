@@ -32,8 +32,9 @@ def run(processes: int, run_dir: Path, flags: list[str]) -> dict[str, float]:
     if processes > 1:
         command += ["--local-processes", str(processes)]
     started = time.perf_counter()
-    subprocess.run(command, env={**os.environ, "KERAS_BACKEND": "jax"}, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        command, env={**os.environ, "KERAS_BACKEND": "jax"}, check=True, stdout=subprocess.DEVNULL
+    )
     wall = time.perf_counter() - started
     summary = json.loads((run_dir / "summary.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
@@ -53,8 +54,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=6000, help="training images (default 6000)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs (default: 2)")
-    parser.add_argument("--set", dest="settings", action="append", default=[],
-                        metavar="KEY=VALUE", help="a setting, as `digitlab train --set`")
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting, as `digitlab train --set`",
+    )
     args = parser.parse_args()
     flags = ["--limit", str(args.limit), "--epochs", str(args.epochs)]
     flags += [item for text in args.settings for item in ("--set", text)]

@@ -36,17 +36,27 @@ def median_seconds(run) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-name", default="mlp", choices=list_models(),
-                        help="a registered model, untrained (default: mlp)")
+    parser.add_argument(
+        "--model-name",
+        default="mlp",
+        choices=list_models(),
+        help="a registered model, untrained (default: mlp)",
+    )
     parser.add_argument("--model", help="a saved .keras model instead of --model-name")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                        help=f"prediction batch size (default: {DEFAULT_BATCH_SIZE})")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"prediction batch size (default: {DEFAULT_BATCH_SIZE})",
+    )
     args = parser.parse_args()
 
     _, (x_test, y_test) = load_mnist()
     model = load_keras_model(args.model) if args.model else build_model(args.model_name)
-    print(f"model: {args.model or model.name} ({model.count_params():,} parameters), "
-          f"{len(x_test)} test images, batch size {args.batch_size}")
+    print(
+        f"model: {args.model or model.name} ({model.count_params():,} parameters), "
+        f"{len(x_test)} test images, batch size {args.batch_size}"
+    )
     metrics_only = median_seconds(
         lambda: evaluate(model, x_test, y_test, batch_size=args.batch_size)
     )

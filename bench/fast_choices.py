@@ -27,25 +27,43 @@ from inference import publish
 HEADING = "What the fast preset is made of"
 # name -> (what changes, config overrides, environment, precision policy)
 VARIANTS: dict[str, tuple[str, dict, dict, str]] = {
-    "preset": ("the preset: strided CNN, TensorFlow, float32, no XLA, batch 256, 2 epochs",
-               {}, {}, "float32"),
+    "preset": (
+        "the preset: strided CNN, TensorFlow, float32, no XLA, batch 256, 2 epochs",
+        {},
+        {},
+        "float32",
+    ),
     "xla": ("XLA on (`jit_compile=true`)", {"jit_compile": True}, {}, "float32"),
     "bfloat16": ("bfloat16 mixed precision (oneDNN uses AMX here)", {}, {}, "mixed_bfloat16"),
-    "jax": ("JAX backend (XLA-compiled, as Keras runs it there)", {}, {"KERAS_BACKEND": "jax"},
-            "float32"),
+    "jax": (
+        "JAX backend (XLA-compiled, as Keras runs it there)",
+        {},
+        {"KERAS_BACKEND": "jax"},
+        "float32",
+    ),
     "batch128": ("batch 128, lr 0.01", {"batch_size": 128, "lr": 0.01}, {}, "float32"),
     "batch512": ("batch 512, lr 0.03", {"batch_size": 512, "lr": 0.03}, {}, "float32"),
     "one_epoch": ("1 epoch", {"epochs": 1, "warmup_epochs": 0.25}, {}, "float32"),
-    "one_epoch_b128": ("1 epoch, batch 128, lr 0.02, warm-up 0.2 epochs",
-                       {"epochs": 1, "batch_size": 128, "warmup_epochs": 0.2}, {}, "float32"),
-    "one_epoch_b128_seed1": ("the same, seed 1",
-                             {"epochs": 1, "batch_size": 128, "warmup_epochs": 0.2, "seed": 1},
-                             {}, "float32"),
+    "one_epoch_b128": (
+        "1 epoch, batch 128, lr 0.02, warm-up 0.2 epochs",
+        {"epochs": 1, "batch_size": 128, "warmup_epochs": 0.2},
+        {},
+        "float32",
+    ),
+    "one_epoch_b128_seed1": (
+        "the same, seed 1",
+        {"epochs": 1, "batch_size": 128, "warmup_epochs": 0.2, "seed": 1},
+        {},
+        "float32",
+    ),
     "no_smoothing": ("no label smoothing", {"label_smoothing": 0.0}, {}, "float32"),
     "one_thread": ("1 thread", {"threads": 1}, {}, "float32"),
-    "cnn": ("the `cnn` model instead, 1 epoch, batch 128, lr 0.003",
-            {"model": "cnn", "epochs": 1, "batch_size": 128, "lr": 0.003,
-             "warmup_epochs": 0.25}, {}, "float32"),
+    "cnn": (
+        "the `cnn` model instead, 1 epoch, batch 128, lr 0.003",
+        {"model": "cnn", "epochs": 1, "batch_size": 128, "lr": 0.003, "warmup_epochs": 0.25},
+        {},
+        "float32",
+    ),
 }
 
 
@@ -75,7 +93,9 @@ def run_variant(name: str, work: Path) -> dict:
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **VARIANTS[name][2]}
     completed = subprocess.run(
         [sys.executable, __file__, "--worker", name, str(work / name)],
-        env=environment, capture_output=True, text=True,
+        env=environment,
+        capture_output=True,
+        text=True,
     )
     if completed.returncode != 0:
         return {"error": completed.stderr.strip().splitlines()[-1]}
@@ -85,8 +105,12 @@ def run_variant(name: str, work: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--no-write", dest="write", action="store_false",
-                        help="print only; leave docs/results.md alone")
+    parser.add_argument(
+        "--no-write",
+        dest="write",
+        action="store_false",
+        help="print only; leave docs/results.md alone",
+    )
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

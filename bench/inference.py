@@ -162,16 +162,33 @@ def publish(heading: str, context: str, text: str, write: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["mlp", "cnn"],
-                        help="registered model names (default: mlp cnn)")
-    parser.add_argument("--repeats", type=int, default=20,
-                        help="timed 1,000-image batches per runtime (default: 20)")
-    parser.add_argument("--singles", type=int, default=500,
-                        help="timed single-image predictions per runtime (default: 500)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="ONNX Runtime intra-op threads (default: its own choice)")
-    parser.add_argument("--no-write", action="store_true",
-                        help="print only; leave docs/results.md alone")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["mlp", "cnn"],
+        help="registered model names (default: mlp cnn)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=20,
+        help="timed 1,000-image batches per runtime (default: 20)",
+    )
+    parser.add_argument(
+        "--singles",
+        type=int,
+        default=500,
+        help="timed single-image predictions per runtime (default: 500)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="ONNX Runtime intra-op threads (default: its own choice)",
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; leave docs/results.md alone"
+    )
     args = parser.parse_args()
 
     _, (x_test, _) = load_mnist()

@@ -59,17 +59,28 @@ def score(predictor: Predictor, folder: Path) -> tuple[int, float, int, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=500,
-                        help="MNIST test digits per style (default: 500)")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="model to check (default: the model shipped with digitlab)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder to keep the styled images in (default: a temporary one)")
+    parser.add_argument(
+        "--count", type=int, default=500, help="MNIST test digits per style (default: 500)"
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model to check (default: the model shipped with digitlab)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder to keep the styled images in (default: a temporary one)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="rendering seed (default: 0)")
-    parser.add_argument("--note", default="",
-                        help="a sentence about the model, added to the written section")
-    parser.add_argument("--no-write", action="store_true",
-                        help="print only; leave docs/results.md alone")
+    parser.add_argument(
+        "--note", default="", help="a sentence about the model, added to the written section"
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; leave docs/results.md alone"
+    )
     args = parser.parse_args()
 
     predictor = Predictor.load(args.model)

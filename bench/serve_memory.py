@@ -80,7 +80,6 @@ def largest_accepted(make: Callable[[int], bytes], limit: int) -> tuple[int, byt
     """The widest page (to 16 px) whose file `memory_needed` puts within `limit`: a
     bisection, as the estimate grows with the width (JPEG's draft aside)."""
 
-
     def fits(width: int) -> bool:
         try:
             return memory_needed(make(width)) <= limit
@@ -154,9 +153,11 @@ def main() -> None:
         f"{'image':28} {'size':>11} {'file KB':>8} {'estimate MB':>11} "
         f"{'answer':>13} {'peak rise MB':>12}"
     )
-    with tempfile.TemporaryDirectory() as log_dir, server_process(
-        Path(log_dir) / "server.log", workers=1
-    ) as url, httpx.Client(base_url=url, timeout=120) as client:
+    with (
+        tempfile.TemporaryDirectory() as log_dir,
+        server_process(Path(log_dir) / "server.log", workers=1) as url,
+        httpx.Client(base_url=url, timeout=120) as client,
+    ):
         post(client, encoded(page(digit, "L", 400), "PNG", {}), "image/png")  # warm-up
         costliest: tuple[float, bytes, str] = (0.0, b"", "")
         for name, (mode, image_format, options, content_type) in KINDS.items():

@@ -175,8 +175,12 @@ def run_keras_io(split, test, epochs: int, every: float) -> Trace:
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     clock = TestClock(started, every)
     model.fit(
-        scale(x_train), keras.utils.to_categorical(y_train, 10), batch_size=128, epochs=epochs,
-        validation_data=(scale(x_val), keras.utils.to_categorical(y_val, 10)), verbose=0,
+        scale(x_train),
+        keras.utils.to_categorical(y_train, 10),
+        batch_size=128,
+        epochs=epochs,
+        validation_data=(scale(x_val), keras.utils.to_categorical(y_val, 10)),
+        verbose=0,
         callbacks=[clock],
     )
     clock.score(trace, scale(x_test), y_test, len(y_train))
@@ -206,14 +210,19 @@ def run_cli(work: Path, repeats: int, test) -> list[tuple[float, float]]:
         started = time.perf_counter()
         subprocess.run(
             [str(digitlab), "train", "--preset", "fast", "--out", str(out)],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         seconds = time.perf_counter() - started
         model = load_keras_model(out / "model.keras")
         probabilities = model.predict(x_test, batch_size=2000, verbose=0)
         results.append((seconds, float(np.mean(probabilities.argmax(axis=1) == y_test))))
-        print(f"  digitlab train --preset fast, run {index + 1}: {seconds:.1f} s, "
-              f"test accuracy {results[-1][1]:.2%}", flush=True)
+        print(
+            f"  digitlab train --preset fast, run {index + 1}: {seconds:.1f} s, "
+            f"test accuracy {results[-1][1]:.2%}",
+            flush=True,
+        )
     return results
 
 
@@ -228,8 +237,9 @@ def trace_row(trace: Trace) -> str:
     )
 
 
-def report(traces: list[Trace], cli: list[tuple[float, float]], gflops: float,
-           load: float, every: float) -> tuple[str, str]:
+def report(
+    traces: list[Trace], cli: list[tuple[float, float]], gflops: float, load: float, every: float
+) -> tuple[str, str]:
     convnet, fast = traces
     lines = [
         "| contender | first reached 99.0% test accuracy | final test accuracy | epochs | "
@@ -242,8 +252,10 @@ def report(traces: list[Trace], cli: list[tuple[float, float]], gflops: float,
     if fast_first and convnet_first:
         ratio = f"**{convnet_first[0] / fast_first[0]:.1f}x** faster to 99.0%"
     elif fast_first:
-        ratio = (f"more than **{convnet.points[-1][0] / fast_first[0]:.1f}x** faster "
-                 f"(the convnet never reached 99.0% in {convnet.points[-1][1]:.0f} epochs)")
+        ratio = (
+            f"more than **{convnet.points[-1][0] / fast_first[0]:.1f}x** faster "
+            f"(the convnet never reached 99.0% in {convnet.points[-1][1]:.0f} epochs)"
+        )
     else:
         ratio = "no ratio: the fast preset did not reach 99.0%"
     lines += ["", f"Ratio: the fast preset is {ratio} (target: 8x)."]
@@ -271,14 +283,30 @@ def report(traces: list[Trace], cli: list[tuple[float, float]], gflops: float,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--convnet-epochs", type=int, default=15,
-                        help="epochs of the keras-io convnet (default: 15, as published)")
-    parser.add_argument("--every", type=float, default=0.5,
-                        help="training seconds between weight snapshots (default: 0.5)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timed `digitlab train --preset fast` processes (default: 3)")
-    parser.add_argument("--no-write", dest="write", action="store_false",
-                        help="print only; leave docs/results.md alone")
+    parser.add_argument(
+        "--convnet-epochs",
+        type=int,
+        default=15,
+        help="epochs of the keras-io convnet (default: 15, as published)",
+    )
+    parser.add_argument(
+        "--every",
+        type=float,
+        default=0.5,
+        help="training seconds between weight snapshots (default: 0.5)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="timed `digitlab train --preset fast` processes (default: 3)",
+    )
+    parser.add_argument(
+        "--no-write",
+        dest="write",
+        action="store_false",
+        help="print only; leave docs/results.md alone",
+    )
     args = parser.parse_args()
 
     load = os.getloadavg()[0]

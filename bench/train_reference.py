@@ -36,8 +36,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="new run folder (default: runs/<model>-<date>-<time>)")
     parser.add_argument("--config", help="TOML file of settings (default: none)")
-    parser.add_argument("--set", dest="settings", action="append", default=[],
-                        metavar="KEY=VALUE", help="a setting, as `digitlab train --set`")
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting, as `digitlab train --set`",
+    )
     parser.add_argument("--verbose", type=int, default=1, help="Keras verbosity (default: 1)")
     args = parser.parse_args()
 

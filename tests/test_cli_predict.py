@@ -113,20 +113,39 @@ def test_predict_csv_has_the_json_columns(model_path, images):
 def test_min_confidence_marks_answers_uncertain_instead_of_guessing(model_path, images):
     paths = [str(images / name) for name in GOOD]
     json_result = runner.invoke(
-        app, ["predict", *paths, "--model", str(model_path), "--format", "json",
-              "--min-confidence", "1"]
+        app,
+        [
+            "predict",
+            *paths,
+            "--model",
+            str(model_path),
+            "--format",
+            "json",
+            "--min-confidence",
+            "1",
+        ],
     )
     records = json.loads(json_result.stdout)
     assert all(record["digit"] is None and record["uncertain"] for record in records)
-    table = runner.invoke(app, ["predict", *paths, "--model", str(model_path),
-                                "--min-confidence", "1"]).stdout.splitlines()
+    table = runner.invoke(
+        app, ["predict", *paths, "--model", str(model_path), "--min-confidence", "1"]
+    ).stdout.splitlines()
     assert all(line.split()[1] == "?" and "uncertain" in line for line in table[1:])
 
 
 def test_show_preprocessed_saves_what_the_model_saw(model_path, images, tmp_path):
     path = images / GOOD[1]
-    result = runner.invoke(app, ["predict", str(path), "--model", str(model_path),
-                                 "--show-preprocessed", str(tmp_path / "seen")])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(path),
+            "--model",
+            str(model_path),
+            "--show-preprocessed",
+            str(tmp_path / "seen"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     (saved,) = (tmp_path / "seen").iterdir()
     assert saved.name == "0001_1.png"
@@ -158,9 +177,20 @@ def test_export_prints_its_check_and_refuses_to_overwrite(model_path, tmp_path):
 def test_predict_console_script_end_to_end(model_path, images):
     """The installed entry point, in a fresh process: exit status and the two streams."""
     done = subprocess.run(
-        [sys.executable, "-m", "digitlab", "predict", str(images), "--model", str(model_path),
-         "--format", "json"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "digitlab",
+            "predict",
+            str(images),
+            "--model",
+            str(model_path),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 1
     assert len(json.loads(done.stdout)) == len(GOOD)

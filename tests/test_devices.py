@@ -27,16 +27,28 @@ from digitlab.modelfile import load_keras_model
 ENVIRONMENT = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
 # A small model and data set: the point is where training runs, not the accuracy record.
 SMALL_RUN = [
-    "--limit", "2000", "--epochs", "2", "--batch-size", "32", "--no-augment",
-    "--set", "model_options.hidden_units=[64]", "--set", "lr_schedule=constant",
+    "--limit",
+    "2000",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "32",
+    "--no-augment",
+    "--set",
+    "model_options.hidden_units=[64]",
+    "--set",
+    "lr_schedule=constant",
 ]
 
 
 def _python(code: str, **environment: str) -> str:
     """Run `code` in a fresh Python; return its stdout (failing the test on an error)."""
     result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-        env={**ENVIRONMENT, **environment}, timeout=300,
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env={**ENVIRONMENT, **environment},
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
@@ -45,7 +57,10 @@ def _python(code: str, **environment: str) -> str:
 def _train(run_dir: Path, *options: str) -> dict:
     result = subprocess.run(
         [sys.executable, "-m", "digitlab", "train", *SMALL_RUN, *options, "--out", str(run_dir)],
-        capture_output=True, text=True, env=ENVIRONMENT, timeout=300,
+        capture_output=True,
+        text=True,
+        env=ENVIRONMENT,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((run_dir / "summary.json").read_text())
@@ -142,7 +157,8 @@ def test_threads_set_the_pools_before_tensorflow_starts_and_refuse_after():
     assert report["compute_threads"] == 1
     assert report["replicas"] == 2
     assert [name.rsplit("/", 1)[-1] for name in report["devices"]] == [
-        "device:CPU:0", "device:CPU:1"
+        "device:CPU:0",
+        "device:CPU:1",
     ]
     assert report["same_as_list"] == report["devices"]
     too_late, split_too_late, odd_batch = report["errors"]
@@ -152,7 +168,8 @@ def test_threads_set_the_pools_before_tensorflow_starts_and_refuse_after():
 
 
 def test_other_backends_refuse_thread_counts_and_devices():
-    output = _python("""
+    output = _python(
+        """
         from digitlab.devices import configure_threads, training_strategy
         from digitlab.errors import ConfigError
 
@@ -163,7 +180,9 @@ def test_other_backends_refuse_thread_counts_and_devices():
                 request()
             except ConfigError as error:
                 print(error)
-    """, KERAS_BACKEND="jax")
+    """,
+        KERAS_BACKEND="jax",
+    )
     threads, device = output.strip().splitlines()[-2:]
     assert threads.startswith("threads=2: the jax backend has no thread-count setting")
     assert "taskset" in threads
@@ -192,9 +211,23 @@ def test_training_mirrored_over_two_logical_cpus_matches_one_device(tmp_path, mn
 def test_xla_across_several_devices_is_a_one_line_error(tmp_path):
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "digitlab", "train", *SMALL_RUN, "--set", "jit_compile=true",
-         "--device", "/cpu:0,/cpu:1", "--out", str(out)],
-        capture_output=True, text=True, env=ENVIRONMENT, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "digitlab",
+            "train",
+            *SMALL_RUN,
+            "--set",
+            "jit_compile=true",
+            "--device",
+            "/cpu:0,/cpu:1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENVIRONMENT,
+        timeout=300,
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (

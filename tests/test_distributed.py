@@ -29,8 +29,12 @@ STARTED = re.compile(r"Started worker (\d) of 2 \(pid (\d+)\)")
 
 def digitlab(*args: str, env: dict[str, str] = JAX_ENV, **options) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "digitlab", *args], env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **options,
+        [sys.executable, "-m", "digitlab", *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **options,
     )
 
 
@@ -43,11 +47,17 @@ def alive(pid: int) -> bool:
 
 
 def test_settings_come_from_flags_or_environment_and_must_be_complete():
-    environ = {"DIGITLAB_COORDINATOR": "node0:7070", "DIGITLAB_NUM_PROCESSES": "4",
-               "DIGITLAB_PROCESS_ID": "3"}
+    environ = {
+        "DIGITLAB_COORDINATOR": "node0:7070",
+        "DIGITLAB_NUM_PROCESSES": "4",
+        "DIGITLAB_PROCESS_ID": "3",
+    }
     settings = resolve_settings(environ=environ)
-    assert (settings.coordinator, settings.num_processes, settings.process_id) == ("node0:7070",
-                                                                                   4, 3)
+    assert (settings.coordinator, settings.num_processes, settings.process_id) == (
+        "node0:7070",
+        4,
+        3,
+    )
     assert resolve_settings(process_id=1, environ=environ).process_id == 1
     assert resolve_settings(environ={}) is None
     with pytest.raises(ConfigError, match="missing: DIGITLAB_NUM_PROCESSES, DIGITLAB_PROCESS_ID"):
@@ -70,10 +80,20 @@ def test_shards_are_disjoint_equal_and_split_the_batch():
 
 def test_distributed_training_on_tensorflow_backend_says_it_needs_jax(tmp_path):
     # This test session runs the TensorFlow backend.
-    result = CliRunner().invoke(app, [
-        "train", "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2",
-        "--process-id", "1", "--out", str(tmp_path / "run"),
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--coordinator",
+            f"127.0.0.1:{free_port()}",
+            "--num-processes",
+            "2",
+            "--process-id",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert result.exit_code == 1
     assert result.output.startswith("Error: distributed training needs KERAS_BACKEND=jax;")
     assert not (tmp_path / "run").exists()
@@ -81,14 +101,27 @@ def test_distributed_training_on_tensorflow_backend_says_it_needs_jax(tmp_path):
 
 def test_unreachable_coordinator_fails_within_the_timeout(tmp_path):
     started = time.monotonic()
-    worker = digitlab("train", "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes",
-                      "2", "--process-id", "1", "--join-timeout", "3",
-                      "--out", str(tmp_path / "run"))
+    worker = digitlab(
+        "train",
+        "--coordinator",
+        f"127.0.0.1:{free_port()}",
+        "--num-processes",
+        "2",
+        "--process-id",
+        "1",
+        "--join-timeout",
+        "3",
+        "--out",
+        str(tmp_path / "run"),
+    )
     output, _ = worker.communicate(timeout=300)
     assert worker.returncode == 1
     last = output.strip().splitlines()[-1]
-    assert re.fullmatch(r"Error: coordinator 127\.0\.0\.1:\d+ not reachable within the timeout "
-                        r"\(process 1 of 2: .*\); start process 0 there, .*", last), output
+    assert re.fullmatch(
+        r"Error: coordinator 127\.0\.0\.1:\d+ not reachable within the timeout "
+        r"\(process 1 of 2: .*\); start process 0 there, .*",
+        last,
+    ), output
     assert "Traceback" not in output
     assert time.monotonic() - started < 120
 
@@ -96,9 +129,22 @@ def test_unreachable_coordinator_fails_within_the_timeout(tmp_path):
 def test_processes_started_by_hand_refuse_different_settings(tmp_path):
     coordinator = f"127.0.0.1:{free_port()}"
     workers = [
-        digitlab("train", "--coordinator", coordinator, "--num-processes", "2",
-                 "--process-id", str(index), "--epochs", str(1 + index), *TRAIN_FLAGS,
-                 "--join-timeout", "200", "--out", str(tmp_path / "run"))
+        digitlab(
+            "train",
+            "--coordinator",
+            coordinator,
+            "--num-processes",
+            "2",
+            "--process-id",
+            str(index),
+            "--epochs",
+            str(1 + index),
+            *TRAIN_FLAGS,
+            "--join-timeout",
+            "200",
+            "--out",
+            str(tmp_path / "run"),
+        )
         for index in range(2)
     ]
     outputs = [worker.communicate(timeout=300)[0] for worker in workers]
@@ -114,8 +160,17 @@ def test_processes_started_by_hand_refuse_different_settings(tmp_path):
 
 def test_killed_worker_stops_all_then_resume_ends_with_identical_weights(tmp_path):
     run_dir = tmp_path / "run"
-    launcher = digitlab("train", "--local-processes", "2", "--epochs", "3", *TRAIN_FLAGS,
-                        "--out", str(run_dir), env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    launcher = digitlab(
+        "train",
+        "--local-processes",
+        "2",
+        "--epochs",
+        "3",
+        *TRAIN_FLAGS,
+        "--out",
+        str(run_dir),
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(launcher.stdout), daemon=True)
     reader.start()
@@ -131,12 +186,19 @@ def test_killed_worker_stops_all_then_resume_ends_with_identical_weights(tmp_pat
     reader.join(timeout=10)
     output = "".join(lines)
     assert launcher.returncode == 1
-    assert (f"Error: worker 1 of 2 (pid {pids[1]}) was killed by SIGKILL; "
-            "stopped all the other workers") in output
+    assert (
+        f"Error: worker 1 of 2 (pid {pids[1]}) was killed by SIGKILL; stopped all the other workers"
+    ) in output
     assert not any(alive(pid) for pid in pids.values())
 
-    resumed = digitlab("train", "--local-processes", "2", "--resume", str(run_dir),
-                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    resumed = digitlab(
+        "train",
+        "--local-processes",
+        "2",
+        "--resume",
+        str(run_dir),
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     output = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, output[-3000:]
     checksums = dict(CHECKSUM.findall(output))
@@ -147,9 +209,14 @@ def test_killed_worker_stops_all_then_resume_ends_with_identical_weights(tmp_pat
     assert summary["epochs_completed"] == 3
     history = (run_dir / "history.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in history[1:]] == ["1", "2", "3"]
-    for name in ("config.json", "curves.png", "model.keras", "checkpoints/best.keras",
-                 "checkpoints/last.keras", "tensorboard"):
+    for name in (
+        "config.json",
+        "curves.png",
+        "model.keras",
+        "checkpoints/best.keras",
+        "checkpoints/last.keras",
+        "tensorboard",
+    ):
         assert (run_dir / name).exists(), name
     started = {int(pid) for pid in re.findall(r"\(pid (\d+)\)", output)}
     assert len(started) == 2 and not any(alive(pid) for pid in started)
-

@@ -35,8 +35,13 @@ def runs(tmp_path_factory) -> list[Path]:
     """Two small MLP run folders (about 90% test accuracy each), different seeds."""
     root = tmp_path_factory.mktemp("runs")
     config = TrainConfig(
-        model="mlp", epochs=3, batch_size=32, limit=3000, lr_schedule="constant",
-        model_options={"hidden_units": [64]}, augment=False,
+        model="mlp",
+        epochs=3,
+        batch_size=32,
+        limit=3000,
+        lr_schedule="constant",
+        model_options={"hidden_units": [64]},
+        augment=False,
     )
     return [
         train(dataclasses.replace(config, seed=seed), out=root / f"mlp-{seed}", verbose=0).run_dir
@@ -137,8 +142,9 @@ def test_tta_ensemble_is_as_accurate_as_the_plain_one(ensembles, test_images):
     assert accuracies[1] >= accuracies[0] - 0.005, accuracies
 
 
-def test_ensemble_loads_with_plain_keras_safe_mode_without_digitlab(ensembles, test_images,
-                                                                   tmp_path):
+def test_ensemble_loads_with_plain_keras_safe_mode_without_digitlab(
+    ensembles, test_images, tmp_path
+):
     path = ensembles[True][0]
     images = test_images[0][:200].astype(np.float32)
     np.save(tmp_path / "images.npy", images)
@@ -204,10 +210,12 @@ def misfits(runs, tmp_path) -> dict[str, Path]:
     (tmp_path / "empty").mkdir()
     return {
         "renamed": renamed,
-        "five_classes": _save(build_model("mlp", num_classes=5, hidden_units=[8]),
-                              tmp_path / "five.keras"),
-        "small_input": _save(build_model("mlp", hidden_units=[8], image_shape=(20, 20)),
-                             tmp_path / "small.keras"),
+        "five_classes": _save(
+            build_model("mlp", num_classes=5, hidden_units=[8]), tmp_path / "five.keras"
+        ),
+        "small_input": _save(
+            build_model("mlp", hidden_units=[8], image_shape=(20, 20)), tmp_path / "small.keras"
+        ),
         "existing": existing,
         "missing": tmp_path / "nope.keras",
         "empty_folder": tmp_path / "empty",
@@ -218,21 +226,44 @@ def misfits(runs, tmp_path) -> dict[str, Path]:
     ("members_of", "out", "message"),
     [
         (lambda runs, misfit: [runs[0]], "new", "an ensemble needs at least 2 models, got 1"),
-        (lambda runs, misfit: [runs[0], misfit["renamed"]], "new",
-         "{renamed}/summary.json: class names class 0, class 1"),
-        (lambda runs, misfit: [runs[0], misfit["five_classes"]], "new",
-         "{five_classes}: predicts 5 classes but {run0}/model.keras predicts 10"),
-        (lambda runs, misfit: [runs[0], misfit["small_input"]], "new",
-         "{small_input}: takes input (20, 20) but {run0}/model.keras takes (28, 28)"),
-        (lambda runs, misfit: [runs[0], misfit["missing"]], "new",
-         "{missing}: no such run folder or model file"),
-        (lambda runs, misfit: [runs[0], misfit["empty_folder"]], "new",
-         "{empty_folder}: no model.keras in this folder"),
+        (
+            lambda runs, misfit: [runs[0], misfit["renamed"]],
+            "new",
+            "{renamed}/summary.json: class names class 0, class 1",
+        ),
+        (
+            lambda runs, misfit: [runs[0], misfit["five_classes"]],
+            "new",
+            "{five_classes}: predicts 5 classes but {run0}/model.keras predicts 10",
+        ),
+        (
+            lambda runs, misfit: [runs[0], misfit["small_input"]],
+            "new",
+            "{small_input}: takes input (20, 20) but {run0}/model.keras takes (28, 28)",
+        ),
+        (
+            lambda runs, misfit: [runs[0], misfit["missing"]],
+            "new",
+            "{missing}: no such run folder or model file",
+        ),
+        (
+            lambda runs, misfit: [runs[0], misfit["empty_folder"]],
+            "new",
+            "{empty_folder}: no model.keras in this folder",
+        ),
         (lambda runs, misfit: [runs[0], runs[0]], "new", "{run0}/model.keras: given twice"),
         (lambda runs, misfit: runs, "existing", "{existing}: already exists; use --force"),
     ],
-    ids=["one-member", "class-names", "class-count", "input-shape", "missing-file",
-         "folder-without-model", "same-run-twice", "existing-out"],
+    ids=[
+        "one-member",
+        "class-names",
+        "class-count",
+        "input-shape",
+        "missing-file",
+        "folder-without-model",
+        "same-run-twice",
+        "existing-out",
+    ],
 )
 def test_ensemble_errors_are_one_line_and_write_nothing(
     runs, misfits, tmp_path, members_of, out, message
@@ -256,8 +287,12 @@ def test_build_ensemble_takes_sequential_models_and_leaves_them_unchanged(test_i
     def sequential(seed: int) -> keras.Model:
         keras.utils.set_random_seed(seed)
         return keras.Sequential(
-            [keras.Input((28, 28)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
-             keras.layers.Dense(10, activation="softmax")],
+            [
+                keras.Input((28, 28)),
+                keras.layers.Rescaling(1 / 255),
+                keras.layers.Flatten(),
+                keras.layers.Dense(10, activation="softmax"),
+            ],
             name="linear",
         )
 

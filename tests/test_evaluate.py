@@ -245,8 +245,9 @@ def test_cli_evaluate_corrupt_model_is_one_line_error(tmp_path):
     _assert_one_line_error(result, str(corrupt))
 
 
-def test_cli_evaluate_dataset_with_other_classes_is_one_line_error(tiny_model_path, mnist,
-                                                                  tmp_path):
+def test_cli_evaluate_dataset_with_other_classes_is_one_line_error(
+    tiny_model_path, mnist, tmp_path
+):
     (x_train, y_train), _ = mnist
     tree = tmp_path / "three-digits"
     for digit in (0, 1, 2):

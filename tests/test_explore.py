@@ -27,16 +27,28 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def mnist_subset(mnist) -> Dataset:
     (x_train, y_train), (x_test, y_test) = mnist
-    return Dataset("mnist-subset", x_train[:3000], y_train[:3000], x_test[:500], y_test[:500],
-                   [str(digit) for digit in range(10)])
+    return Dataset(
+        "mnist-subset",
+        x_train[:3000],
+        y_train[:3000],
+        x_test[:500],
+        y_test[:500],
+        [str(digit) for digit in range(10)],
+    )
 
 
 @pytest.fixture(scope="module")
 def mnist_report(mnist_subset, tmp_path_factory):
     out = tmp_path_factory.mktemp("explore") / "report"
     steps: list[tuple[int, int, str]] = []
-    report = explore(mnist_subset, out, sample_size=1000, tsne_size=300, seed=0,
-                     progress=lambda done, total, step: steps.append((done, total, step)))
+    report = explore(
+        mnist_subset,
+        out,
+        sample_size=1000,
+        tsne_size=300,
+        seed=0,
+        progress=lambda done, total, step: steps.append((done, total, step)),
+    )
     return report, steps
 
 
@@ -69,8 +81,11 @@ def test_summary_json_holds_the_numbers_the_report_quotes(mnist_report):
 
 def test_kmeans_ari_on_an_mnist_sample_is_valid_and_above_chance(mnist_report):
     summary = mnist_report[0].summary
-    for ari in (summary["kmeans"]["ari"], summary["kmeans"]["ari_all_components"],
-                summary["tsne"]["kmeans_ari"]):
+    for ari in (
+        summary["kmeans"]["ari"],
+        summary["kmeans"]["ari_all_components"],
+        summary["tsne"]["kmeans_ari"],
+    ):
         assert -1.0 <= ari <= 1.0
     # Chance is 0; MNIST's 2-D PCA gives about 0.2, its 50-D PCA and t-SNE more.
     assert summary["kmeans"]["ari"] > 0.1
@@ -106,8 +121,14 @@ def test_explore_replaces_an_earlier_report_and_drops_its_stale_figures(
     out = tmp_path / "report"
     shutil.copytree(mnist_report[0].out_dir, out)
     assert (out / FIGURES["tsne"]).exists()
-    small = Dataset("small", mnist_subset.x_train[:300], mnist_subset.y_train[:300],
-                    mnist_subset.x_test[:0], mnist_subset.y_test[:0], mnist_subset.class_names)
+    small = Dataset(
+        "small",
+        mnist_subset.x_train[:300],
+        mnist_subset.y_train[:300],
+        mnist_subset.x_test[:0],
+        mnist_subset.y_test[:0],
+        mnist_subset.class_names,
+    )
     report = explore(small, out, sample_size=200, tsne_size=0)
     assert not (out / FIGURES["tsne"]).exists()
     assert "tsne" not in report.figures
@@ -161,8 +182,11 @@ def _draw_class_shape(label: int, size: tuple[int, int], mode: str) -> Image.Ima
     elif label == 1:
         draw.line([(width / 2, box[1]), (width / 2, box[3])], fill=ink, width=stroke)
     else:
-        draw.line([(box[0], box[1]), (box[2], box[1]), (box[0], box[3]), (box[2], box[3])],
-                  fill=ink, width=stroke)
+        draw.line(
+            [(box[0], box[1]), (box[2], box[1]), (box[0], box[3]), (box[2], box[3])],
+            fill=ink,
+            width=stroke,
+        )
     return image
 
 
@@ -192,8 +216,14 @@ def test_mixed_size_tree_gets_a_size_histogram_of_the_real_file_sizes(mixed_tree
     assert sizes["distinct_sizes"] == len(set(shown)) == 7
     common = {(w, h): n for w, h, n in sizes["most_common_sizes"]}
     assert common[(64, 48)] == common[(48, 64)] == 3
-    assert sizes["format_modes"] == {"JPEG RGB": 6, "PNG L": 3, "PNG RGBA": 3, "BMP RGB": 3,
-                                     "PNG RGB": 3, "BMP L": 3}
+    assert sizes["format_modes"] == {
+        "JPEG RGB": 6,
+        "PNG L": 3,
+        "PNG RGBA": 3,
+        "BMP RGB": 3,
+        "PNG RGB": 3,
+        "BMP L": 3,
+    }
     assert sizes["loaded_as"] == {"width": 28, "height": 28}
     histogram = report.figures["image_sizes"]
     assert histogram.read_bytes()[:8] == PNG_MAGIC
@@ -209,8 +239,22 @@ def test_mixed_size_tree_gets_a_size_histogram_of_the_real_file_sizes(mixed_tree
 
 def test_cli_explore_on_fashion_mnist_names_the_classes(tmp_path):
     out = tmp_path / "fashion"
-    result = CliRunner().invoke(app, ["explore", "--dataset", "fashion-mnist", "--out", str(out),
-                                      "--sample-size", "600", "--tsne-size", "0", "--seed", "1"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "explore",
+            "--dataset",
+            "fashion-mnist",
+            "--out",
+            str(out),
+            "--sample-size",
+            "600",
+            "--tsne-size",
+            "0",
+            "--seed",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "adjusted Rand index" in result.stdout
     assert "[ 1/10] loading the dataset ..." in result.stderr
@@ -225,8 +269,10 @@ def test_cli_explore_on_fashion_mnist_names_the_classes(tmp_path):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--dataset", "/no/such/dataset"], "/no/such/dataset"),
-     (["--out", "{occupied}"], "notes.txt")],
+    [
+        (["--dataset", "/no/such/dataset"], "/no/such/dataset"),
+        (["--out", "{occupied}"], "notes.txt"),
+    ],
 )
 def test_cli_explore_errors_are_one_line(args, message, tmp_path):
     occupied = tmp_path / "occupied"

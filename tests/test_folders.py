@@ -140,8 +140,9 @@ def test_scan_quarantines_problem_files_keeping_paths_and_never_overwriting(dama
 
     problems = scan_image_folder(damaged_tree, quarantine)
 
-    moved = {problem.path.relative_to(damaged_tree).as_posix(): problem.moved_to
-             for problem in problems}
+    moved = {
+        problem.path.relative_to(damaged_tree).as_posix(): problem.moved_to for problem in problems
+    }
     assert moved["1/readme.png"] == quarantine / "1" / "readme.png"
     assert moved["7/empty.png"] == quarantine / "7" / "empty-1.png"
     assert (quarantine / "7" / "empty.png").read_text() == "an earlier quarantined file"
@@ -178,7 +179,7 @@ def test_split_is_stratified_repeatable_and_copies(tmp_path, mnist):
         assert np.all(np.abs(counts - per_class * fraction) <= 1.5), subset
     rows = _manifest(first)
     assert len(rows) == 1000 and list(rows[0]) == ["path", "label", "subset", "source"]
-    for row in rows[:: 97]:
+    for row in rows[::97]:
         copy = tmp_path / "a" / row["path"]
         assert copy.read_bytes() == (src / row["source"]).read_bytes()
         assert copy.parts[-3:-1] == (row["subset"], row["label"])

@@ -387,7 +387,9 @@ def test_to_mnist_takes_no_more_memory_than_estimated(tmp_path, mode, image_form
     )
     done = subprocess.run(
         [sys.executable, "-c", script, str(large), str(small)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-500:]
     peak, estimate = (int(word) for word in done.stdout.split())
@@ -410,7 +412,10 @@ def _to_mnist_under_memory_cap(path, cap_bytes: int) -> subprocess.CompletedProc
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, "-c", script, str(path)],
-        capture_output=True, text=True, timeout=120, env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
 
 

@@ -51,7 +51,10 @@ print(json.dumps(report))
 def test_every_model_fits_saves_loads_and_predicts_identically_on_jax(tmp_path):
     completed = subprocess.run(
         [sys.executable, "-c", _ROUND_TRIP, str(tmp_path)],
-        env=JAX_ENV, capture_output=True, text=True, timeout=600,
+        env=JAX_ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = json.loads(completed.stdout.strip().splitlines()[-1])
@@ -68,7 +71,10 @@ def test_every_model_fits_saves_loads_and_predicts_identically_on_jax(tmp_path):
 def test_info_reports_the_jax_backend():
     completed = subprocess.run(
         [sys.executable, "-m", "digitlab", "info"],
-        env=JAX_ENV, capture_output=True, text=True, timeout=300,
+        env=JAX_ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     rows = dict(line.split(None, 1) for line in completed.stdout.splitlines() if " " in line)

@@ -57,9 +57,7 @@ def test_every_model_fits_saves_and_loads_in_plain_keras(tmp_path, mnist):
     for name in list_models():
         model = build_model(name)
         # XLA compilation of three models would take most of this test; fit is what matters.
-        model.compile(
-            optimizer="adam", loss="sparse_categorical_crossentropy", jit_compile=False
-        )
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", jit_compile=False)
         before = model.get_weights()[-1].copy()
         model.fit(x_train[:128], y_train[:128], batch_size=64, epochs=1, verbose=0)
         assert not np.allclose(before, model.get_weights()[-1]), f"{name} did not train"

@@ -41,8 +41,13 @@ def _inject_parameters(notebook: nbformat.NotebookNode, parameters: dict[str, An
     """Insert a cell assigning `parameters` right after the "parameters" cell."""
     index = _parameters_cell_index(notebook)
     tree = ast.parse(notebook.cells[index].source)
-    defined = {target.id for node in tree.body if isinstance(node, ast.Assign)
-               for target in node.targets if isinstance(target, ast.Name)}
+    defined = {
+        target.id
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
     # A misspelt name would be assigned and ignored, silently running the default.
     unknown = set(parameters) - defined
     assert not unknown, f"not parameters of the notebook: {sorted(unknown)}"
@@ -60,13 +65,18 @@ def execute(name: str, parameters: dict[str, Any], workdir: Path) -> nbformat.No
     jupyter_dir = workdir / "jupyter"
     spec_dir = jupyter_dir / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True)
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "digitlab tests", "language": "python"}
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "digitlab tests",
+        "language": "python",
+    }
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("JUPYTER_PATH", str(jupyter_dir))
         client = NotebookClient(
-            notebook, timeout=CELL_TIMEOUT_S, kernel_name=KERNEL_NAME,
+            notebook,
+            timeout=CELL_TIMEOUT_S,
+            kernel_name=KERNEL_NAME,
             resources={"metadata": {"path": str(workdir)}},
         )
         client.execute()
@@ -74,13 +84,17 @@ def execute(name: str, parameters: dict[str, Any], workdir: Path) -> nbformat.No
 
 
 def displayed_pngs(notebook: nbformat.NotebookNode) -> int:
-    return sum("image/png" in output.get("data", {})
-               for cell in notebook.cells for output in cell.get("outputs", []))
+    return sum(
+        "image/png" in output.get("data", {})
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+    )
 
 
 def printed_text(notebook: nbformat.NotebookNode) -> str:
-    return "".join(output.get("text", "")
-                   for cell in notebook.cells for output in cell.get("outputs", []))
+    return "".join(
+        output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", [])
+    )
 
 
 @pytest.mark.parametrize("name", NOTEBOOK_NAMES)

@@ -64,8 +64,9 @@ def test_predict_rejects_arrays_that_are_not_28x28(predictor):
 def test_top_k_lists_the_most_likely_digits_first():
     probabilities = np.array([[0.1, 0.6, 0.05, 0.25] + [0.0] * 6], np.float32)
     predictions = Predictions.from_probabilities(probabilities)
-    assert predictions.top_k(3) == [[(1, pytest.approx(0.6)), (3, pytest.approx(0.25)),
-                                     (0, pytest.approx(0.1))]]
+    assert predictions.top_k(3) == [
+        [(1, pytest.approx(0.6)), (3, pytest.approx(0.25)), (0, pytest.approx(0.1))]
+    ]
     assert predictions.confidences[0] == pytest.approx(0.6)
 
 
@@ -107,8 +108,9 @@ def test_predict_files_reports_bad_files_and_predicts_the_rest(predictor, mnist,
     predicted = [result for result in results if isinstance(result, FilePrediction)]
     assert len(predicted) == 10
     assert sum(result.digit == y_test[index] for index, result in enumerate(predicted)) >= 8
-    assert all(result.image.shape == (28, 28) and result.image.dtype == np.uint8
-               for result in predicted)
+    assert all(
+        result.image.shape == (28, 28) and result.image.dtype == np.uint8 for result in predicted
+    )
     assert predicted[0].top_k(2)[0] == (predicted[0].digit, predicted[0].confidence)
 
 
@@ -124,8 +126,11 @@ def test_collect_files_walks_folders_and_keeps_named_files(tmp_path):
     (tmp_path / "a" / "1.png").write_bytes(b"x")
     (tmp_path / "a" / ".hidden.png").write_bytes(b"x")
     files = collect_files([tmp_path / "a", tmp_path / "missing.png"])
-    assert files == [tmp_path / "a" / "1.png", tmp_path / "a" / "b" / "2.png",
-                     tmp_path / "missing.png"]
+    assert files == [
+        tmp_path / "a" / "1.png",
+        tmp_path / "a" / "b" / "2.png",
+        tmp_path / "missing.png",
+    ]
 
 
 def test_onnx_model_predicts_like_keras(model_path, predictor, mnist, tmp_path):
@@ -136,8 +141,11 @@ def test_onnx_model_predicts_like_keras(model_path, predictor, mnist, tmp_path):
     onnx_predictor = Predictor.load(onnx_path)
     _, (x_test, _) = mnist
     assert "ONNX Runtime" in onnx_predictor.name and onnx_predictor.runtime == "ONNX Runtime"
-    assert np.allclose(onnx_predictor.predict(x_test[:200]).probabilities,
-                       predictor.predict(x_test[:200]).probabilities, atol=1e-5)
+    assert np.allclose(
+        onnx_predictor.predict(x_test[:200]).probabilities,
+        predictor.predict(x_test[:200]).probabilities,
+        atol=1e-5,
+    )
 
 
 @pytest.mark.parametrize(

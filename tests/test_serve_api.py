@@ -253,7 +253,7 @@ def test_multipart_file_field_sent_as_text_is_422_saying_how_to_send_a_file(
     # What `curl -F file=<digit.png` sends: the image's bytes as a part without a filename.
     boundary = "digitlab-test-boundary"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n".encode()
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"\r\n\r\n'.encode()
         + png_bytes(test_digits[0][0])
         + f"\r\n--{boundary}--\r\n".encode()
     )
@@ -445,9 +445,7 @@ def test_real_server_runs_the_worker_processes_it_was_asked_for(server_url: str)
         for process in psutil.Process().children()
         if "serve" in process.cmdline() and port in process.cmdline()
     )
-    workers = [
-        child for child in server.children() if "spawn_main" in " ".join(child.cmdline())
-    ]
+    workers = [child for child in server.children() if "spawn_main" in " ".join(child.cmdline())]
     assert len(workers) == SERVER_WORKERS
     assert all(worker.is_running() for worker in workers)
 

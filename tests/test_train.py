@@ -24,9 +24,22 @@ from digitlab.models import build_model
 from digitlab.training import HISTORY_COLUMNS, split_train_validation, train, uses_xla
 
 SUMMARY_KEYS = {
-    "model", "params", "epochs_completed", "epochs", "train_seconds", "best_val_accuracy",
-    "best_epoch", "dataset", "class_names", "num_classes", "peak_memory_mb", "replicas",
-    "device", "cores", "threads", "xla",
+    "model",
+    "params",
+    "epochs_completed",
+    "epochs",
+    "train_seconds",
+    "best_val_accuracy",
+    "best_epoch",
+    "dataset",
+    "class_names",
+    "num_classes",
+    "peak_memory_mb",
+    "replicas",
+    "device",
+    "cores",
+    "threads",
+    "xla",
 }
 # A small, fast model for runs whose point is the run folder, not the accuracy.
 SMALL_MLP = {"model_options": {"hidden_units": [64]}}
@@ -45,7 +58,10 @@ def test_config_file_then_flags_override_the_defaults(tmp_path):
     )
     config = make_config(path, {"epochs": 7, "augmentation.shift": 1.5})
     assert config == TrainConfig(
-        model="cnn", epochs=7, lr=0.002, model_options={"filters": [8, 16, 32]},
+        model="cnn",
+        epochs=7,
+        lr=0.002,
+        model_options={"filters": [8, 16, 32]},
         augmentation={"rotation": 5, "shift": 1.5},
     )
     assert make_config() == TrainConfig()
@@ -70,7 +86,8 @@ def test_config_file_errors_name_the_file_and_key(tmp_path):
 
 def test_overrides_parse_toml_values_or_plain_strings():
     assert parse_override("model_options.hidden_units=[512, 256]") == (
-        "model_options.hidden_units", [512, 256]
+        "model_options.hidden_units",
+        [512, 256],
     )
     assert parse_override("lr=3e-4") == ("lr", 3e-4)
     assert parse_override("lr_schedule=constant") == ("lr_schedule", "constant")
@@ -80,8 +97,13 @@ def test_overrides_parse_toml_values_or_plain_strings():
 
 @pytest.mark.parametrize(
     ("setting", "model", "expected"),
-    [(None, "mlp", True), (None, "cnn", False), (None, "strided", False),
-     (False, "mlp", False), (True, "cnn", True)],
+    [
+        (None, "mlp", True),
+        (None, "cnn", False),
+        (None, "strided", False),
+        (False, "mlp", False),
+        (True, "cnn", True),
+    ],
 )
 def test_xla_is_chosen_by_model_kind_unless_set(setting, model, expected):
     config = make_config(overrides={"jit_compile": setting, "model": model})
@@ -125,9 +147,16 @@ def test_train_writes_a_complete_run_folder(tmp_path):
     result = train(config, out=tmp_path / "run", verbose=0, callbacks=[EpochLog()])
     run_dir = result.run_dir
     assert EpochLog.ended == [0, 1]
-    for name in ("config.json", "history.csv", "summary.json", "curves.png",
-                 "augmentation.png", "model.keras", "checkpoints/last.keras",
-                 "checkpoints/best.keras"):
+    for name in (
+        "config.json",
+        "history.csv",
+        "summary.json",
+        "curves.png",
+        "augmentation.png",
+        "model.keras",
+        "checkpoints/last.keras",
+        "checkpoints/best.keras",
+    ):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert any((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
@@ -159,8 +188,12 @@ def test_progress_bar_never_counts_past_the_epochs_steps(tmp_path, capfd):
     # counted them as 4, 8, 12, 16, 20 of 17.
     config = make_config(
         overrides={
-            "limit": 600, "epochs": 1, "batch_size": 32, "steps_per_execution": 4,
-            "augment": False, **_dotted(SMALL_MLP),
+            "limit": 600,
+            "epochs": 1,
+            "batch_size": 32,
+            "steps_per_execution": 4,
+            "augment": False,
+            **_dotted(SMALL_MLP),
         }
     )
     train(config, out=tmp_path / "run", verbose=1)
@@ -181,8 +214,11 @@ def test_train_refuses_a_non_empty_run_folder(tmp_path):
 
 
 def _dotted(settings: dict) -> dict:
-    return {f"{table}.{key}": value for table, entries in settings.items()
-            for key, value in entries.items()}
+    return {
+        f"{table}.{key}": value
+        for table, entries in settings.items()
+        for key, value in entries.items()
+    }
 
 
 def test_cli_reports_a_bad_flag_in_one_line(tmp_path):
@@ -229,9 +265,22 @@ def test_run_killed_with_sigkill_resumes_and_completes(tmp_path):
     command = [sys.executable, "-m", "digitlab", "train"]
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     process = subprocess.Popen(
-        [*command, "--limit", "3000", "--epochs", "3", "--batch-size", "16",
-         "--set", "model_options.hidden_units=[256]", "--out", str(run_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment,
+        [
+            *command,
+            "--limit",
+            "3000",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "16",
+            "--set",
+            "model_options.hidden_units=[256]",
+            "--out",
+            str(run_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=environment,
     )
     try:
         _wait_for_epoch(process, run_dir / "checkpoints" / "state.json", 1)
@@ -249,7 +298,10 @@ def test_run_killed_with_sigkill_resumes_and_completes(tmp_path):
 
     resumed = subprocess.run(
         [*command, "--resume", str(run_dir)],
-        capture_output=True, text=True, env=environment, timeout=300,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert resumed.stdout.strip().splitlines()[-1].startswith("Best validation accuracy")

@@ -28,7 +28,12 @@ COMPARISON_FILES = ("comparison.md", "comparison.csv", "comparison.png")
 """The files `compare(..., out=DIR)` writes into DIR."""
 
 _SUMMARY_KEYS = (
-    "model", "params", "epochs_completed", "epochs", "train_seconds", "best_val_accuracy",
+    "model",
+    "params",
+    "epochs_completed",
+    "epochs",
+    "train_seconds",
+    "best_val_accuracy",
     "dataset",
 )
 _HISTORY_COLUMNS = ("val_accuracy", "val_loss")
@@ -127,9 +132,13 @@ def format_table(rows: Sequence[ComparisonRow]) -> str:
         ]
         return "| " + " | ".join(padded) + " |"
 
-    rule = "|" + "|".join(
-        "-" * (width + 1) + (":" if i not in left else "-") for i, width in enumerate(widths)
-    ) + "|"
+    rule = (
+        "|"
+        + "|".join(
+            "-" * (width + 1) + (":" if i not in left else "-") for i, width in enumerate(widths)
+        )
+        + "|"
+    )
     return "\n".join([line(header), rule, *(line(values) for values in cells)]) + "\n"
 
 

@@ -68,8 +68,7 @@ class DistributedSettings:
             raise ConfigError(f"num_processes must be at least 1, got {self.num_processes}")
         if not 0 <= self.process_id < self.num_processes:
             raise ConfigError(
-                f"process_id must be between 0 and {self.num_processes - 1}, "
-                f"got {self.process_id}"
+                f"process_id must be between 0 and {self.num_processes - 1}, got {self.process_id}"
             )
 
 
@@ -198,7 +197,8 @@ def check_agreement(fingerprint: str) -> None:
 
 
 def settings_fingerprint(
-    config: TrainConfig | None, out: str | os.PathLike[str] | None,
+    config: TrainConfig | None,
+    out: str | os.PathLike[str] | None,
     resume: str | os.PathLike[str] | None,
 ) -> str:
     """A text that processes meant to train together produce identically."""
@@ -352,4 +352,3 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
-

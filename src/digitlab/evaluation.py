@@ -138,9 +138,7 @@ def evaluate(
     if not _is_keras_model(model):
         model_path = str(model)
         model = load_keras_model(model)
-    return _evaluate_loaded(
-        model, model_path, x, y, class_names, out, batch_size, dataset_name
-    )
+    return _evaluate_loaded(model, model_path, x, y, class_names, out, batch_size, dataset_name)
 
 
 def write_evaluation(result: EvaluationResult, out: str | os.PathLike[str]) -> dict[str, Path]:
@@ -191,8 +189,14 @@ def evaluate_model_file(
     model = load_keras_model(model_path)
     data = load_dataset(dataset, cache_dir=cache_dir)
     return _evaluate_loaded(
-        model, str(model_path), data.x_test, data.y_test, list(data.class_names), out,
-        batch_size, data.name,
+        model,
+        str(model_path),
+        data.x_test,
+        data.y_test,
+        list(data.class_names),
+        out,
+        batch_size,
+        data.name,
     )
 
 
@@ -307,8 +311,7 @@ def _check_labels(labels: np.ndarray, num_classes: int, model_label: str) -> Non
     outside = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if outside.size:
         raise DataError(
-            f"label {int(labels[outside[0]])} is outside the {num_classes} classes "
-            f"of {model_label}"
+            f"label {int(labels[outside[0]])} is outside the {num_classes} classes of {model_label}"
         )
 
 

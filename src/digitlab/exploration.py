@@ -164,8 +164,10 @@ def scan_image_sizes(root: PathLike) -> ImageSizes:
         widths.append(width)
         heights.append(height)
     return ImageSizes(
-        np.array(widths, dtype=np.int64), np.array(heights, dtype=np.int64),
-        dict(format_modes.most_common()), not_images,
+        np.array(widths, dtype=np.int64),
+        np.array(heights, dtype=np.int64),
+        dict(format_modes.most_common()),
+        not_images,
     )
 
 
@@ -228,7 +230,8 @@ def _class_counts(dataset: Dataset) -> dict[str, Any]:
     splits = {"train": dataset.y_train, "test": dataset.y_test}
     per_split = {
         split: np.bincount(labels, minlength=len(dataset.class_names)).tolist()
-        for split, labels in splits.items() if len(labels)
+        for split, labels in splits.items()
+        if len(labels)
     }
     train = np.array(per_split["train"])
     largest, smallest = int(train.argmax()), int(train.argmin())
@@ -240,7 +243,8 @@ def _class_counts(dataset: Dataset) -> dict[str, Any]:
         "largest": [dataset.class_names[largest], int(train[largest])],
         "smallest": [dataset.class_names[smallest], int(train[smallest])],
         "imbalance_ratio": round(float(train[largest] / train[smallest]), 3)
-        if train[smallest] else None,
+        if train[smallest]
+        else None,
     }
     if "test" in per_split:
         test = np.array(per_split["test"])
@@ -261,8 +265,12 @@ def _mean_images(dataset: Dataset) -> np.ndarray:
 def _mean_image_similarity(means: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
     """The most and least alike pair of class means, by the correlation of their pixels."""
     correlation = np.corrcoef(means.reshape(len(means), -1))
-    pairs = [(i, j) for i in range(len(means)) for j in range(i + 1, len(means))
-             if np.isfinite(correlation[i, j])]
+    pairs = [
+        (i, j)
+        for i in range(len(means))
+        for j in range(i + 1, len(means))
+        if np.isfinite(correlation[i, j])
+    ]
     if not pairs:
         return {}
     most = max(pairs, key=lambda pair: correlation[pair])
@@ -281,8 +289,12 @@ def _size_summary(sizes: ImageSizes | None, dataset: Dataset) -> dict[str, Any]:
         return {"source": "arrays", "images": total, **loaded}
 
     def spread(values: np.ndarray) -> dict[str, float]:
-        return {"min": int(values.min()), "max": int(values.max()),
-                "median": float(np.median(values)), "mean": round(float(values.mean()), 1)}
+        return {
+            "min": int(values.min()),
+            "max": int(values.max()),
+            "median": float(np.median(values)),
+            "mean": round(float(values.mean()), 1),
+        }
 
     common = Counter(zip(sizes.widths.tolist(), sizes.heights.tolist(), strict=True))
     return {
@@ -304,7 +316,7 @@ def _pixel_histogram(dataset: Dataset, chunk: int = 8192) -> np.ndarray:
     for x in (dataset.x_train, dataset.x_test):
         # bincount widens its input to int64: in chunks, that copy stays small.
         for start in range(0, len(x), chunk):
-            histogram += np.bincount(x[start:start + chunk].ravel(), minlength=256)
+            histogram += np.bincount(x[start : start + chunk].ravel(), minlength=256)
     return histogram
 
 
@@ -317,12 +329,15 @@ def _cluster_table(
         members = labels[clusters == cluster]
         counts = np.bincount(members, minlength=len(class_names))
         majority = int(counts.argmax())
-        table.append({
-            "cluster": cluster, "size": int(len(members)), "majority": class_names[majority],
-            "purity": round(float(counts[majority] / max(1, len(members))), 3),
-        })
+        table.append(
+            {
+                "cluster": cluster,
+                "size": int(len(members)),
+                "majority": class_names[majority],
+                "purity": round(float(counts[majority] / max(1, len(members))), 3),
+            }
+        )
     return table
-
 
 
 def _kmeans(points: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -408,8 +423,12 @@ def _kmeans_figure(
     table = _cluster_table(clusters, y_sample, class_names)
     ari = round(float(adjusted_rand_score(y_sample, clusters)), 4)
     plots.plot_kmeans(
-        reduced[:, :2], clusters, centres,
-        [f"mostly {row['majority']} ({row['purity']:.0%})" for row in table], ari, path,
+        reduced[:, :2],
+        clusters,
+        centres,
+        [f"mostly {row['majority']} ({row['purity']:.0%})" for row in table],
+        ari,
+        path,
     )
     all_clusters, _ = _kmeans(reduced, k, seed)
     return {
@@ -561,8 +580,11 @@ def explore(
     out.mkdir(parents=True, exist_ok=True)
     paths = {key: out / name for key, name in FIGURES.items()}
     summary: dict[str, Any] = {
-        "report": REPORT_MARKER, "version": __version__, "dataset": dataset.name,
-        "seed": seed, "class_names": list(dataset.class_names),
+        "report": REPORT_MARKER,
+        "version": __version__,
+        "dataset": dataset.name,
+        "seed": seed,
+        "class_names": list(dataset.class_names),
         "samples_per_class": SAMPLES_PER_CLASS,
     }
     # scikit-learn's OpenMP threads spin while they wait: on a busy 2-core machine t-SNE

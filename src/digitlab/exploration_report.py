@@ -140,8 +140,10 @@ def _pixel_section(summary: dict[str, Any]) -> list[str]:
         _figure(summary, "pixel_intensity", "Histograms of all pixel values and of ink pixels"),
         _table(
             ["pixels", "count", "mean", "std", "median"],
-            [[name, f"{s['count']:,}", f"{s['mean']:.1f}", f"{s['std']:.1f}", f"{s['median']:g}"]
-             for name, s in (("all", every), (f"ink (value ≠ {background})", ink))],
+            [
+                [name, f"{s['count']:,}", f"{s['mean']:.1f}", f"{s['std']:.1f}", f"{s['median']:g}"]
+                for name, s in (("all", every), (f"ink (value ≠ {background})", ink))
+            ],
         ),
         f"The most common value, {background}, is the background: it covers "
         f"{pixels['background_share']:.1%} of all pixels, which is why both histograms use a "
@@ -176,13 +178,18 @@ def _projection_sections(summary: dict[str, Any]) -> list[str]:
         "(0 = chance agreement, 1 = the clusters are the classes): the clusters follow the "
         f"classes {_how_closely(ari)}. k-means on all {pca['components']} PCA components "
         f"reaches ARI {kmeans['ari_all_components']:.3f}.",
-        _table(["cluster", "images", "majority class", "purity"],
-               [[r["cluster"], f"{r['size']:,}", r["majority"], f"{r['purity']:.0%}"]
-                for r in kmeans["clusters"]]),
+        _table(
+            ["cluster", "images", "majority class", "purity"],
+            [
+                [r["cluster"], f"{r['size']:,}", r["majority"], f"{r['purity']:.0%}"]
+                for r in kmeans["clusters"]
+            ],
+        ),
     ]
     if unclaimed:
         lines.append(
-            "No cluster is mostly " + ", ".join(f"`{name}`" for name in unclaimed)
+            "No cluster is mostly "
+            + ", ".join(f"`{name}`" for name in unclaimed)
             + ": in this view these classes are mixed into others."
         )
     return lines
@@ -231,9 +238,17 @@ def _feature_section(summary: dict[str, Any]) -> list[str]:
         "networks, whose first layers learn edge and corner detectors of their own.",
         _table(
             ["class", "Otsu t", "edge pixels", "Harris corners", "ORB", "SIFT"],
-            [[name, f"{v['otsu_threshold']:.0f}", f"{v['edge_pixels']:,}", v["harris_corners"],
-              v["orb_keypoints"], v["sift_keypoints"]]
-             for name, v in features["per_class"].items()],
+            [
+                [
+                    name,
+                    f"{v['otsu_threshold']:.0f}",
+                    f"{v['edge_pixels']:,}",
+                    v["harris_corners"],
+                    v["orb_keypoints"],
+                    v["sift_keypoints"],
+                ]
+                for name, v in features["per_class"].items()
+            ],
         ),
     ]
 

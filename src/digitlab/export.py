@@ -61,8 +61,11 @@ class ExportReport:
     def summary(self) -> str:
         """One line: the check's figures and its verdict."""
         verdict = "OK" if self.passed else "FAILED"
-        limit = (f"limit {self.tolerance:.0e}" if self.tolerance is not None
-                 else f"int8; at least {self.required_top1} top-1 matches required")
+        limit = (
+            f"limit {self.tolerance:.0e}"
+            if self.tolerance is not None
+            else f"int8; at least {self.required_top1} top-1 matches required"
+        )
         return (
             f"{self.format} checked with {self.runtime} on {self.images:,} MNIST test images: "
             f"top-1 agrees on {self.top1_matches}/{self.images}, "
@@ -189,9 +192,7 @@ def _check_parity(
         runtime=exported.runtime,
         images=len(images),
         top1_matches=int(np.sum(predictions.digits == reference.digits)),
-        max_abs_difference=float(
-            np.abs(predictions.probabilities - reference.probabilities).max()
-        ),
+        max_abs_difference=float(np.abs(predictions.probabilities - reference.probabilities).max()),
         tolerance=None if quantized else PARITY_TOLERANCE,
         size_bytes=_size(staged),
         required_top1=(

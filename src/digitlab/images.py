@@ -130,9 +130,7 @@ def decode(
         raise ImageError(f"{name}: cannot read ({error.strerror or error})") from None
 
 
-def _decode_stream(
-    stream: BinaryIO, name: str, max_memory_bytes: int | None = None
-) -> Image.Image:
+def _decode_stream(stream: BinaryIO, name: str, max_memory_bytes: int | None = None) -> Image.Image:
     image, (width, height) = _open_header(stream, name)
     if max_memory_bytes is not None:
         needed = _peak_memory(image, (width, height))
@@ -298,9 +296,7 @@ def _array_to_grayscale(pixels: np.ndarray) -> np.ndarray:
     if pixels.ndim == 2:
         pixels = pixels[:, :, np.newaxis]
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4) or min(pixels.shape[:2]) < 1:
-        raise ImageError(
-            f"expected an H x W or H x W x 1..4 pixel array, got shape {pixels.shape}"
-        )
+        raise ImageError(f"expected an H x W or H x W x 1..4 pixel array, got shape {pixels.shape}")
     values = pixels.astype(np.float32) / _full_scale(pixels)
     channels = values.shape[2]
     color = values[:, :, :3] if channels >= 3 else values[:, :, :1]
@@ -535,13 +531,7 @@ def _eroded(mask: np.ndarray) -> np.ndarray:
     (outside the image counts as unset), by array slicing, several times faster."""
     padded = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), dtype=bool)
     padded[1:-1, 1:-1] = mask
-    return (
-        mask
-        & padded[:-2, 1:-1]
-        & padded[2:, 1:-1]
-        & padded[1:-1, :-2]
-        & padded[1:-1, 2:]
-    )
+    return mask & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
 
 
 def thicken_thin_strokes(digit: np.ndarray) -> np.ndarray:

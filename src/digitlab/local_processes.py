@@ -86,23 +86,34 @@ def run_local_processes(
         raise ConfigError("distributed training needs JAX: pip install 'digitlab[jax]'")
     report = on_event or (lambda line: None)
     coordinator = f"127.0.0.1:{free_port()}"
-    base_env = {**os.environ, "KERAS_BACKEND": "jax", ENV_COORDINATOR: coordinator,
-                ENV_NUM_PROCESSES: str(num_processes)}
+    base_env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        ENV_COORDINATOR: coordinator,
+        ENV_NUM_PROCESSES: str(num_processes),
+    }
     workers: list[subprocess.Popen] = []
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         for index in range(num_processes):
-            workers.append(subprocess.Popen(
-                [sys.executable, "-m", "digitlab", "train", *train_arguments],
-                env={**base_env, ENV_PROCESS_ID: str(index)},
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            ))
-            report(f"Started worker {index} of {num_processes} (pid {workers[-1].pid}) "
-                   f"with coordinator {coordinator}")
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "digitlab", "train", *train_arguments],
+                    env={**base_env, ENV_PROCESS_ID: str(index)},
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
+            )
+            report(
+                f"Started worker {index} of {num_processes} (pid {workers[-1].pid}) "
+                f"with coordinator {coordinator}"
+            )
         while True:
-            failed = [(index, worker) for index, worker in enumerate(workers)
-                      if worker.poll() not in (None, 0)]
+            failed = [
+                (index, worker)
+                for index, worker in enumerate(workers)
+                if worker.poll() not in (None, 0)
+            ]
             if failed:
                 # A worker killed by a signal is the cause; the others failed in its wake.
                 index, worker = min(failed, key=lambda item: item[1].returncode > 0)

@@ -159,7 +159,11 @@ def build_strided(
     x = layers.Reshape((*image_shape, 1), name="add_channel")(x)
     for index, width in enumerate(filters, start=1):
         x = layers.Conv2D(
-            width, 5 if index == 1 else 3, strides=2, padding="same", use_bias=False,
+            width,
+            5 if index == 1 else 3,
+            strides=2,
+            padding="same",
+            use_bias=False,
             name=f"conv{index}",
         )(x)
         x = layers.BatchNormalization(momentum=bn_momentum, name=f"conv{index}_bn")(x)

@@ -280,9 +280,7 @@ def _onnx_runner(path: Path, threads: int | None) -> Runner:
     options = onnxruntime.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(
-        str(path), options, providers=["CPUExecutionProvider"]
-    )
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
     return lambda pixels: session.run(None, {input_name: pixels})[0]
 

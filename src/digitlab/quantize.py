@@ -53,14 +53,16 @@ def quantize_onnx(
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    input_name = onnxruntime.InferenceSession(
-        str(source), providers=["CPUExecutionProvider"]
-    ).get_inputs()[0].name
+    input_name = (
+        onnxruntime.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+        .get_inputs()[0]
+        .name
+    )
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
             self.batches = iter(
-                {input_name: calibration[start:start + CALIBRATION_BATCH]}
+                {input_name: calibration[start : start + CALIBRATION_BATCH]}
                 for start in range(0, len(calibration), CALIBRATION_BATCH)
             )
 
@@ -73,7 +75,12 @@ def quantize_onnx(
         # shape pass needs sympy and adds nothing for these fixed-shape models.
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         quantize_static(
-            str(prepared), str(target), Batches(), quant_format=QuantFormat.QOperator,
-            per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
+            str(prepared),
+            str(target),
+            Batches(),
+            quant_format=QuantFormat.QOperator,
+            per_channel=True,
+            reduce_range=True,
+            activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
         )

@@ -332,7 +332,11 @@ def _write_augmentation_figure(run_dir: Path, x: np.ndarray, y: np.ndarray, conf
 
 
 def _finish(
-    run_dir: Path, config: TrainConfig, dataset: Dataset, inner: keras.Model, state: _RunState,
+    run_dir: Path,
+    config: TrainConfig,
+    dataset: Dataset,
+    inner: keras.Model,
+    state: _RunState,
     placement: Placement,
 ) -> RunResult:
     from digitlab.distributed import weights_checksum
@@ -427,15 +431,28 @@ def train(
     # a model can be a collective operation) but write into a scratch folder.
     with scratch_run_dir(process, run_dir) as write_dir:
         result = _train_and_record(
-            config, state, process, placement, run_dir, write_dir, resume is None, verbose,
+            config,
+            state,
+            process,
+            placement,
+            run_dir,
+            write_dir,
+            resume is None,
+            verbose,
             callbacks,
         )
     return dataclasses.replace(result, run_dir=run_dir, model_path=run_dir / "model.keras")
 
 
 def _train_and_record(
-    config: TrainConfig, state: _RunState, process: ProcessShare, placement: Placement,
-    run_dir: Path, write_dir: Path, new_run: bool, verbose: int | str,
+    config: TrainConfig,
+    state: _RunState,
+    process: ProcessShare,
+    placement: Placement,
+    run_dir: Path,
+    write_dir: Path,
+    new_run: bool,
+    verbose: int | str,
     callbacks: Sequence[keras.callbacks.Callback],
 ) -> RunResult:
     """Train from `state` (committed in `run_dir`), recording the run into `write_dir`."""
@@ -462,9 +479,7 @@ def _train_and_record(
         inner = build_model(config.model, num_classes=dataset.num_classes, **model_options)
         model = build_training_model(inner, config)
         model.compile(
-            optimizer=keras.optimizers.Adam(
-                learning_rate=_learning_rate(config, steps_per_epoch)
-            ),
+            optimizer=keras.optimizers.Adam(learning_rate=_learning_rate(config, steps_per_epoch)),
             loss=_loss(config),
             metrics=["accuracy"],
             # More steps per execution than an epoch has confuses Keras's progress bar.

@@ -63,8 +63,12 @@ class ProgressBar:
     def __enter__(self) -> ProgressBar:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.close()
 
 
@@ -185,16 +189,22 @@ def split_command(
         Path, typer.Option(help="New folder for OUT/{train,val,test}/<class>/ and OUT/split.csv.")
     ],
     val: Annotated[
-        float, typer.Option(help="Fraction of each class for validation (default: 0.15).",
-                            show_default=False)
+        float,
+        typer.Option(
+            help="Fraction of each class for validation (default: 0.15).", show_default=False
+        ),
     ] = 0.15,
     test: Annotated[
-        float, typer.Option(help="Fraction of each class for testing (default: 0.15).",
-                            show_default=False)
+        float,
+        typer.Option(
+            help="Fraction of each class for testing (default: 0.15).", show_default=False
+        ),
     ] = 0.15,
     seed: Annotated[
-        int, typer.Option(help="Random seed; the same seed gives the same split (default: 0).",
-                          show_default=False)
+        int,
+        typer.Option(
+            help="Random seed; the same seed gives the same split (default: 0).", show_default=False
+        ),
     ] = 0,
 ) -> None:
     """Copy images into stratified train/val/test folders and write the split.csv manifest."""

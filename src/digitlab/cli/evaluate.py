@@ -16,7 +16,8 @@ _DEFAULT_BATCH_SIZE = 1024
 BatchSize = Annotated[
     int,
     typer.Option(
-        "--batch-size", min=1,
+        "--batch-size",
+        min=1,
         help=f"Images per prediction batch (default: {_DEFAULT_BATCH_SIZE}).",
         show_default=False,
     ),

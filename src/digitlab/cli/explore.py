@@ -80,8 +80,7 @@ def explore_command(
         int,
         typer.Option(
             min=0,
-            help="Images of that sample for t-SNE; 0 skips t-SNE "
-            f"(default: {_DEFAULT_TSNE_SIZE}).",
+            help=f"Images of that sample for t-SNE; 0 skips t-SNE (default: {_DEFAULT_TSNE_SIZE}).",
             show_default=False,
         ),
     ] = _DEFAULT_TSNE_SIZE,
@@ -91,20 +90,24 @@ def explore_command(
 
     with StepLines() as progress:
         report = explore(
-            dataset, out, sample_size=sample_size, tsne_size=tsne_size, seed=seed,
+            dataset,
+            out,
+            sample_size=sample_size,
+            tsne_size=tsne_size,
+            seed=seed,
             progress=progress,
         )
     summary = report.summary
     pixels = summary["pixels"]["all"]
     typer.echo(f"dataset:  {summary['dataset']}")
     typer.echo(
-        f"pixels:   mean {pixels['mean']:.1f}, std {pixels['std']:.1f}, "
-        f"median {pixels['median']:g}"
+        f"pixels:   mean {pixels['mean']:.1f}, std {pixels['std']:.1f}, median {pixels['median']:g}"
     )
     first, second = summary["pca"]["explained_variance_ratio"]
     typer.echo(f"PCA:      2 components explain {first + second:.1%} of the variance")
     typer.echo(f"k-means:  adjusted Rand index {summary['kmeans']['ari']:.3f}")
     if "tsne" in summary:
-        typer.echo(f"t-SNE:    k-means on it: adjusted Rand index "
-                   f"{summary['tsne']['kmeans_ari']:.3f}")
+        typer.echo(
+            f"t-SNE:    k-means on it: adjusted Rand index {summary['tsne']['kmeans_ari']:.3f}"
+        )
     typer.echo(f"wrote {report.report_path} and {len(report.figures)} figures")

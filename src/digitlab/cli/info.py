@@ -27,8 +27,10 @@ def _devices(backend: str) -> list[str]:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return [f"{device.device_type}:{device.name.rsplit(':', 1)[-1]}"
-                for device in tf.config.list_physical_devices()]
+        return [
+            f"{device.device_type}:{device.name.rsplit(':', 1)[-1]}"
+            for device in tf.config.list_physical_devices()
+        ]
     if backend == "jax":
         import jax
 

@@ -45,7 +45,9 @@ def predict_command(
     top_k: Annotated[
         int,
         typer.Option(
-            "--top-k", min=1, help="How many likely digits to list (default: 3).",
+            "--top-k",
+            min=1,
+            help="How many likely digits to list (default: 3).",
             show_default=False,
         ),
     ] = 3,
@@ -56,7 +58,9 @@ def predict_command(
     min_confidence: Annotated[
         float,
         typer.Option(
-            "--min-confidence", min=0.0, max=1.0,
+            "--min-confidence",
+            min=0.0,
+            max=1.0,
             help="Below this probability, say 'uncertain' instead of a digit (default: 0).",
             show_default=False,
         ),

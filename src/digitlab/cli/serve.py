@@ -61,7 +61,10 @@ def serve_command(
         err=True,
     )
     options: dict[str, Any] = {
-        "host": host, "port": port, "access_log": access_log, "log_level": "warning"
+        "host": host,
+        "port": port,
+        "access_log": access_log,
+        "log_level": "warning",
     }
     if processes == 1:
         uvicorn.run(create_app(predictor=predictor), **options)

@@ -32,8 +32,11 @@ def train_command(
     ] = None,
     preset: Annotated[
         str | None,
-        _option(text="Start from a preset: fast (99% in seconds) or best (the strongest "
-                "single model); other flags override it", default="none"),
+        _option(
+            text="Start from a preset: fast (99% in seconds) or best (the strongest "
+            "single model); other flags override it",
+            default="none",
+        ),
     ] = None,
     epochs: Annotated[int | None, _option(text="Epochs to train", default=_DEFAULTS.epochs)] = None,
     batch_size: Annotated[
@@ -41,8 +44,11 @@ def train_command(
     ] = None,
     augment: Annotated[
         bool | None,
-        _option("--augment/--no-augment", default="on",
-                text="Digit-safe augmentation: rotation, shift, zoom, shear, elastic"),
+        _option(
+            "--augment/--no-augment",
+            default="on",
+            text="Digit-safe augmentation: rotation, shift, zoom, shear, elastic",
+        ),
     ] = None,
     lr: Annotated[
         float | None,
@@ -50,45 +56,65 @@ def train_command(
     ] = None,
     val_fraction: Annotated[
         float | None,
-        _option(text="Share of the training set held out for validation, stratified",
-                default=_DEFAULTS.val_fraction),
+        _option(
+            text="Share of the training set held out for validation, stratified",
+            default=_DEFAULTS.val_fraction,
+        ),
     ] = None,
     seed: Annotated[int | None, _option(text="Random seed", default=_DEFAULTS.seed)] = None,
     dataset: Annotated[
         str | None,
-        _option(text="mnist, fashion-mnist, or PATH to an IDX folder or a class-folder tree",
-                default=_DEFAULTS.dataset),
+        _option(
+            text="mnist, fashion-mnist, or PATH to an IDX folder or a class-folder tree",
+            default=_DEFAULTS.dataset,
+        ),
     ] = None,
     limit: Annotated[
         int | None,
-        _option(text="Train on a stratified subset of N training images", default="all",
-                metavar="N"),
+        _option(
+            text="Train on a stratified subset of N training images", default="all", metavar="N"
+        ),
     ] = None,
     threads: Annotated[
         int | None,
-        _option(text="TensorFlow threads per pool (intra-op and inter-op); without it, "
-                "TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS where set, else every core "
-                "this process may use", default="all cores", metavar="N",
-                rich_help_panel="Threads and devices (see docs/distributed.md)"),
+        _option(
+            text="TensorFlow threads per pool (intra-op and inter-op); without it, "
+            "TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS where set, else every core "
+            "this process may use",
+            default="all cores",
+            metavar="N",
+            rich_help_panel="Threads and devices (see docs/distributed.md)",
+        ),
     ] = None,
     device: Annotated[
         str | None,
-        _option(text="auto (every GPU when there are several), cpu, gpu, cpu:N (split the CPU "
-                "into N devices and mirror over them, to try multi-device training), or "
-                "TensorFlow devices to mirror over, e.g. /gpu:0,/gpu:1", default="auto",
-                metavar="DEVICE",
-                rich_help_panel="Threads and devices (see docs/distributed.md)"),
+        _option(
+            text="auto (every GPU when there are several), cpu, gpu, cpu:N (split the CPU "
+            "into N devices and mirror over them, to try multi-device training), or "
+            "TensorFlow devices to mirror over, e.g. /gpu:0,/gpu:1",
+            default="auto",
+            metavar="DEVICE",
+            rich_help_panel="Threads and devices (see docs/distributed.md)",
+        ),
     ] = None,
     config: Annotated[
         Path | None,
-        _option("--config", text="TOML file of settings; flags override it", default="none",
-                metavar="FILE.toml"),
+        _option(
+            "--config",
+            text="TOML file of settings; flags override it",
+            default="none",
+            metavar="FILE.toml",
+        ),
     ] = None,
     settings: Annotated[
         list[str] | None,
-        _option("--set", text="Any other setting as KEY=VALUE, e.g. lr_schedule=constant or "
-                "model_options.hidden_units=[512,512]; repeatable", default="none",
-                metavar="KEY=VALUE"),
+        _option(
+            "--set",
+            text="Any other setting as KEY=VALUE, e.g. lr_schedule=constant or "
+            "model_options.hidden_units=[512,512]; repeatable",
+            default="none",
+            metavar="KEY=VALUE",
+        ),
     ] = None,
     out: Annotated[
         Path | None,
@@ -96,37 +122,56 @@ def train_command(
     ] = None,
     resume: Annotated[
         Path | None,
-        _option(text="Continue an interrupted run from its last completed epoch",
-                default="none", metavar="RUN_DIR"),
+        _option(
+            text="Continue an interrupted run from its last completed epoch",
+            default="none",
+            metavar="RUN_DIR",
+        ),
     ] = None,
     coordinator: Annotated[
         str | None,
-        _option(text="Distributed training: process 0's HOST:PORT, the same for every process",
-                default="none", metavar="HOST:PORT", envvar="DIGITLAB_COORDINATOR",
-                rich_help_panel=_DISTRIBUTED),
+        _option(
+            text="Distributed training: process 0's HOST:PORT, the same for every process",
+            default="none",
+            metavar="HOST:PORT",
+            envvar="DIGITLAB_COORDINATOR",
+            rich_help_panel=_DISTRIBUTED,
+        ),
     ] = None,
     num_processes: Annotated[
         int | None,
-        _option(text="Distributed training: how many processes take part", default="none",
-                envvar="DIGITLAB_NUM_PROCESSES",
-                rich_help_panel=_DISTRIBUTED),
+        _option(
+            text="Distributed training: how many processes take part",
+            default="none",
+            envvar="DIGITLAB_NUM_PROCESSES",
+            rich_help_panel=_DISTRIBUTED,
+        ),
     ] = None,
     process_id: Annotated[
         int | None,
-        _option(text="Distributed training: this process's index, 0 on the coordinator",
-                default="none", envvar="DIGITLAB_PROCESS_ID",
-                rich_help_panel=_DISTRIBUTED),
+        _option(
+            text="Distributed training: this process's index, 0 on the coordinator",
+            default="none",
+            envvar="DIGITLAB_PROCESS_ID",
+            rich_help_panel=_DISTRIBUTED,
+        ),
     ] = None,
     local_processes: Annotated[
         int | None,
-        _option(text="Start N distributed worker processes on this machine and wait for them",
-                default="none", metavar="N",
-                rich_help_panel=_DISTRIBUTED),
+        _option(
+            text="Start N distributed worker processes on this machine and wait for them",
+            default="none",
+            metavar="N",
+            rich_help_panel=_DISTRIBUTED,
+        ),
     ] = None,
     join_timeout: Annotated[
         float,
-        _option(text="Seconds to reach the coordinator and for all processes to join",
-                default=120, rich_help_panel=_DISTRIBUTED),
+        _option(
+            text="Seconds to reach the coordinator and for all processes to join",
+            default=120,
+            rich_help_panel=_DISTRIBUTED,
+        ),
     ] = 120.0,
 ) -> None:
     """Train a model and write a run folder (config, history, curves, checkpoints, model)."""
@@ -135,9 +180,17 @@ def train_command(
     from digitlab.training import default_run_dir, train
 
     flags = {
-        "model": model, "epochs": epochs, "batch_size": batch_size, "augment": augment,
-        "lr": lr, "val_fraction": val_fraction, "seed": seed, "dataset": dataset,
-        "limit": limit, "threads": threads, "device": device,
+        "model": model,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "augment": augment,
+        "lr": lr,
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "dataset": dataset,
+        "limit": limit,
+        "threads": threads,
+        "device": device,
     }
     overrides = {key: value for key, value in flags.items() if value is not None}
     overrides.update(parse_override(text) for text in settings or [])
@@ -155,8 +208,10 @@ def train_command(
     distributed = resolve_settings(coordinator, num_processes, process_id)
     if local_processes is not None:
         if distributed is not None:
-            raise ConfigError("--local-processes starts its own workers; "
-                              "do not combine it with --coordinator/--num-processes/--process-id")
+            raise ConfigError(
+                "--local-processes starts its own workers; "
+                "do not combine it with --coordinator/--num-processes/--process-id"
+            )
         worker_args = _train_arguments(
             flags, settings, config, preset, run_dir, resume, join_timeout
         )
@@ -170,9 +225,13 @@ def train_command(
             # The user's --out, not a default: a default name, holding the start time,
             # would differ between the processes.
             result = train_distributed(
-                distributed, run_config, out=out, resume=resume,
+                distributed,
+                run_config,
+                out=out,
+                resume=resume,
                 # One progress bar is enough: the processes step together.
-                verbose=1 if distributed.process_id == 0 else 0, timeout=join_timeout,
+                verbose=1 if distributed.process_id == 0 else 0,
+                timeout=join_timeout,
             )
             typer.echo(
                 f"Process {distributed.process_id} of {distributed.num_processes}: "
@@ -192,8 +251,13 @@ def train_command(
 
 
 def _train_arguments(
-    flags: dict[str, Any], settings: list[str] | None, config: Path | None,
-    preset: str | None, run_dir: Path, resume: Path | None, join_timeout: float,
+    flags: dict[str, Any],
+    settings: list[str] | None,
+    config: Path | None,
+    preset: str | None,
+    run_dir: Path,
+    resume: Path | None,
+    join_timeout: float,
 ) -> list[str]:
     """The `digitlab train` arguments that give a worker process this command's settings."""
     if resume is not None:

@@ -230,8 +230,10 @@ def export_image_folder(
             f"got {y.dtype} {y.min()}..{y.max()}"
         )
     names = {int(label): _folder_name(int(label), class_names) for label in np.unique(y)}
-    targets = [out / names[int(label)] / f"{names[int(label)]}_{index}.png"
-               for index, label in enumerate(y)]
+    targets = [
+        out / names[int(label)] / f"{names[int(label)]}_{index}.png"
+        for index, label in enumerate(y)
+    ]
     if not overwrite:
         clashes = [target for target in targets if target.exists()]
         if clashes:
@@ -382,8 +384,9 @@ def split_image_folder(
             copy = out / subset / relative
             copy.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, copy)
-            rows.append((copy.relative_to(out).as_posix(), class_names[label], subset,
-                         relative.as_posix()))
+            rows.append(
+                (copy.relative_to(out).as_posix(), class_names[label], subset, relative.as_posix())
+            )
             done += 1
             if progress:
                 progress(done, len(files))

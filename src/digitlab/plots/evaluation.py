@@ -56,13 +56,22 @@ def plot_confusion_matrix(
                 continue
             dark_cell = norm(fractions[row, column]) > 0.6
             axes.text(
-                column, row, str(count), ha="center", va="center", fontsize=9,
+                column,
+                row,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=9,
                 color="white" if dark_cell else "black",
                 fontweight="bold" if row == column else "normal",
             )
     ticks = np.arange(num_classes)
-    axes.set_xticks(ticks, labels=class_names, rotation=45 if _long(class_names) else 0,
-                    ha="right" if _long(class_names) else "center")
+    axes.set_xticks(
+        ticks,
+        labels=class_names,
+        rotation=45 if _long(class_names) else 0,
+        ha="right" if _long(class_names) else "center",
+    )
     axes.set_yticks(ticks, labels=class_names)
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class")
@@ -90,7 +99,10 @@ def plot_misclassified(
     # would take most of the drawing time.
     height = 2.2 * rows + 0.6
     figure, axes_grid = subplots(
-        rows, columns, figsize=(2.2 * columns, height), squeeze=False,
+        rows,
+        columns,
+        figsize=(2.2 * columns, height),
+        squeeze=False,
         subplot_kw={"xticks": [], "yticks": [], "frame_on": False},
         gridspec_kw={"hspace": 0.3, "wspace": 0.1, "top": 1 - 0.9 / height, "bottom": 0.02},
     )
@@ -112,9 +124,7 @@ def plot_misclassified(
 
 def plot_validation_curves(series: Sequence[CurveSeries], path: str | os.PathLike[str]) -> None:
     """Overlay several runs' validation accuracy (left) and loss (right) against epoch."""
-    figure, (accuracy_axes, loss_axes) = subplots(
-        1, 2, figsize=(12, 4.5), layout="constrained"
-    )
+    figure, (accuracy_axes, loss_axes) = subplots(1, 2, figsize=(12, 4.5), layout="constrained")
     for run in series:
         marker = "o" if len(run.epochs) <= 15 else None
         accuracy_axes.plot(run.epochs, run.val_accuracy, marker=marker, label=run.label)

@@ -70,13 +70,11 @@ def plot_sample_grid(
     gap = 2
     # One montage image draws far faster than a hundred separate axes, and a NaN gap
     # (drawn white) separates the tiles.
-    montage = np.full(
-        (len(samples) * (height + gap) - gap, columns * (width + gap) - gap), np.nan
-    )
+    montage = np.full((len(samples) * (height + gap) - gap, columns * (width + gap) - gap), np.nan)
     for row, images in enumerate(samples):
         for column, image in enumerate(images):
             top, left = row * (height + gap), column * (width + gap)
-            montage[top:top + height, left:left + width] = image
+            montage[top : top + height, left : left + width] = image
     figure, ax = subplots(figsize=(0.5 * columns + 2.2, 0.5 * len(samples) + 1.0))
     cmap = colormap("gray").with_extremes(bad="white")
     shown = ax.imshow(montage, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
@@ -95,8 +93,11 @@ def plot_mean_images(means: np.ndarray, class_names: Sequence[str], path: PathLi
     columns = min(len(class_names), 5)
     rows = math.ceil(len(class_names) / columns)
     figure, axes = subplots(
-        rows, columns, figsize=(1.9 * columns + 1.2, 2.0 * rows + 0.6),
-        squeeze=False, layout="constrained",
+        rows,
+        columns,
+        figsize=(1.9 * columns + 1.2, 2.0 * rows + 0.6),
+        squeeze=False,
+        layout="constrained",
     )
     vmax = float(means.max()) or 1.0
     shown = [
@@ -144,7 +145,10 @@ def plot_image_sizes(
 
 
 def plot_pixel_histograms(
-    histogram: np.ndarray, background: int, all_stats: PixelStats, ink_stats: PixelStats,
+    histogram: np.ndarray,
+    background: int,
+    all_stats: PixelStats,
+    ink_stats: PixelStats,
     path: PathLike,
 ) -> None:
     """Two log-scale histograms of pixel values: every pixel, and ink pixels only.
@@ -171,8 +175,12 @@ def plot_pixel_histograms(
         ax.legend(loc="upper center")
     share = histogram[background] / max(1, histogram.sum())
     axes[0].annotate(
-        f"background {background}: {share:.1%} of pixels", (background, histogram[background]),
-        xytext=(0.3, 0.6), textcoords="axes fraction", ha="left", fontsize=9,
+        f"background {background}: {share:.1%} of pixels",
+        (background, histogram[background]),
+        xytext=(0.3, 0.6),
+        textcoords="axes fraction",
+        ha="left",
+        fontsize=9,
         arrowprops={"arrowstyle": "->", "color": "0.3"},
     )
     figure_to_png(figure, path)
@@ -189,8 +197,14 @@ def _scatter_by_label(
     """Scatter `points` coloured by label, in random order so no class hides the others."""
     colours = np.array(_palette(len(class_names)))
     order = np.random.default_rng(seed).permutation(len(points))
-    ax.scatter(points[order, 0], points[order, 1], c=colours[labels[order]],
-               s=_marker_size(len(points)), alpha=0.6, linewidths=0)
+    ax.scatter(
+        points[order, 0],
+        points[order, 1],
+        c=colours[labels[order]],
+        s=_marker_size(len(points)),
+        alpha=0.6,
+        linewidths=0,
+    )
     handles = [
         Line2D([], [], marker="o", linestyle="", color=colours[i], label=name)
         for i, name in enumerate(class_names)
@@ -259,16 +273,34 @@ def plot_kmeans(
     nearest = np.argmin(((grid[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2), axis=1)
     figure, ax = subplots(figsize=(8, 6.2), layout="constrained")
     ax.imshow(
-        nearest.reshape(grid_x.shape), cmap=light, vmin=-0.5, vmax=num_clusters - 0.5,
-        origin="lower", aspect="auto", interpolation="nearest", alpha=0.6,
+        nearest.reshape(grid_x.shape),
+        cmap=light,
+        vmin=-0.5,
+        vmax=num_clusters - 0.5,
+        origin="lower",
+        aspect="auto",
+        interpolation="nearest",
+        alpha=0.6,
         extent=(grid_x.min(), grid_x.max(), grid_y.min(), grid_y.max()),
     )
-    ax.scatter(points[:, 0], points[:, 1], c=strong[clusters], s=_marker_size(len(points)),
-               alpha=0.6, linewidths=0)
+    ax.scatter(
+        points[:, 0],
+        points[:, 1],
+        c=strong[clusters],
+        s=_marker_size(len(points)),
+        alpha=0.6,
+        linewidths=0,
+    )
     ax.scatter(centres[:, 0], centres[:, 1], marker="X", s=90, c="black", edgecolors="white")
     for (x, y), name in zip(centres, cluster_names, strict=True):
-        ax.annotate(name, (x, y), xytext=(6, 6), textcoords="offset points", fontsize=8,
-                    bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.85})
+        ax.annotate(
+            name,
+            (x, y),
+            xytext=(6, 6),
+            textcoords="offset points",
+            fontsize=8,
+            bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.85},
+        )
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
     ax.set_title(
@@ -281,25 +313,40 @@ def plot_kmeans(
 def _draw_keypoint_circles(ax: Axes, keypoints: np.ndarray, colour: str) -> None:
     """Circles at (x, y) with each keypoint's diameter, in image pixels."""
     circles = [Circle((x, y), max(size / 2, 1.5)) for x, y, size in keypoints]
-    ax.add_collection(
-        PatchCollection(circles, facecolor="none", edgecolor=colour, linewidth=0.8)
-    )
+    ax.add_collection(PatchCollection(circles, facecolor="none", edgecolor=colour, linewidth=0.8))
 
 
 def plot_feature_views(
     views: Sequence[FeatureViews], class_names: Sequence[str], path: PathLike
 ) -> None:
     """One row per class (one sample each): input, blur, threshold, edges, corners, keypoints."""
-    columns = ("upscaled input", "Gaussian blur", "Otsu threshold", "Canny edges",
-               "Harris corners", "ORB keypoints", "SIFT keypoints")
+    columns = (
+        "upscaled input",
+        "Gaussian blur",
+        "Otsu threshold",
+        "Canny edges",
+        "Harris corners",
+        "ORB keypoints",
+        "SIFT keypoints",
+    )
     figure, axes = subplots(
-        len(views), len(columns), figsize=(1.45 * len(columns), 1.5 * len(views) + 0.4),
-        squeeze=False, layout="constrained",
+        len(views),
+        len(columns),
+        figsize=(1.45 * len(columns), 1.5 * len(views) + 0.4),
+        squeeze=False,
+        layout="constrained",
     )
     for row, (view, name) in enumerate(zip(views, class_names, strict=True)):
         row_axes = axes[row]
-        images = (view.upscaled, view.blurred, view.binary, view.edges,
-                  view.upscaled, view.upscaled, view.upscaled)
+        images = (
+            view.upscaled,
+            view.blurred,
+            view.binary,
+            view.edges,
+            view.upscaled,
+            view.upscaled,
+            view.upscaled,
+        )
         for ax, image in zip(row_axes, images, strict=True):
             ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
             ax.set_xticks([])
@@ -311,8 +358,12 @@ def plot_feature_views(
         # cover the digit, so dots show where it found corners.
         row_axes[5].scatter(orb[:, 0], orb[:, 1], s=8, c="lime", linewidths=0)
         _draw_keypoint_circles(row_axes[6], view.sift_keypoints, "cyan")
-        notes = {2: f"t = {view.otsu_threshold:.0f}", 4: f"{len(corners)} corners",
-                 5: f"{len(view.orb_keypoints)} points", 6: f"{len(view.sift_keypoints)} points"}
+        notes = {
+            2: f"t = {view.otsu_threshold:.0f}",
+            4: f"{len(corners)} corners",
+            5: f"{len(view.orb_keypoints)} points",
+            6: f"{len(view.sift_keypoints)} points",
+        }
         for column, note in notes.items():
             row_axes[column].set_xlabel(note, fontsize=7, labelpad=1)
         row_axes[0].set_ylabel(name, fontsize=10)
