@@ -51,8 +51,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from digitlab.atomic import atomic_path, atomic_write_text
 from digitlab.cli.app import import_keras_quietly
 from digitlab.data.sources import load_mnist
-from digitlab.predict import Predictor, error_reason
-from digitlab.training import split_train_validation
+from digitlab.inference.predictor import Predictor, error_reason
+from digitlab.training.loop import split_train_validation
 from inference import publish, timings
 
 HEADING = "Baselines"

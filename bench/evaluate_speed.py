@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from digitlab.data.sources import load_mnist  # noqa: E402
 from digitlab.evaluation import DEFAULT_BATCH_SIZE, evaluate  # noqa: E402
-from digitlab.modelfile import load_keras_model  # noqa: E402
+from digitlab.inference.modelfile import load_keras_model  # noqa: E402
 from digitlab.models import build_model, list_models  # noqa: E402
 
 REPEATS = 3

@@ -72,10 +72,10 @@ def worker(name: str, out: Path) -> None:
     import keras
     import numpy as np
 
-    from digitlab.config import make_config
     from digitlab.data.sources import load_mnist
-    from digitlab.modelfile import load_keras_model
-    from digitlab.training import train
+    from digitlab.inference.modelfile import load_keras_model
+    from digitlab.training.config import make_config
+    from digitlab.training.loop import train
 
     _, overrides, _, policy = VARIANTS[name]
     keras.mixed_precision.set_global_policy(policy)

@@ -27,8 +27,8 @@ import numpy as np
 
 from digitlab.atomic import atomic_write_text
 from digitlab.data.sources import load_mnist
-from digitlab.predict import Predictor
-from digitlab.quantize import calibration_images, quantize_onnx
+from digitlab.inference.predictor import Predictor
+from digitlab.inference.quantize import calibration_images, quantize_onnx
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results.md"
 TARGETS = {  # model -> ONNX Runtime targets: (batch images/s, single-image median ms)

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from digitlab.data.sources import load_mnist
-from digitlab.predict import FileFailure, Predictor, collect_files
+from digitlab.inference.predictor import FileFailure, Predictor, collect_files
 from digitlab.styles import STYLES, write_styled_set
 from inference import publish
 

@@ -41,11 +41,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
-from digitlab.config import make_config  # noqa: E402
 from digitlab.data.sources import load_mnist  # noqa: E402
-from digitlab.modelfile import load_keras_model  # noqa: E402
+from digitlab.inference.modelfile import load_keras_model  # noqa: E402
 from digitlab.models import build_model  # noqa: E402
-from digitlab.training import split_train_validation, train  # noqa: E402
+from digitlab.training.config import make_config  # noqa: E402
+from digitlab.training.loop import split_train_validation, train  # noqa: E402
 from inference import multiply_adds, publish  # noqa: E402
 
 TARGET = 0.99

@@ -22,9 +22,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from digitlab.config import make_config, parse_override  # noqa: E402
 from digitlab.evaluation import evaluate_model_file  # noqa: E402
-from digitlab.training import default_run_dir, train  # noqa: E402
+from digitlab.training.config import make_config, parse_override  # noqa: E402
+from digitlab.training.loop import default_run_dir, train  # noqa: E402
 
 
 def _cpu_seconds() -> float:

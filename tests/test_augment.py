@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from digitlab.augment import augment_images, build_augmentation
 from digitlab.errors import ConfigError
+from digitlab.training.augment import augment_images, build_augmentation
 
 NO_MOVES = {"rotation": 0.0, "shear": 0.0, "zoom": 0.0, "shift": 0.0, "elastic_alpha": 0.0}
 

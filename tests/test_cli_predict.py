@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from digitlab.cli import app
 from digitlab.images import to_mnist
-from digitlab.predict import Predictor
+from digitlab.inference.predictor import Predictor
 from digitlab.styles import render
 
 # `model_path`: a small MLP trained once per session on 12,000 MNIST images (~95% accurate).

@@ -19,10 +19,10 @@ import pytest
 from typer.testing import CliRunner
 
 from digitlab.cli import app
-from digitlab.config import TrainConfig, config_from_json, make_config
-from digitlab.devices import DeviceRequest, parse_device
 from digitlab.errors import ConfigError
-from digitlab.modelfile import load_keras_model
+from digitlab.inference.modelfile import load_keras_model
+from digitlab.training.config import TrainConfig, config_from_json, make_config
+from digitlab.training.devices import DeviceRequest, parse_device
 
 ENVIRONMENT = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
 # A small model and data set: the point is where training runs, not the accuracy record.
@@ -121,8 +121,8 @@ def test_cli_rejects_bad_threads_and_devices_in_one_line(tmp_path):
 def test_threads_set_the_pools_before_tensorflow_starts_and_refuse_after():
     output = _python("""
         import collections, json, os
-        from digitlab.config import TrainConfig
-        from digitlab.devices import (
+        from digitlab.training.config import TrainConfig
+        from digitlab.training.devices import (
             configure_threads, prepare_training, split_cpu, thread_counts, training_strategy)
         from digitlab.errors import ConfigError
 
@@ -170,7 +170,7 @@ def test_threads_set_the_pools_before_tensorflow_starts_and_refuse_after():
 def test_other_backends_refuse_thread_counts_and_devices():
     output = _python(
         """
-        from digitlab.devices import configure_threads, training_strategy
+        from digitlab.training.devices import configure_threads, training_strategy
         from digitlab.errors import ConfigError
 
         configure_threads(None)

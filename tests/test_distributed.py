@@ -17,8 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from digitlab.cli import app
-from digitlab.distributed import ProcessShare, free_port, resolve_settings
+from digitlab.distributed import free_port, resolve_settings
 from digitlab.errors import ConfigError
+from digitlab.training.processes import ProcessShare
 
 JAX_ENV = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
 # Small and quick: the point is that the processes train together, not the accuracy.

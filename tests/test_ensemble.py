@@ -15,10 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from digitlab.cli import app
-from digitlab.config import TrainConfig
-from digitlab.modelfile import load_keras_model
+from digitlab.inference.modelfile import load_keras_model
 from digitlab.models import build_model
-from digitlab.training import train
+from digitlab.training.config import TrainConfig
+from digitlab.training.loop import train
 
 runner = CliRunner()
 
@@ -125,7 +125,7 @@ def _accuracy(model, images: np.ndarray, labels: np.ndarray) -> float:
 
 def test_tta_shifted_views_keep_a_trained_models_accuracy(test_images):
     """The shipped cnn (trained with shift augmentation) reads every one-pixel view as well."""
-    from digitlab.pretrained import pretrained_model_path
+    from digitlab.inference.pretrained import pretrained_model_path
 
     images, labels = test_images[0][:1000], test_images[1][:1000]
     model = load_keras_model(pretrained_model_path())
@@ -281,8 +281,8 @@ def test_ensemble_errors_are_one_line_and_write_nothing(
 def test_build_ensemble_takes_sequential_models_and_leaves_them_unchanged(test_images):
     import keras
 
-    from digitlab.ensemble import build_ensemble
     from digitlab.errors import ModelError
+    from digitlab.inference.ensemble import build_ensemble
 
     def sequential(seed: int) -> keras.Model:
         keras.utils.set_random_seed(seed)

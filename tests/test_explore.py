@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from digitlab.cli import app
 from digitlab.data.sources import FASHION_MNIST_CLASSES, Dataset
 from digitlab.errors import ConfigError
-from digitlab.exploration import FIGURES, explore, stratified_sample
+from digitlab.exploration.analysis import FIGURES, explore, stratified_sample
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import digitlab.export
+import digitlab.inference.export
 from digitlab.errors import ExportError
-from digitlab.export import export_model
+from digitlab.inference.export import export_model
 
 PARITY = 1000
 
@@ -112,7 +112,7 @@ def test_export_refuses_to_overwrite_unless_forced(model_path, tmp_path):
 
 
 def test_export_that_fails_its_check_leaves_nothing_behind(model_path, tmp_path, monkeypatch):
-    monkeypatch.setattr(digitlab.export, "PARITY_TOLERANCE", -1.0)  # no export can pass
+    monkeypatch.setattr(digitlab.inference.export, "PARITY_TOLERANCE", -1.0)  # no export can pass
     kept = tmp_path / "kept.onnx"
     kept.write_bytes(b"an older export")
     with pytest.raises(ExportError, match="does not match Keras"):
@@ -136,7 +136,7 @@ def test_export_rejects_unknown_formats_and_wrong_suffixes(
 
 
 def test_int8_onnx_export_is_smaller_and_keeps_the_shipped_models_accuracy(tmp_path, mnist):
-    from digitlab.pretrained import pretrained_model_path
+    from digitlab.inference.pretrained import pretrained_model_path
 
     out = tmp_path / "cnn-int8.onnx"
     report = export_model(pretrained_model_path(), "onnx", out, quantize=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from digitlab.errors import ImageError
-from digitlab.features import ORB_MAX_KEYPOINTS, feature_views
+from digitlab.exploration.features import ORB_MAX_KEYPOINTS, feature_views
 
 
 def _first_of_each_class(mnist) -> list[np.ndarray]:

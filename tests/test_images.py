@@ -445,7 +445,7 @@ def test_a_25_megapixel_png_is_reduced_within_a_memory_cap(tmp_path):
 @pytest.fixture(scope="module")
 def shipped():
     """The model shipped with digitlab, as `digitlab predict` uses it by default."""
-    from digitlab.predict import Predictor
+    from digitlab.inference.predictor import Predictor
 
     return Predictor.load()
 

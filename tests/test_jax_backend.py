@@ -18,10 +18,10 @@ JAX_ENV = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
 _ROUND_TRIP = """
 import json, sys
 import keras, numpy as np
-from digitlab.config import TrainConfig
+from digitlab.training.config import TrainConfig
 from digitlab.data.sources import load_mnist
 from digitlab.models import MODELS, build_model
-from digitlab.training import build_training_model
+from digitlab.training.loop import build_training_model
 
 (x, y), (x_test, _) = load_mnist()
 report = {"backend": keras.backend.backend(), "tensorflow_loaded": "tensorflow" in sys.modules}

@@ -87,7 +87,7 @@ print(json.dumps({{"digitlab_imported": "digitlab" in sys.modules, "out": out}})
 
 @pytest.mark.slow
 def test_shipped_model_loads_in_plain_keras_and_reaches_its_accuracy(mnist):
-    from digitlab.pretrained import pretrained_model_path
+    from digitlab.inference.pretrained import pretrained_model_path
 
     path = pretrained_model_path()
     assert path.suffix == ".keras" and path.stat().st_size < 4_000_000

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from digitlab.errors import ModelError
-from digitlab.predict import (
+from digitlab.inference.predictor import (
     FileFailure,
     FilePrediction,
     Predictions,
@@ -134,7 +134,7 @@ def test_collect_files_walks_folders_and_keeps_named_files(tmp_path):
 
 
 def test_onnx_model_predicts_like_keras(model_path, predictor, mnist, tmp_path):
-    from digitlab.export import export_model
+    from digitlab.inference.export import export_model
 
     onnx_path = tmp_path / "small.onnx"
     export_model(model_path, "onnx", onnx_path)
@@ -167,7 +167,7 @@ def test_load_reports_a_bad_model_path_in_one_sentence(tmp_path, name, content, 
 
 
 def test_load_without_a_path_uses_the_shipped_model(mnist):
-    from digitlab.pretrained import pretrained_model_path
+    from digitlab.inference.pretrained import pretrained_model_path
 
     shipped = Predictor.load()
     _, (x_test, y_test) = mnist
@@ -176,7 +176,7 @@ def test_load_without_a_path_uses_the_shipped_model(mnist):
 
 
 def test_shipped_onnx_model_gives_the_shipped_keras_models_probabilities(mnist):
-    from digitlab.pretrained import pretrained_onnx_path
+    from digitlab.inference.pretrained import pretrained_onnx_path
 
     _, (x_test, _) = mnist
     keras_probabilities = Predictor.load().predict(x_test[:1000]).probabilities

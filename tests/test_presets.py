@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from digitlab.cli import app
-from digitlab.config import TrainConfig, make_config
 from digitlab.errors import ConfigError
-from digitlab.modelfile import load_keras_model
-from digitlab.presets import PRESETS
+from digitlab.inference.modelfile import load_keras_model
+from digitlab.training.config import TrainConfig, make_config
+from digitlab.training.presets import PRESETS
 
 
 def test_fast_preset_sets_its_model_schedule_and_smoothing():

@@ -28,7 +28,7 @@ from PIL import Image
 
 from digit_images import paper_png, png_bytes
 from digitlab.images import memory_needed, to_mnist
-from digitlab.predict import Predictor
+from digitlab.inference.predictor import Predictor
 from digitlab.serve.app import (
     INLINE_MAX_BYTES,
     INLINE_MAX_IMAGE_MEMORY,

@@ -17,11 +17,11 @@ import pytest
 from typer.testing import CliRunner
 
 from digitlab.cli import app
-from digitlab.config import TrainConfig, make_config, parse_override
 from digitlab.errors import ConfigError
-from digitlab.modelfile import load_keras_model
+from digitlab.inference.modelfile import load_keras_model
 from digitlab.models import build_model
-from digitlab.training import HISTORY_COLUMNS, split_train_validation, train, uses_xla
+from digitlab.training.config import TrainConfig, make_config, parse_override
+from digitlab.training.loop import HISTORY_COLUMNS, split_train_validation, train, uses_xla
 
 SUMMARY_KEYS = {
     "model",

@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from digit_images import HAND_DRAWN, Stroke, ink_strokes, paper_png, render_strokes
 from digitlab.atomic import atomic_write_bytes
 from digitlab.images import to_mnist
-from digitlab.predict import Predictor
+from digitlab.inference.predictor import Predictor
 
 # The trained model and the real server, shared with the other serving tests.
 pytest_plugins = ["serve_fixtures"]

@@ -19,7 +19,7 @@ import numpy as np
 
 from digitlab.atomic import atomic_write_text
 from digitlab.errors import DataError, ModelError
-from digitlab.modelfile import load_keras_model
+from digitlab.inference.modelfile import load_keras_model
 
 if TYPE_CHECKING:
     import keras

@@ -1,4 +1,4 @@
-"""`digitlab ensemble`: a thin shell over digitlab.ensemble."""
+"""`digitlab ensemble`: a thin shell over digitlab.inference.ensemble."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def ensemble_command(
 
     The result is one .keras file that evaluate, predict, export and serve take as any model.
     """
-    from digitlab.ensemble import ensemble_runs
+    from digitlab.inference.ensemble import ensemble_runs
 
     with native_stderr_silenced():
         result = ensemble_runs(run_dirs, out, tta=tta, force=force)

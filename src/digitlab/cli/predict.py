@@ -1,4 +1,4 @@
-"""`digitlab predict` and `digitlab export`: thin shells over digitlab.predict and .export."""
+"""`digitlab predict` and `digitlab export`: thin shells over digitlab.inference."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import typer
 from digitlab.cli.app import app, native_stderr_silenced
 
 if TYPE_CHECKING:
-    from digitlab.predict import FilePrediction
+    from digitlab.inference.predictor import FilePrediction
 
 
 class OutputFormat(StrEnum):
@@ -80,7 +80,7 @@ def predict_command(
     Exits with 1 if any file could not be read.
     """
     from digitlab.errors import ImageError
-    from digitlab.predict import FileFailure, FilePrediction, Predictor, collect_files
+    from digitlab.inference.predictor import FileFailure, FilePrediction, Predictor, collect_files
 
     files = collect_files(paths)
     if not files:
@@ -197,7 +197,7 @@ def export_command(
     ] = False,
 ) -> None:
     """Export MODEL and check it with its own runtime against Keras on 1,000 MNIST images."""
-    from digitlab.export import export_model
+    from digitlab.inference.export import export_model
 
     with native_stderr_silenced():
         report = export_model(model, export_format.value, out, force=force, quantize=int8)

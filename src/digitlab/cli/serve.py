@@ -47,8 +47,8 @@ def serve_command(
     """Serve the draw-a-digit page at / and the REST API (/predict, /health, /docs)."""
     import uvicorn
 
-    from digitlab.devices import usable_cores
     from digitlab.serve.app import MODEL_ENVIRONMENT_VARIABLE, create_app, load_served_model
+    from digitlab.training.devices import usable_cores
 
     processes = workers or min(4, usable_cores())
     # Load before the server starts so that a bad model is one clear error line, not a

@@ -11,8 +11,8 @@ from typing import Annotated, Any
 import typer
 
 from digitlab.cli.app import app
-from digitlab.config import TrainConfig
 from digitlab.errors import ConfigError
+from digitlab.training.config import TrainConfig
 
 _DEFAULTS = TrainConfig()
 _DISTRIBUTED = "Distributed (JAX backend, see docs/distributed.md)"
@@ -175,9 +175,9 @@ def train_command(
     ] = 120.0,
 ) -> None:
     """Train a model and write a run folder (config, history, curves, checkpoints, model)."""
-    from digitlab.config import make_config, parse_override
     from digitlab.distributed import resolve_settings, train_distributed
-    from digitlab.training import default_run_dir, train
+    from digitlab.training.config import make_config, parse_override
+    from digitlab.training.loop import default_run_dir, train
 
     flags = {
         "model": model,

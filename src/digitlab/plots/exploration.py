@@ -19,8 +19,8 @@ from digitlab.plots.base import colormap, figure_to_png, subplots
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from digitlab.exploration import PixelStats
-    from digitlab.features import FeatureViews
+    from digitlab.exploration.analysis import PixelStats
+    from digitlab.exploration.features import FeatureViews
 
 PathLike = str | os.PathLike[str]
 

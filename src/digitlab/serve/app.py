@@ -43,7 +43,7 @@ from digitlab.serve.limits import BodySizeLimitMiddleware
 from digitlab.serve.schemas import ErrorResponse, HealthResponse, PredictionResponse
 
 if TYPE_CHECKING:
-    from digitlab.predict import Predictor
+    from digitlab.inference.predictor import Predictor
 
 #: Request bodies over this many bytes are refused with 413 (5 MB).
 MAX_BODY_BYTES = 5_000_000
@@ -238,8 +238,8 @@ def load_served_model(model_path: str | os.PathLike[str] | None = None) -> Predi
     One runtime thread: a server answers one image at a time per process, and ONNX
     Runtime's spinning thread pool burnt a third more CPU per request. Raises `ModelError`.
     """
-    from digitlab.predict import Predictor
-    from digitlab.pretrained import pretrained_onnx_path
+    from digitlab.inference.predictor import Predictor
+    from digitlab.inference.pretrained import pretrained_onnx_path
 
     path = model_path if model_path is not None else pretrained_onnx_path()
     return Predictor.load(path, threads=1)

@@ -193,7 +193,7 @@ def ensemble_runs(
     missing or unloadable model, fewer than two models, or models whose input shape, class
     count or class names differ.
     """
-    from digitlab.modelfile import load_keras_model
+    from digitlab.inference.modelfile import load_keras_model
 
     out = Path(out)
     paths = [_member_model_path(Path(run_dir)) for run_dir in run_dirs]

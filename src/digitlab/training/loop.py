@@ -44,16 +44,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from digitlab.atomic import atomic_path, atomic_write_text
-from digitlab.config import TrainConfig, config_from_json
-from digitlab.devices import prepare_training
 from digitlab.errors import ConfigError, DataError
+from digitlab.training.config import TrainConfig, config_from_json
+from digitlab.training.devices import prepare_training
 
 if TYPE_CHECKING:
     import keras
 
     from digitlab.data.sources import Dataset
-    from digitlab.devices import Placement
-    from digitlab.distributed import ProcessShare
+    from digitlab.training.devices import Placement
+    from digitlab.training.processes import ProcessShare
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 STATE_FILE = "state.json"
@@ -175,7 +175,7 @@ def build_training_model(inner: keras.Model, config: TrainConfig) -> keras.Model
     """
     import keras
 
-    from digitlab.augment import build_augmentation
+    from digitlab.training.augment import build_augmentation
 
     pixels = keras.Input(shape=inner.input_shape[1:], name="pixels")
     x = pixels
@@ -318,8 +318,8 @@ def _write_config(run_dir: Path, config: TrainConfig) -> None:
 
 
 def _write_augmentation_figure(run_dir: Path, x: np.ndarray, y: np.ndarray, config: TrainConfig):
-    from digitlab.augment import augment_images, build_augmentation
     from digitlab.plots.training import plot_augmentation_grid
+    from digitlab.training.augment import augment_images, build_augmentation
 
     # One example of each of the first eight classes, each with six augmented copies.
     picks = [int(np.flatnonzero(y == label)[0]) for label in np.unique(y)[:8]]
@@ -339,8 +339,8 @@ def _finish(
     state: _RunState,
     placement: Placement,
 ) -> RunResult:
-    from digitlab.distributed import weights_checksum
     from digitlab.plots.training import plot_training_curves
+    from digitlab.training.processes import weights_checksum
 
     best = run_dir / "checkpoints" / "best.keras"
     with atomic_path(run_dir / "model.keras") as tmp:
@@ -404,7 +404,7 @@ def train(
     not a run or a `config` that differs from it; `DataError` for data that cannot be
     loaded or split.
     """
-    from digitlab.distributed import current_process, scratch_run_dir
+    from digitlab.training.processes import current_process, scratch_run_dir
 
     process = current_process()
     if resume is not None:
@@ -459,9 +459,9 @@ def _train_and_record(
     import keras
 
     from digitlab.data.sources import load_dataset
-    from digitlab.distributed import process_local
     from digitlab.models import build_model
-    from digitlab.progress import step_progress_bar
+    from digitlab.training.processes import process_local
+    from digitlab.training.progress import step_progress_bar
 
     dataset = load_dataset(config.dataset)
     x_train, y_train, x_val, y_val = split_train_validation(

@@ -239,7 +239,7 @@ def error_reason(error: Exception) -> str:
 
 
 def _shipped_model_path() -> Path:
-    from digitlab.pretrained import pretrained_model_path
+    from digitlab.inference.pretrained import pretrained_model_path
 
     return pretrained_model_path()
 
@@ -252,7 +252,7 @@ def _keras_runner(model: object) -> Runner:
 
 def _keras_file_runner(path: Path, threads: int | None) -> Runner:
     """Keras runs on its backend's own thread pools; `threads` is not used."""
-    from digitlab.modelfile import load_keras_model
+    from digitlab.inference.modelfile import load_keras_model
 
     return _keras_runner(load_keras_model(path))
 

@@ -5,7 +5,7 @@ with scales fixed in advance from calibration images, so ONNX Runtime runs the m
 convolutions and matrix products in 8-bit integer arithmetic (VNNI/AMX where the CPU has
 them). On this project's 2-core machine that made `cnn` about 5x and `mlp` about 4x faster
 in batches, with the same MNIST test accuracy (docs/results.md). The export check
-(`digitlab.export`) then asks for top-1 agreement with Keras rather than probabilities
+(`digitlab.inference.export`) then asks for top-1 agreement with Keras rather than probabilities
 within 1e-4, which int8 arithmetic cannot give.
 
 Weights use 7 of their 8 bits (`reduce_range`): on CPUs without VNNI (AVX2 only), ONNX
@@ -42,7 +42,7 @@ def quantize_onnx(
     """Write an int8 version of the float ONNX model `source` to `target`.
 
     `calibration` holds raw-pixel images shaped like the model's input. Any failure of
-    ONNX Runtime's quantizer propagates; `digitlab.export` reports it.
+    ONNX Runtime's quantizer propagates; `digitlab.inference.export` reports it.
     """
     import onnxruntime
     from onnxruntime.quantization import (

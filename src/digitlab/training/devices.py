@@ -8,7 +8,7 @@ which devices a model trains (one, or several mirrored with `tf.distribute.Mirro
         model.compile(...)
     model.fit(x, y, batch_size=64)         # 64 images per step in all, 32 on each replica
 
-`prepare_training(config)` does both for `digitlab.training.train`, and its `Placement`
+`prepare_training(config)` does both for `digitlab.training.loop.train`, and its `Placement`
 holds what a run needs under several replicas (even batches, the steps per execution).
 
 A device request (`--device`, `TrainConfig.device`) is one of:
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import numpy as np
     import tensorflow as tf
 
-    from digitlab.config import TrainConfig
+    from digitlab.training.config import TrainConfig
 
 # Each TensorFlow thread pool: the environment variable TensorFlow reads for it when none is
 # configured (tensorflow/core/common_runtime/process_util.cc), and its tf.config.threading name.

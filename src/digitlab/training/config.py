@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from digitlab.devices import parse_device
 from digitlab.errors import ConfigError
+from digitlab.training.devices import parse_device
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -57,11 +57,11 @@ class TrainConfig:
     faster but convolutional models 1.5-2x slower (docs/results.md)."""
     threads: int | None = None
     """TensorFlow's intra-op and inter-op thread counts (None: every core the process may use,
-    or TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS where set). See `digitlab.devices`."""
+    or TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS where set). See `training.devices`."""
     device: str | None = None
     """auto (None), cpu, gpu, cpu:N (the CPU split in N, mirrored) or devices like /gpu:0,/gpu:1."""
     preset: str | None = None
-    """The preset these settings started from (see `digitlab.presets`), for the record."""
+    """The preset these settings started from (see `digitlab.training.presets`), for the record."""
     model_options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the model builder."""
     augmentation: dict[str, float] = field(default_factory=dict)
@@ -206,11 +206,11 @@ def make_config(
     """Build a `TrainConfig`: `base` (default: the defaults), then the preset, then the TOML
     file, then overrides.
 
-    `preset` names one of `digitlab.presets.PRESETS`; without it, a `preset` key in the TOML
+    `preset` names one of `training.presets.PRESETS`; without it, a `preset` key in the TOML
     file chooses one. Raises `ConfigError` naming the file or "command line" and the
     offending key.
     """
-    from digitlab.presets import preset_settings
+    from digitlab.training.presets import preset_settings
 
     config = base or TrainConfig()
     settings = _flatten(read_toml(config_file)) if config_file is not None else {}

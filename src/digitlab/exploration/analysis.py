@@ -28,8 +28,8 @@ from digitlab import __version__
 from digitlab.atomic import atomic_write_text
 from digitlab.data.sources import Dataset
 from digitlab.errors import ConfigError, DataError
-from digitlab.exploration_report import render_report
-from digitlab.features import feature_settings, feature_views
+from digitlab.exploration.features import feature_settings, feature_views
+from digitlab.exploration.report import render_report
 from digitlab.plots import exploration as plots
 
 PathLike = str | os.PathLike[str]

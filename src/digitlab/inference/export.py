@@ -4,7 +4,7 @@ An export that gives different answers from the model it came from is worse than
 every export is loaded back with its own runtime (TensorFlow, ONNX Runtime, the TFLite
 interpreter) and must agree with Keras on 1,000 MNIST test images: the same top-1 digit
 for every image and probabilities within 1e-4. Only then does it take the output's place.
-An int8 ONNX export (`quantize=True`, see `digitlab.quantize`) must instead agree on the
+An int8 ONNX export (`quantize=True`, see `digitlab.inference.quantize`) must instead agree on the
 top-1 digit of at least 99.5% of those images. Exported models take the same input as the
 Keras model: raw pixels, N x 28 x 28 float32.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from digitlab.errors import ExportError
-from digitlab.predict import Predictions, Predictor, error_reason
+from digitlab.inference.predictor import Predictions, Predictor, error_reason
 
 EXPORT_FORMATS = {"savedmodel": "tf_saved_model", "onnx": "onnx", "tflite": "litert"}
 """digitlab's format names -> Keras's `Model.export` format names."""
@@ -82,7 +82,7 @@ def export_model(
 ) -> ExportReport:
     """Export a `.keras` model to `format` ("savedmodel", "onnx" or "tflite") at `out`.
 
-    With `quantize`, an ONNX export is quantized to int8 (`digitlab.quantize`), calibrated
+    With `quantize`, an ONNX export is quantized to int8 (`digitlab.inference.quantize`), calibrated
     on MNIST training images, and checked for top-1 agreement instead of close probabilities.
 
     The export is written beside `out` under a temporary name, checked against the Keras
@@ -92,7 +92,7 @@ def export_model(
     or a failed check; then nothing digitlab wrote is left behind. Raises `ModelError`
     when the model cannot be loaded.
     """
-    from digitlab.modelfile import load_keras_model
+    from digitlab.inference.modelfile import load_keras_model
 
     model_path, out = Path(model_path), Path(out)
     _check_destination(format, out, force)
@@ -157,7 +157,7 @@ def _write(model: object, format: str, staged: Path) -> None:
 
 
 def _quantize(source: Path, staged: Path) -> None:
-    from digitlab.quantize import calibration_images, quantize_onnx
+    from digitlab.inference.quantize import calibration_images, quantize_onnx
 
     try:
         quantize_onnx(source, staged, calibration_images())
