@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from digitlab.cli import app
 from digitlab.data.sources import FASHION_MNIST_CLASSES, Dataset
 from digitlab.errors import ConfigError
-from digitlab.exploration.analysis import FIGURES, explore, stratified_sample
+from digitlab.exploration.analysis import stratified_sample
+from digitlab.exploration.explorer import FIGURES, explore
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
