@@ -58,7 +58,7 @@ def info(
     import keras
 
     from digitlab import __version__
-    from digitlab.data.sources import mnist_cache_status
+    from digitlab.data.mnist_cache import mnist_cache_status
     from digitlab.tables import text_table
 
     backend = keras.backend.backend()
