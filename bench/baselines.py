@@ -52,6 +52,7 @@ from digitlab.atomic import atomic_path, atomic_write_text
 from digitlab.cli.app import import_keras_quietly
 from digitlab.data.sources import load_mnist
 from digitlab.inference.predictor import Predictor, error_reason
+from digitlab.tables import markdown_table
 from digitlab.training.loop import split_train_validation
 from inference import publish, timings
 
@@ -316,26 +317,35 @@ def cell(value: float | str | None, form: str) -> str:
     return value if isinstance(value, str) else format(value, form)
 
 
-def row(c: Contender) -> str:
+COLUMNS = [
+    "contender",
+    "trained",
+    "test accuracy",
+    "training seconds (fit)",
+    "process seconds (start to exit)",
+    "inference images/s (batches of 1,000)",
+    "peak training memory (MiB)",
+    "setup",
+]
+
+
+def cells(c: Contender) -> list[str]:
     if c.error:
-        reason = c.error.replace("|", "/")  # a bar would split the Markdown cell
-        return f"| {c.label} | {c.trained} | FAILED | | | | | {reason} |"
-    return (
-        f"| {c.label} | {c.trained} | {cell(c.accuracy, '.2%')} "
-        f"| {cell(c.fit_seconds, ',.1f')} | {cell(c.process_seconds, ',.1f')} "
-        f"| {cell(c.images_per_second, ',.0f')} | {cell(c.peak_memory_mb, ',.0f')} "
-        f"| {c.setup} |"
-    )
+        return [c.label, c.trained, "FAILED", "", "", "", "", c.error]
+    return [
+        c.label,
+        c.trained,
+        cell(c.accuracy, ".2%"),
+        cell(c.fit_seconds, ",.1f"),
+        cell(c.process_seconds, ",.1f"),
+        cell(c.images_per_second, ",.0f"),
+        cell(c.peak_memory_mb, ",.0f"),
+        c.setup,
+    ]
 
 
 def table(contenders: list[Contender]) -> str:
-    rows = [
-        "| contender | trained | test accuracy | training seconds (fit) "
-        "| process seconds (start to exit) | inference images/s (batches of 1,000) "
-        "| peak training memory (MiB) | setup |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
-    ]
-    return "\n".join([*rows, *map(row, contenders)])
+    return markdown_table(COLUMNS, [cells(c) for c in contenders], right=range(2, 7))
 
 
 def context_line(contenders: list[Contender], load: float, repeats: int) -> str:
@@ -431,7 +441,7 @@ def main() -> None:
         for name in args.train:
             trained = Contender(LABELS[name], "this run")
             contenders.append(attempt(trained, train_here, name, work, args))
-            print(row(contenders[-1]), flush=True)
+            print(table(contenders[-1:]), flush=True)
         for label, path in args.run:
             earlier = Contender(label, f"earlier run ({path})")
             contenders.append(attempt(earlier, from_earlier_run, label, path))
@@ -442,7 +452,7 @@ def main() -> None:
                 contenders[index] = attempt(
                     contender, score_keras, contender, x_test, y_test, args.repeats
                 )
-                print(row(contenders[index]), flush=True)
+                print(table([contenders[index]]), flush=True)
     print()
     publish(
         HEADING,

@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from digitlab.tables import markdown_table
 from inference import publish
 
 HEADING = "What the fast preset is made of"
@@ -102,6 +103,11 @@ def run_variant(name: str, work: Path) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def table(rows: list[list[str]]) -> str:
+    headers = ["variant", "seconds in `digitlab.train`", "MNIST test accuracy"]
+    return markdown_table(headers, rows, right={1, 2})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
@@ -118,23 +124,23 @@ def main() -> None:
         return
 
     load = os.getloadavg()[0]
-    rows = ["| variant | seconds in `digitlab.train` | MNIST test accuracy |", "|---|---:|---:|"]
+    rows = []
     with tempfile.TemporaryDirectory(prefix="fast-choices-") as work:
         for name in args.variants:
             result = run_variant(name, Path(work))
             label = VARIANTS[name][0]
             if "error" in result:
-                rows.append(f"| {label} | failed: {result['error']} | |")
+                rows.append([label, f"failed: {result['error']}", ""])
             else:
-                rows.append(f"| {label} | {result['seconds']:.1f} | {result['accuracy']:.2%} |")
-            print(rows[-1], flush=True)
+                rows.append([label, f"{result['seconds']:.1f}", f"{result['accuracy']:.2%}"])
+            print(table(rows[-1:]), flush=True)
     context = (
         f"Measured by `.venv/bin/python bench/fast_choices.py` on {os.cpu_count()} CPU cores "
         f"(load average {load:.1f} at the start), one run per variant, each in a new "
         "process: the seconds exclude the interpreter start and imports, and vary by a "
         "second or two from run to run on this shared machine."
     )
-    publish(HEADING, context, "\n".join(rows), args.write)
+    publish(HEADING, context, table(rows), args.write)
 
 
 if __name__ == "__main__":

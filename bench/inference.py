@@ -29,6 +29,7 @@ from digitlab.atomic import atomic_write_text
 from digitlab.data.sources import load_mnist
 from digitlab.inference.predictor import Predictor
 from digitlab.inference.quantize import calibration_images, quantize_onnx
+from digitlab.tables import markdown_table
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results.md"
 TARGETS = {  # model -> ONNX Runtime targets: (batch images/s, single-image median ms)
@@ -125,19 +126,32 @@ def verdict(speed: Speed) -> str:
 
 
 def table(speeds: list[Speed]) -> str:
-    rows = [
-        "| model | MFLOP per image | runtime | batches of 1,000: median (images/s) "
-        "| best (images/s) | best (GFLOP/s) | single image median (ms) "
-        "| single image p99 (ms) | target (on the median) |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+    headers = [
+        "model",
+        "MFLOP per image",
+        "runtime",
+        "batches of 1,000: median (images/s)",
+        "best (images/s)",
+        "best (GFLOP/s)",
+        "single image median (ms)",
+        "single image p99 (ms)",
+        "target (on the median)",
     ]
-    rows += [
-        f"| {s.model} | {s.gflop_per_image * 1e3:.1f} | {s.runtime} | {s.images_per_second:,.0f} "
-        f"| {s.best_images_per_second:,.0f} | {s.best_images_per_second * s.gflop_per_image:.0f} "
-        f"| {s.single_median_ms:.3f} | {s.single_p99_ms:.3f} | {verdict(s)} |"
+    rows = [
+        [
+            s.model,
+            f"{s.gflop_per_image * 1e3:.1f}",
+            s.runtime,
+            f"{s.images_per_second:,.0f}",
+            f"{s.best_images_per_second:,.0f}",
+            f"{s.best_images_per_second * s.gflop_per_image:.0f}",
+            f"{s.single_median_ms:.3f}",
+            f"{s.single_p99_ms:.3f}",
+            verdict(s),
+        ]
         for s in speeds
     ]
-    return "\n".join(rows)
+    return markdown_table(headers, rows, right={1, 3, 4, 5, 6, 7})
 
 
 def replace_section(path: Path, heading: str, body: str) -> None:

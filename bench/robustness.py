@@ -27,6 +27,7 @@ from PIL import Image
 from digitlab.data.sources import load_mnist
 from digitlab.inference.predictor import FileFailure, Predictor, collect_files
 from digitlab.styles import STYLES, write_styled_set
+from digitlab.tables import markdown_table
 from inference import publish
 
 TARGET = 0.92
@@ -55,6 +56,11 @@ def score(predictor: Predictor, folder: Path) -> tuple[int, float, int, float]:
     )
     failed = sum(isinstance(result, FileFailure) for result in results)
     return len(results), right / len(results), failed, seconds
+
+
+def table(rows: list[list[object]]) -> str:
+    headers = ["style", "images", "accuracy", "unreadable", "ms per image", "target 92%"]
+    return markdown_table(headers, rows, right=range(1, 5))
 
 
 def main() -> None:
@@ -91,22 +97,17 @@ def main() -> None:
         root = args.out or Path(scratch)
         write_styled_set(root, x_test[chosen], y_test[chosen], seed=args.seed)
         write_outside_writers(root / OUTSIDE_WRITERS)
-        rows = [
-            "| style | images | accuracy | unreadable | ms per image | target 92% |",
-            "|---|---:|---:|---:|---:|---|",
-        ]
+        rows: list[list[object]] = []
         for style in [*STYLES, OUTSIDE_WRITERS]:
             images, accuracy, failed, seconds = score(predictor, root / style)
             verdict = "met" if accuracy >= TARGET else "MISSED"
             if style == OUTSIDE_WRITERS:
                 side = "above" if accuracy >= TARGET else "below"
                 verdict = f"none set for these real digits ({side} 92%)"
-            rows.append(
-                f"| {style} | {images} | {accuracy:.1%} | {failed} "
-                f"| {1000 * seconds / images:.1f} | {verdict} |"
-            )
-            print(rows[-1], flush=True)
-    text = "\n".join(rows)
+            milliseconds = f"{1000 * seconds / images:.1f}"
+            rows.append([style, images, f"{accuracy:.1%}", failed, milliseconds, verdict])
+            print(table(rows[-1:]), flush=True)
+    text = table(rows)
     context = (
         f"Measured by `.venv/bin/python bench/robustness.py --count {args.count} "
         f"--seed {args.seed}` with {predictor.name}: {args.count} MNIST test digits per "

@@ -22,6 +22,7 @@ import contextlib
 import functools
 import io
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,7 @@ from digitlab.errors import ImageTooLargeError
 from digitlab.images import memory_needed
 from digitlab.serve.app import MAX_IMAGE_MEMORY
 from digitlab.serve.process import server_process
+from digitlab.tables import text_table
 
 # name -> (Pillow mode, format, save options, content type)
 KINDS: dict[str, tuple[str, str, dict[str, object], str]] = {
@@ -149,10 +151,6 @@ def main() -> None:
     _, (x_test, y_test) = load_mnist()
     digit, label = x_test[0], int(y_test[0])
     print(f"digit drawn: {label}; server limit: {MAX_IMAGE_MEMORY / 1e6:.1f} MB per image")
-    print(
-        f"{'image':28} {'size':>11} {'file KB':>8} {'estimate MB':>11} "
-        f"{'answer':>13} {'peak rise MB':>12}"
-    )
     with (
         tempfile.TemporaryDirectory() as log_dir,
         server_process(Path(log_dir) / "server.log", workers=1) as url,
@@ -160,19 +158,28 @@ def main() -> None:
     ):
         post(client, encoded(page(digit, "L", 400), "PNG", {}), "image/png")  # warm-up
         costliest: tuple[float, bytes, str] = (0.0, b"", "")
+        rows = []
         for name, (mode, image_format, options, content_type) in KINDS.items():
+            print(f"measuring {name} ...", file=sys.stderr, flush=True)
             make = functools.partial(page_file, digit, mode, image_format, options)
             width, accepted = largest_accepted(make, MAX_IMAGE_MEMORY)
             for size, data in ((width, accepted), (2 * width, make(2 * width))):
                 with peak_growth() as growth:
                     answer = post(client, data, content_type)
-                print(
-                    f"{name:28} {f'{size}x{size * 3 // 4}':>11} {len(data) / 1000:8.0f} "
-                    f"{estimate(data):>11} {answer:>13} {growth[0]:12.1f}",
-                    flush=True,
+                rows.append(
+                    [
+                        name,
+                        f"{size}x{size * 3 // 4}",
+                        f"{len(data) / 1000:.0f}",
+                        estimate(data),
+                        answer,
+                        f"{growth[0]:.1f}",
+                    ]
                 )
                 if size == width and growth[0] > costliest[0]:
                     costliest = (growth[0], data, content_type)
+        headers = ["image", "size", "file KB", "estimate MB", "answer", "peak rise MB"]
+        print(text_table(rows, headers=headers, right=range(1, 6)))
         _, data, content_type = costliest
         with peak_growth() as growth, ThreadPoolExecutor(args.concurrent) as pool:
             answers = list(

@@ -44,6 +44,7 @@ from keras import layers  # noqa: E402
 from digitlab.data.sources import load_mnist  # noqa: E402
 from digitlab.inference.modelfile import load_keras_model  # noqa: E402
 from digitlab.models import build_model  # noqa: E402
+from digitlab.tables import markdown_table  # noqa: E402
 from digitlab.training.config import make_config  # noqa: E402
 from digitlab.training.loop import split_train_validation, train  # noqa: E402
 from inference import multiply_adds, publish  # noqa: E402
@@ -226,27 +227,40 @@ def run_cli(work: Path, repeats: int, test) -> list[tuple[float, float]]:
     return results
 
 
-def trace_row(trace: Trace) -> str:
+def trace_table(traces: list[Trace]) -> str:
+    headers = [
+        "contender",
+        "first reached 99.0% test accuracy",
+        "final test accuracy",
+        "epochs",
+        "training seconds",
+        "training MFLOP per image",
+        "achieved GFLOP/s",
+    ]
+    return markdown_table(headers, [trace_cells(trace) for trace in traces], right=range(2, 7))
+
+
+def trace_cells(trace: Trace) -> list[str]:
     reached = trace.first_reaching(TARGET)
     seconds, epochs, accuracy = trace.points[-1]
     achieved = trace.gflop_per_image * trace.images_seen / seconds
     first = f"{reached[0]:.1f} s (epoch {reached[1]:.2f})" if reached else "not reached"
-    return (
-        f"| {trace.name} | {first} | {accuracy:.2%} | {epochs:.0f} | {seconds:.1f} | "
-        f"{trace.gflop_per_image * 1000:.1f} | {achieved:.1f} |"
-    )
+    return [
+        trace.name,
+        first,
+        f"{accuracy:.2%}",
+        f"{epochs:.0f}",
+        f"{seconds:.1f}",
+        f"{trace.gflop_per_image * 1000:.1f}",
+        f"{achieved:.1f}",
+    ]
 
 
 def report(
     traces: list[Trace], cli: list[tuple[float, float]], gflops: float, load: float, every: float
 ) -> tuple[str, str]:
     convnet, fast = traces
-    lines = [
-        "| contender | first reached 99.0% test accuracy | final test accuracy | epochs | "
-        "training seconds | training MFLOP per image | achieved GFLOP/s |",
-        "|---|---|---:|---:|---:|---:|---:|",
-        *(trace_row(trace) for trace in traces),
-    ]
+    lines = [trace_table(traces)]
     fast_first = fast.first_reaching(TARGET)
     convnet_first = convnet.first_reaching(TARGET)
     if fast_first and convnet_first:
@@ -318,9 +332,9 @@ def main() -> None:
     try:
         keras.utils.set_random_seed(0)
         traces = [run_keras_io(split, test, args.convnet_epochs, args.every)]
-        print(trace_row(traces[0]), flush=True)
+        print(trace_table(traces[:1]), flush=True)
         traces.append(run_fast_preset(test, args.every, work))
-        print(trace_row(traces[1]), flush=True)
+        print(trace_table(traces[1:]), flush=True)
         cli = run_cli(work, args.repeats, test)
     finally:
         shutil.rmtree(work, ignore_errors=True)

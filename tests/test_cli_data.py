@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from digitlab.cli import app
-from digitlab.data import sources
+from digitlab.data import mnist_cache, sources
 from digitlab.data.folders import export_image_folder
 from digitlab.data.idx import encode_idx, write_idx
 
@@ -39,7 +39,7 @@ def cache_copy(tmp_path, mnist):
     """A private copy of the verified MNIST cache."""
     folder = tmp_path / "cache"
     folder.mkdir()
-    shutil.copy(sources.cache_dir() / sources.CACHE_FILE, folder)
+    shutil.copy(mnist_cache.cache_dir() / mnist_cache.CACHE_FILE, folder)
     return folder
 
 
@@ -48,7 +48,7 @@ def test_data_fetch_prints_source_cache_and_each_checksum(cache_copy):
     assert result.exit_code == 0, result.output
     assert "source: cache" in result.stdout
     assert f"cache:  {cache_copy / 'mnist.npz'}" in result.stdout
-    for name, digest in sources.MNIST_SHA256.items():
+    for name, digest in mnist_cache.MNIST_SHA256.items():
         assert f"sha256 {digest}  verified" in result.stdout and name in result.stdout
 
 
@@ -62,7 +62,7 @@ def test_data_fetch_from_nothing_through_the_entry_point(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "verified" in result.stdout and (tmp_path / "mnist.npz").is_file()
-    assert sources.mnist_cache_status(tmp_path)[1] == "verified"
+    assert mnist_cache.mnist_cache_status(tmp_path)[1] == "verified"
 
 
 def test_data_fetch_rejects_a_missing_idx_folder(tmp_path):

@@ -94,34 +94,22 @@ def test_compare_table_lists_runs_with_recorded_test_accuracy(two_runs):
     assert rows[0].test_accuracy == recorded_accuracy
     assert rows[1].test_accuracy is None
     assert rows[0].best_val_accuracy == 0.88 and rows[1].epochs_completed == 2
-    table = format_table(rows).splitlines()
-    assert table[0].split("|")[1:-1] == [
-        " run ",
-        " model ",
-        " epochs ",
-        " parameters ",
-        " train s ",
-        " best val acc ",
-        " test acc ",
+    table = [
+        [cell.strip() for cell in line.split("|")[1:-1]] for line in format_table(rows).splitlines()
     ]
-    assert table[2].split() == [
-        "|",
-        "a",
-        "|",
-        "mlp",
-        "|",
-        "3/3",
-        "|",
-        "7,850",
-        "|",
-        "12.5",
-        "|",
-        "88.00%",
-        "|",
-        f"{recorded_accuracy:.2%}",
-        "|",
+    assert table[0] == [
+        "run",
+        "model",
+        "epochs",
+        "parameters",
+        "train s",
+        "best val acc",
+        "test acc",
     ]
-    assert table[3].split()[-2:] == ["-", "|"]
+    # Markdown alignment: the names left, every number right.
+    assert [mark[0] + mark[-1] for mark in table[1]] == ["--", "--", *["-:"] * 5]
+    assert table[2] == ["a", "mlp", "3/3", "7,850", "12.5", "88.00%", f"{recorded_accuracy:.2%}"]
+    assert table[3][-1] == "-"
 
 
 def test_compare_writes_table_csv_and_validation_overlay(two_runs, tmp_path):

@@ -7,6 +7,7 @@ report's timings).
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -19,9 +20,18 @@ from typer.testing import CliRunner
 from digitlab.cli import app
 from digitlab.data.sources import FASHION_MNIST_CLASSES, Dataset
 from digitlab.errors import ConfigError
-from digitlab.exploration.analysis import FIGURES, explore, stratified_sample
+from digitlab.exploration.analysis import stratified_sample
+from digitlab.exploration.explorer import FIGURES, explore
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _markdown_table(text: str, first_header: str) -> list[list[str]]:
+    """The cells of the Markdown table in `text` whose first column is `first_header`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} "))
+    rows = itertools.takewhile(lambda line: line.startswith("|"), lines[start:])
+    return [[cell.strip() for cell in row.split("|")[1:-1]] for row in rows]
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +87,14 @@ def test_summary_json_holds_the_numbers_the_report_quotes(mnist_report):
     assert f"{first:.1%} and {second:.1%}" in text
     assert f"{summary['pixels']['all']['mean']:.1f}" in text
     assert summary["class_counts"]["per_split"]["train"]["1"] == 339
+    clusters = _markdown_table(text, "cluster")
+    assert clusters[0] == ["cluster", "images", "majority class", "purity"]
+    assert clusters[2:] == [
+        [str(row["cluster"]), f"{row['size']:,}", row["majority"], f"{row['purity']:.0%}"]
+        for row in summary["kmeans"]["clusters"]
+    ]
+    timings = _markdown_table(text, "step")
+    assert [row[0] for row in timings[2:]] == list(summary["timings_s"])
 
 
 def test_kmeans_ari_on_an_mnist_sample_is_valid_and_above_chance(mnist_report):

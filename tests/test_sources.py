@@ -12,17 +12,11 @@ import numpy as np
 import pytest
 
 from digitlab.data import sources
+from digitlab.data.downloads import arrays_from_mnist_pkl
 from digitlab.data.folders import export_image_folder, split_image_folder
 from digitlab.data.idx import write_idx
-from digitlab.data.sources import (
-    FASHION_MNIST_CLASSES,
-    MNIST_SHA256,
-    arrays_from_mnist_pkl,
-    cache_dir,
-    fetch_mnist,
-    load_dataset,
-    mnist_cache_status,
-)
+from digitlab.data.mnist_cache import CACHE_FILE, MNIST_SHA256, cache_dir, mnist_cache_status
+from digitlab.data.sources import FASHION_MNIST_CLASSES, fetch_mnist, load_dataset
 from digitlab.errors import DataError
 
 MNIST_TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -43,8 +37,8 @@ def cache_copy(tmp_path, mnist):
     """A private copy of the user's verified MNIST cache, safe to damage."""
     folder = tmp_path / "cache"
     folder.mkdir()
-    shutil.copy(cache_dir() / sources.CACHE_FILE, folder)
-    return folder / sources.CACHE_FILE
+    shutil.copy(cache_dir() / CACHE_FILE, folder)
+    return folder / CACHE_FILE
 
 
 def _write_mnist_idx(folder, mnist):

@@ -39,8 +39,8 @@ _EXPORTS: dict[str, str] = {
     "scan_image_folder": "digitlab.data.folders",
     "split_image_folder": "digitlab.data.folders",
     # exploration
-    "explore": "digitlab.exploration.analysis",
-    "ExploreReport": "digitlab.exploration.analysis",
+    "explore": "digitlab.exploration.explorer",
+    "ExploreReport": "digitlab.exploration.explorer",
     "feature_views": "digitlab.exploration.features",
     # models and training
     "build_model": "digitlab.models",

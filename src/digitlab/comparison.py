@@ -20,6 +20,7 @@ from typing import Any
 from digitlab.atomic import atomic_write_text
 from digitlab.errors import DataError
 from digitlab.evaluation import DEFAULT_BATCH_SIZE, evaluate_model_file
+from digitlab.tables import markdown_table
 
 EVALUATION_FOLDER = "evaluation"
 """Where `compare(..., evaluate_missing=True)` writes a run's evaluation, inside the run."""
@@ -107,7 +108,7 @@ def compare(
 
 
 def format_table(rows: Sequence[ComparisonRow]) -> str:
-    """The rows as an aligned Markdown table (readable as plain text too)."""
+    """The rows as an aligned Markdown table (readable as plain text too), numbers on the right."""
     header = ["run", "model", "epochs", "parameters", "train s", "best val acc", "test acc"]
     cells = [
         [
@@ -121,25 +122,7 @@ def format_table(rows: Sequence[ComparisonRow]) -> str:
         ]
         for row in rows
     ]
-    widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header))]
-    # Text columns align left, numbers right, as a reader scans them.
-    left = {0, 1}
-
-    def line(values: list[str]) -> str:
-        padded = [
-            value.ljust(width) if i in left else value.rjust(width)
-            for i, (value, width) in enumerate(zip(values, widths, strict=True))
-        ]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = (
-        "|"
-        + "|".join(
-            "-" * (width + 1) + (":" if i not in left else "-") for i, width in enumerate(widths)
-        )
-        + "|"
-    )
-    return "\n".join([line(header), rule, *(line(values) for values in cells)]) + "\n"
+    return markdown_table(header, cells, right=range(2, len(header))) + "\n"
 
 
 def _csv_text(rows: Sequence[ComparisonRow]) -> str:

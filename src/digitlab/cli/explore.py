@@ -10,7 +10,7 @@ import typer
 
 from digitlab.cli.app import app
 
-# Repeated here rather than imported: importing digitlab.exploration.analysis pulls in scikit-learn,
+# Repeated here rather than imported: importing digitlab.exploration.explorer pulls in scikit-learn,
 # OpenCV and matplotlib, too slow for every `digitlab --help`.
 _DEFAULT_SAMPLE_SIZE = 5000
 _DEFAULT_TSNE_SIZE = 2500
@@ -86,7 +86,7 @@ def explore_command(
     ] = _DEFAULT_TSNE_SIZE,
 ) -> None:
     """Write an exploration report of a dataset: figures, report.md and summary.json."""
-    from digitlab.exploration.analysis import explore
+    from digitlab.exploration.explorer import explore
 
     with StepLines() as progress:
         report = explore(

@@ -58,7 +58,8 @@ def info(
     import keras
 
     from digitlab import __version__
-    from digitlab.data.sources import mnist_cache_status
+    from digitlab.data.mnist_cache import mnist_cache_status
+    from digitlab.tables import text_table
 
     backend = keras.backend.backend()
     devices = _devices(backend)
@@ -74,5 +75,4 @@ def info(
         "cache": str(cache_path.parent),
         "mnist": cache_state,
     }
-    for name, value in rows.items():
-        typer.echo(f"{name:<11} {value}")
+    typer.echo(text_table(list(rows.items())))

@@ -140,6 +140,8 @@ def records_to_csv(records: list[dict[str, Any]]) -> str:
 
 def records_to_table(records: list[dict[str, Any]], top_k: int) -> str:
     """An aligned text table: path, digit ('?' when uncertain), confidence, top-k."""
+    from digitlab.tables import text_table
+
     header = ("path", "digit", "confidence", f"top-{top_k}")
     rows = [
         (
@@ -150,12 +152,7 @@ def records_to_table(records: list[dict[str, Any]], top_k: int) -> str:
         )
         for record in records
     ]
-    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(3)]
-    return "".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
-        + f"  {row[3]}\n"
-        for row in [header, *rows]
-    )
+    return text_table(rows, headers=header) + "\n"
 
 
 def save_preprocessed(predictions: list[FilePrediction], folder: Path) -> None:

@@ -301,8 +301,14 @@ def _launch_local(num_processes: int, worker_args: list[str], run_dir: Path) -> 
 def models_command() -> None:
     """List the registered models with their parameter counts (for 10 classes)."""
     from digitlab.models import MODELS, build_model
+    from digitlab.tables import text_table
 
-    for name, builder in MODELS.items():
-        params = build_model(name).count_params()
-        summary = (builder.__doc__ or "").strip().splitlines()[0]
-        typer.echo(f"{name:<8} {params:>10,} parameters  {summary}")
+    rows = [
+        [
+            name,
+            f"{build_model(name).count_params():,} parameters",
+            (builder.__doc__ or "").strip().splitlines()[0],
+        ]
+        for name, builder in MODELS.items()
+    ]
+    typer.echo(text_table(rows, right={1}))

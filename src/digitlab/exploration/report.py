@@ -6,14 +6,9 @@ that the summary does not hold.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
+from digitlab.tables import markdown_table
 
 
 def _figure(summary: dict[str, Any], key: str, alt_text: str) -> str:
@@ -117,7 +112,7 @@ def _size_section(summary: dict[str, Any]) -> list[str]:
         f"{height['max']} (median {height['median']:g}), in {sizes['distinct_sizes']} distinct "
         f"sizes; the most common are {common}. Sizes are read from the file headers, after "
         "any EXIF rotation.",
-        _table(["format and mode", "files"], list(sizes["format_modes"].items())),
+        markdown_table(["format and mode", "files"], list(sizes["format_modes"].items()), {1}),
         f"Loading turns every file into a {loaded['width']}x{loaded['height']} grayscale image "
         "(transparency over white, then resized), so the figures below describe the images "
         "a model sees, not the files.",
@@ -138,12 +133,13 @@ def _pixel_section(summary: dict[str, Any]) -> list[str]:
     return [
         "## Pixel intensity",
         _figure(summary, "pixel_intensity", "Histograms of all pixel values and of ink pixels"),
-        _table(
+        markdown_table(
             ["pixels", "count", "mean", "std", "median"],
             [
                 [name, f"{s['count']:,}", f"{s['mean']:.1f}", f"{s['std']:.1f}", f"{s['median']:g}"]
                 for name, s in (("all", every), (f"ink (value ≠ {background})", ink))
             ],
+            right=range(1, 5),
         ),
         f"The most common value, {background}, is the background: it covers "
         f"{pixels['background_share']:.1%} of all pixels, which is why both histograms use a "
@@ -178,12 +174,13 @@ def _projection_sections(summary: dict[str, Any]) -> list[str]:
         "(0 = chance agreement, 1 = the clusters are the classes): the clusters follow the "
         f"classes {_how_closely(ari)}. k-means on all {pca['components']} PCA components "
         f"reaches ARI {kmeans['ari_all_components']:.3f}.",
-        _table(
+        markdown_table(
             ["cluster", "images", "majority class", "purity"],
             [
                 [r["cluster"], f"{r['size']:,}", r["majority"], f"{r['purity']:.0%}"]
                 for r in kmeans["clusters"]
             ],
+            right={0, 1, 3},
         ),
     ]
     if unclaimed:
@@ -236,7 +233,7 @@ def _feature_section(summary: dict[str, Any]) -> list[str]:
         f"{settings['orb_max_keypoints']}); SIFT keypoints (cyan circles, as large as each "
         "keypoint's scale). Such hand-made features fed classifiers before convolutional "
         "networks, whose first layers learn edge and corner detectors of their own.",
-        _table(
+        markdown_table(
             ["class", "Otsu t", "edge pixels", "Harris corners", "ORB", "SIFT"],
             [
                 [
@@ -249,6 +246,7 @@ def _feature_section(summary: dict[str, Any]) -> list[str]:
                 ]
                 for name, v in features["per_class"].items()
             ],
+            right=range(1, 6),
         ),
     ]
 
@@ -274,6 +272,6 @@ def render_report(summary: dict[str, Any], summary_file: str = "summary.json") -
         *_tsne_section(summary),
         *_feature_section(summary),
         "## Timings",
-        _table(["step", "seconds"], list(summary["timings_s"].items())),
+        markdown_table(["step", "seconds"], list(summary["timings_s"].items()), {1}),
     ]
     return "\n\n".join(sections) + "\n"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from digitlab.atomic import atomic_path
 from digitlab.errors import ConfigError, ModelError
+from digitlab.tables import text_table
 
 if TYPE_CHECKING:
     import keras
@@ -58,12 +59,14 @@ class EnsembleResult:
 
     def summary_text(self) -> str:
         """A few lines for people: members and their files, views, parameters, output."""
+        members = text_table(
+            [
+                [f"member_{number}", member.model_name, member.path]
+                for number, member in enumerate(self.members, start=1)
+            ]
+        )
         lines = [f"ensemble of {len(self.members)} models, averaging their probabilities"]
-        width = max(len(member.model_name) for member in self.members)
-        lines += [
-            f"  member_{number}  {member.model_name.ljust(width)}  {member.path}"
-            for number, member in enumerate(self.members, start=1)
-        ]
+        lines += [f"  {line}" for line in members.splitlines()]
         lines.append(f"views per member: {len(self.views)} ({', '.join(self.views)})")
         lines.append(f"parameters: {self.params:,}")
         lines.append(f"wrote {self.out} ({self.size_bytes / 1e6:.2f} MB)")
