@@ -51,9 +51,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from digitlab.atomic import atomic_path, atomic_write_text
 from digitlab.cli.app import import_keras_quietly
 from digitlab.data.sources import load_mnist
+from digitlab.errors import DigitlabError
 from digitlab.inference.predictor import Predictor, error_reason
 from digitlab.tables import markdown_table
 from digitlab.training.loop import split_train_validation
+from digitlab.training.run_folder import RunFolder
 from inference import publish, timings
 
 HEADING = "Baselines"
@@ -213,13 +215,10 @@ def run_child(command: list[str], log_path: Path) -> tuple[float, float]:
 
 
 def read_summary(run_dir: Path) -> dict:
-    path = run_dir / "summary.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ContenderFailed(f"{path}: no such file; not a finished digitlab run") from None
-    except (OSError, ValueError) as error:
-        raise ContenderFailed(f"{path}: unreadable ({error})") from None
+        return RunFolder(run_dir).read_summary()
+    except DigitlabError as error:
+        raise ContenderFailed(str(error)) from None
 
 
 def run_setup(summary: dict) -> str:
@@ -263,7 +262,7 @@ def train_here(name: str, work: Path, args: argparse.Namespace) -> Contender:
         summary = read_summary(out)
         contender.fit_seconds = summary["train_seconds"]
         contender.setup = run_setup(summary)
-        contender.model_path = out / "model.keras"
+        contender.model_path = RunFolder(out).model
         return contender
     result = json.loads((out / RESULT_FILE).read_text(encoding="utf-8"))
     contender.fit_seconds = result["fit_seconds"]
@@ -280,7 +279,7 @@ def from_earlier_run(label: str, path: Path) -> Contender:
     contender = Contender(label, f"earlier run ({path})")
     if path.is_dir():
         summary = read_summary(path)
-        contender.model_path = path / "model.keras"
+        contender.model_path = RunFolder(path).model
         contender.fit_seconds = summary["train_seconds"]
         # Runs from before summary.json recorded memory have no figure for it.
         contender.peak_memory_mb = summary.get("peak_memory_mb", "not recorded")

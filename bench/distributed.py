@@ -24,6 +24,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from digitlab.evaluation import evaluate_model_file  # noqa: E402
+from digitlab.training.run_folder import RunFolder  # noqa: E402
 
 
 def run(processes: int, run_dir: Path, flags: list[str]) -> dict[str, float]:
@@ -36,10 +37,11 @@ def run(processes: int, run_dir: Path, flags: list[str]) -> dict[str, float]:
         command, env={**os.environ, "KERAS_BACKEND": "jax"}, check=True, stdout=subprocess.DEVNULL
     )
     wall = time.perf_counter() - started
-    summary = json.loads((run_dir / "summary.json").read_text())
-    config = json.loads((run_dir / "config.json").read_text())
-    trained_images = round(config["limit"] * (1 - config["val_fraction"])) * config["epochs"]
-    evaluation = evaluate_model_file(run_dir / "model.keras")
+    folder = RunFolder(run_dir)
+    summary = folder.read_summary()
+    config = folder.read_config()
+    trained_images = round(config.limit * (1 - config.val_fraction)) * config.epochs
+    evaluation = evaluate_model_file(folder.model)
     return {
         "processes": processes,
         "wall_seconds": round(wall, 1),

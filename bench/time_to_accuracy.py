@@ -47,6 +47,7 @@ from digitlab.models import build_model  # noqa: E402
 from digitlab.tables import markdown_table  # noqa: E402
 from digitlab.training.config import make_config  # noqa: E402
 from digitlab.training.loop import split_train_validation, train  # noqa: E402
+from digitlab.training.run_folder import RunFolder  # noqa: E402
 from inference import multiply_adds, publish  # noqa: E402
 
 TARGET = 0.99
@@ -216,7 +217,7 @@ def run_cli(work: Path, repeats: int, test) -> list[tuple[float, float]]:
             stderr=subprocess.DEVNULL,
         )
         seconds = time.perf_counter() - started
-        model = load_keras_model(out / "model.keras")
+        model = load_keras_model(RunFolder(out).model)
         probabilities = model.predict(x_test, batch_size=2000, verbose=0)
         results.append((seconds, float(np.mean(probabilities.argmax(axis=1) == y_test))))
         print(

@@ -21,7 +21,10 @@ from digitlab.errors import ConfigError
 from digitlab.inference.modelfile import load_keras_model
 from digitlab.models import build_model
 from digitlab.training.config import TrainConfig, make_config, parse_override
-from digitlab.training.loop import HISTORY_COLUMNS, split_train_validation, train, uses_xla
+from digitlab.training.loop import split_train_validation, train, uses_xla
+from digitlab.training.recorder import TrainingDivergedError
+from digitlab.training.run_folder import HISTORY_COLUMNS, RunFolder, train_state_name
+from test_run_folder import leave_temporary
 
 SUMMARY_KEYS = {
     "model",
@@ -208,8 +211,10 @@ def test_progress_bar_never_counts_past_the_epochs_steps(tmp_path, capfd):
 def test_train_refuses_a_non_empty_run_folder(tmp_path):
     keep = tmp_path / "notes.txt"
     keep.write_text("mine")
-    with pytest.raises(ConfigError, match="exists and is not empty.*--resume"):
+    with pytest.raises(ConfigError, match="exists and is not empty") as refused:
         train(TrainConfig(epochs=1), out=tmp_path)
+    # --resume would fail on a folder that holds no run: the message must not offer it.
+    assert "--resume" not in str(refused.value)
     assert keep.read_text() == "mine"
 
 
@@ -318,3 +323,91 @@ def test_run_killed_with_sigkill_resumes_and_completes(tmp_path):
     assert summary["epochs_completed"] == 3
     assert len(list((run_dir / "checkpoints").glob("train-state-*.weights.h5"))) == 1
     assert load_keras_model(run_dir / "model.keras").count_params() == summary["params"]
+
+
+@pytest.mark.slow
+def test_run_interrupted_before_its_first_epoch_resumes_from_epoch_zero(tmp_path):
+    run_dir = tmp_path / "run"
+    settings = ["--limit", "600", "--epochs", "1", "--batch-size", "32", "--no-augment"]
+    settings += ["--set", "model_options.hidden_units=[64]"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digitlab", "train", *settings, "--out", str(run_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (run_dir / "config.json").exists():
+            assert process.poll() is None, "training ended before it could be interrupted"
+            assert time.monotonic() < deadline, "no config.json within the time limit"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 130, stderr[-2000:]
+    assert not (run_dir / "checkpoints" / "state.json").exists()
+    hint = stderr.strip().splitlines()[-1]
+    assert hint.endswith(f"digitlab train --resume {run_dir}"), stderr[-2000:]
+
+    refused = CliRunner().invoke(app, ["train", *settings, "--out", str(run_dir)])
+    assert refused.exit_code == 1
+    assert f"holds a run already; continue it with --resume {run_dir}" in refused.output
+
+    result = train(resume=run_dir, verbose=0)
+    assert result.epochs_completed == 1
+    assert [int(row["epoch"]) for row in read_history(run_dir)] == [1]
+    assert (run_dir / "model.keras").is_file()
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_the_run_keeping_the_last_good_epoch(tmp_path):
+    config = make_config(
+        overrides={
+            "limit": 600,
+            "epochs": 2,
+            "batch_size": 32,
+            "augment": False,
+            **_dotted(SMALL_MLP),
+        }
+    )
+    import keras
+
+    class PoisonSecondEpoch(keras.callbacks.Callback):
+        """Turns every weight into NaN in the second epoch, as lr = inf does."""
+
+        epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == 1:
+                for variable in self.model.trainable_variables:
+                    variable.assign(keras.ops.full(variable.shape, float("nan")))
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingDivergedError, match=r"diverged in epoch 2 \(.*nan.*keeps epoch 1"):
+        train(config, out=run_dir, verbose=0, callbacks=[PoisonSecondEpoch()])
+    folder = RunFolder(run_dir)
+    assert folder.read_state().epochs_completed == 1
+    assert [int(row["epoch"]) for row in read_history(run_dir)] == [1]
+    assert not folder.summary.exists() and not folder.model.exists()
+
+    result = train(resume=run_dir, verbose=0)
+    assert result.epochs_completed == 2
+    assert all(np.isfinite(row["loss"]) for row in result.history)
+
+    # Resuming clears what a kill -9 leaves, and nothing else.
+    leftovers = [folder.checkpoints / train_state_name(1)]
+    leftovers[0].write_bytes(b"")
+    leftovers += [leave_temporary(path) for path in (folder.best_checkpoint, folder.curves)]
+    notes = run_dir / "notes.txt"
+    notes.write_text("mine")
+    train(resume=run_dir, verbose=0)
+    assert not any(path.exists() for path in leftovers)
+    assert notes.read_text() == "mine"
+    assert [p.name for p in folder.checkpoints.glob("train-state-*")] == [train_state_name(2)]

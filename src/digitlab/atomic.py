@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -20,9 +21,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Keep the target's suffix: some writers (Keras, numpy) insist on it.
-    suffix = "".join(target.suffixes) or ".tmp"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.tmp-", suffix=suffix, dir=target.parent)
+    prefix, suffix = _temporary_affixes(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -34,6 +34,27 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
+    """The temporary files `atomic_path(target)` left beside `target`, sorted.
+
+    Only a process killed outright (kill -9, power loss) leaves one: any exception removes
+    it. They are zero bytes or half written, so whoever owns `target` may delete them once
+    no writer of it is running.
+    """
+    target = Path(target)
+    prefix, suffix = _temporary_affixes(target)
+    return sorted(target.parent.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}"))
+
+
+def _temporary_affixes(target: Path) -> tuple[str, str]:
+    """The start and end of the names `atomic_path` gives temporary files for `target`.
+
+    The name starts with a dot (hidden) and keeps the target's suffixes, which some
+    writers (Keras, numpy) insist on: `.best.tmp-k2j4x9_a.keras` for `best.keras`.
+    """
+    return f".{target.stem}.tmp-", "".join(target.suffixes) or ".tmp"
 
 
 def _mode_for(target: Path) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass, fields, replace
@@ -21,6 +20,7 @@ from digitlab.atomic import atomic_write_text
 from digitlab.errors import DataError
 from digitlab.evaluation import DEFAULT_BATCH_SIZE, evaluate_model_file
 from digitlab.tables import markdown_table
+from digitlab.training.run_folder import RunFolder, read_json_object
 
 EVALUATION_FOLDER = "evaluation"
 """Where `compare(..., evaluate_missing=True)` writes a run's evaluation, inside the run."""
@@ -37,7 +37,6 @@ _SUMMARY_KEYS = (
     "best_val_accuracy",
     "dataset",
 )
-_HISTORY_COLUMNS = ("val_accuracy", "val_loss")
 
 
 @dataclass(frozen=True)
@@ -137,16 +136,9 @@ def _csv_text(rows: Sequence[ComparisonRow]) -> str:
 def _read_run(run_dir: Path) -> _Run:
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: no such folder")
-    summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
-        raise DataError(
-            f"{run_dir}: not a run folder (no summary.json; `digitlab train` writes one)"
-        )
-    summary = _read_json(summary_path)
-    missing = [key for key in _SUMMARY_KEYS if key not in summary]
-    if missing:
-        raise DataError(f"{summary_path}: missing {', '.join(missing)}")
-    val_accuracy, val_loss = _read_history(run_dir / "history.csv")
+    folder = RunFolder(run_dir)
+    summary = folder.read_summary(required=_SUMMARY_KEYS)
+    history = folder.read_history(columns=("val_accuracy", "val_loss"))
     try:
         row = ComparisonRow(
             run_dir=run_dir,
@@ -157,55 +149,28 @@ def _read_run(run_dir: Path) -> _Run:
             train_seconds=float(summary["train_seconds"]),
             best_val_accuracy=float(summary["best_val_accuracy"]),
             test_accuracy=_recorded_test_accuracy(run_dir),
-            dataset=str(_dataset_spec(run_dir, summary)),
+            dataset=str(_dataset_spec(folder, summary)),
         )
     except (TypeError, ValueError):
-        raise DataError(f"{summary_path}: a value has the wrong type") from None
-    return _Run(row, val_accuracy, val_loss)
+        raise DataError(f"{folder.summary}: a value has the wrong type") from None
+    return _Run(row, history["val_accuracy"], history["val_loss"])
 
 
-def _dataset_spec(run_dir: Path, summary: dict[str, Any]) -> Any:
+def _dataset_spec(folder: RunFolder, summary: dict[str, Any]) -> Any:
     """What `load_dataset` needs to reload the run's data: the training config's `dataset`.
 
     summary.json names a folder dataset only by its last part, so it is the fallback.
     """
-    config_path = run_dir / "config.json"
-    if config_path.is_file():
-        return _read_json(config_path).get("dataset", summary["dataset"])
+    settings = folder.read_settings()
+    if settings is not None:
+        return settings.get("dataset", summary["dataset"])
     return summary["dataset"]
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: not readable JSON ({error})") from None
-    if not isinstance(value, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return value
-
-
-def _read_history(path: Path) -> tuple[list[float], list[float]]:
-    """The validation accuracy and loss per epoch, in the file's order."""
-    if not path.is_file():
-        raise DataError(f"{path.parent}: not a run folder (no history.csv)")
-    with open(path, newline="", encoding="utf-8") as handle:
-        records = list(csv.DictReader(handle))
-    if not records or any(column not in records[0] for column in _HISTORY_COLUMNS):
-        raise DataError(f"{path}: expected a header with {' and '.join(_HISTORY_COLUMNS)}")
-    try:
-        columns = {
-            column: [float(record[column]) for record in records] for column in _HISTORY_COLUMNS
-        }
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: a validation value is not a number") from None
-    return columns["val_accuracy"], columns["val_loss"]
 
 
 def _recorded_test_accuracy(run_dir: Path) -> float | None:
     for path in (run_dir / EVALUATION_FOLDER / "metrics.json", run_dir / "metrics.json"):
         if path.is_file():
-            accuracy = _read_json(path).get("accuracy")
+            accuracy = read_json_object(path).get("accuracy")
             if not isinstance(accuracy, (int, float)):
                 raise DataError(f"{path}: no numeric accuracy")
             return float(accuracy)
@@ -219,7 +184,7 @@ def _with_test_accuracy(
         return run
     run_dir = run.row.run_dir
     result = evaluate_model_file(
-        run_dir / "model.keras",
+        RunFolder(run_dir).model,
         dataset=run.row.dataset,
         out=run_dir / EVALUATION_FOLDER,
         batch_size=batch_size,

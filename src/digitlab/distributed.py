@@ -26,12 +26,12 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from digitlab.errors import ConfigError, DigitlabError
+from digitlab.training.run_folder import RunFolder
 
 if TYPE_CHECKING:
     from digitlab.training.config import TrainConfig
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 ENV_COORDINATOR = "DIGITLAB_COORDINATOR"
 ENV_NUM_PROCESSES = "DIGITLAB_NUM_PROCESSES"
 ENV_PROCESS_ID = "DIGITLAB_PROCESS_ID"
-DISTRIBUTED_FILE = "distributed.json"
 
 
 class DistributedError(DigitlabError):
@@ -251,7 +250,7 @@ def train_distributed(
             "coordinator": settings.coordinator,
             "weights_sha256": checksums,
         }
-        atomic_write_text(Path(result.run_dir) / DISTRIBUTED_FILE, json.dumps(record, indent=2))
+        atomic_write_text(RunFolder(result.run_dir).distributed, json.dumps(record, indent=2))
     if len(set(checksums)) > 1:
         raise DistributedError(
             f"{result.run_dir}: the processes ended with different weights "

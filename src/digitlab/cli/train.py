@@ -238,11 +238,7 @@ def train_command(
                 f"final weights sha256 {result.weights_sha256}"
             )
     except KeyboardInterrupt:
-        typer.echo(
-            f"Interrupted. Continue from the last completed epoch with: "
-            f"digitlab train --resume {run_dir}",
-            err=True,
-        )
+        typer.echo(f"Interrupted. {_resume_hint(run_dir, 'digitlab train')}", err=True)
         raise typer.Exit(130) from None
     typer.echo(
         f"Best validation accuracy {result.best_val_accuracy:.4f} "
@@ -288,13 +284,18 @@ def _launch_local(num_processes: int, worker_args: list[str], run_dir: Path) -> 
             num_processes, worker_args, on_event=lambda line: typer.echo(line, err=True)
         )
     except KeyboardInterrupt:
-        typer.echo(
-            f"Interrupted; stopped all {num_processes} workers. Continue from the last "
-            f"completed epoch with: digitlab train --local-processes {num_processes} "
-            f"--resume {run_dir}",
-            err=True,
-        )
+        hint = _resume_hint(run_dir, f"digitlab train --local-processes {num_processes}")
+        typer.echo(f"Interrupted; stopped all {num_processes} workers. {hint}", err=True)
         raise typer.Exit(130) from None
+
+
+def _resume_hint(run_dir: Path, command: str) -> str:
+    """After Ctrl-C: `command --resume RUN_DIR`, but only when the folder holds a run."""
+    from digitlab.training.run_folder import RunFolder
+
+    if RunFolder(run_dir).holds_run():
+        return f"Continue from the last completed epoch with: {command} --resume {run_dir}"
+    return f"The run had not started in {run_dir}; there is nothing to resume."
 
 
 @app.command("models")

@@ -12,7 +12,6 @@ and TFLite, and gives the same output on every call: the views are fixed shifts,
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,8 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digitlab.atomic import atomic_path
-from digitlab.errors import ConfigError, ModelError
+from digitlab.errors import ConfigError, DataError, ModelError
 from digitlab.tables import text_table
+from digitlab.training.run_folder import MODEL_FILE, SUMMARY_FILE, RunFolder
 
 if TYPE_CHECKING:
     import keras
@@ -33,9 +33,6 @@ TTA_SHIFTS: dict[str, tuple[int, int]] = {
     "right": (0, 1),
 }
 """The test-time views besides the original: name -> (rows, columns) the image moves by."""
-
-RUN_MODEL_FILE = "model.keras"
-RUN_SUMMARY_FILE = "summary.json"
 
 
 @dataclass(frozen=True)
@@ -225,10 +222,10 @@ def ensemble_runs(
 def _member_model_path(path: Path) -> Path:
     """The model file of a run folder, or the `.keras` file itself."""
     if path.is_dir():
-        model_path = path / RUN_MODEL_FILE
+        model_path = path / MODEL_FILE
         if not model_path.is_file():
             raise ModelError(
-                f"{path}: no {RUN_MODEL_FILE} in this folder; expected a finished "
+                f"{path}: no {MODEL_FILE} in this folder; expected a finished "
                 "digitlab run folder or a .keras file"
             )
         return model_path
@@ -252,13 +249,13 @@ def _check_out(out: Path, paths: Sequence[Path], force: bool) -> None:
 
 def _class_names(model_path: Path) -> tuple[str, ...] | None:
     """The class names in the `summary.json` beside a model file, or None if there is none."""
-    summary_path = model_path.parent / RUN_SUMMARY_FILE
-    if not summary_path.is_file():
+    folder = RunFolder(model_path.parent)
+    if not folder.summary.is_file():
         return None
     try:
-        names = json.loads(summary_path.read_text(encoding="utf-8")).get("class_names")
-    except (OSError, ValueError, AttributeError) as error:
-        raise ModelError(f"{summary_path}: unreadable run summary ({error})") from None
+        names = folder.read_summary().get("class_names")
+    except DataError as error:
+        raise ModelError(str(error)) from None
     return None if names is None else tuple(map(str, names))
 
 
@@ -267,7 +264,7 @@ def _check_class_names(members: Sequence[EnsembleMember]) -> None:
     for member in named[1:]:
         if member.class_names != named[0].class_names:
             raise ModelError(
-                f"{member.path.parent / RUN_SUMMARY_FILE}: class names "
+                f"{member.path.parent / SUMMARY_FILE}: class names "
                 f"{', '.join(member.class_names or ())} differ from "
                 f"{', '.join(named[0].class_names or ())} of {named[0].path}"
             )

@@ -1,40 +1,21 @@
 """Training runs: data split, model, Keras `fit`, and a run folder that survives a kill -9.
 
-A run folder holds:
-
-    config.json        every setting, the seed and the library versions
-    history.csv        epoch, loss, accuracy, val_loss, val_accuracy, learning_rate
-    summary.json       model, parameters, epochs, seconds, best validation accuracy, classes
-    curves.png         loss and accuracy, training against validation
-    augmentation.png   original digits beside augmented copies (when augmentation is on)
-    tensorboard/       Keras's TensorBoard logs
-    checkpoints/       last.keras and best.keras (inference models), and the resume state
-    model.keras        the best model by validation accuracy
+The run folder's files and its per-epoch commit are described in `run_folder`, which owns
+them; the callback that makes the commit is in `recorder`.
 
 The model trained is a wrapper, augmentation layers followed by the inference model; only
 the inference model is saved as `.keras`, so it loads with plain Keras, without digitlab.
-
-Resuming: after every epoch the wrapper's weights with the optimizer state are written to a
-new file, then `checkpoints/state.json` (the epoch count and the history) is replaced
-atomically to point at it. That replacement is the commit: a run killed at any moment
-resumes from the last committed epoch, and every other file is rewritten from that state.
-Keras's `BackupAndRestore` and `CSVLogger` are not used because their two files (weights,
-epoch; history rows) are written separately and non-atomically, so a kill between them
-leaves a history row or weights one epoch ahead of the recorded epoch.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import os
 import platform
 import resource
 import shutil
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,8 +26,9 @@ import numpy as np
 
 from digitlab.atomic import atomic_path, atomic_write_text
 from digitlab.errors import ConfigError, DataError
-from digitlab.training.config import TrainConfig, config_from_json
+from digitlab.training.config import TrainConfig
 from digitlab.training.devices import prepare_training
+from digitlab.training.run_folder import RunFolder, RunState
 
 if TYPE_CHECKING:
     import keras
@@ -54,9 +36,6 @@ if TYPE_CHECKING:
     from digitlab.data.sources import Dataset
     from digitlab.training.devices import Placement
     from digitlab.training.processes import ProcessShare
-
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
-STATE_FILE = "state.json"
 
 
 @dataclass
@@ -72,19 +51,6 @@ class RunResult:
     history: list[dict[str, float]] = field(repr=False)
     weights_sha256: str = ""
     """Checksum of the final (last epoch) weights: equal on every process of a distributed run."""
-
-
-@dataclass
-class _RunState:
-    """The committed progress of a run, as stored in checkpoints/state.json."""
-
-    epochs_completed: int = 0
-    train_state: str | None = None
-    best_val_accuracy: float = -1.0
-    best_val_loss: float = float("inf")
-    best_epoch: int = 0
-    train_seconds: float = 0.0
-    history: list[dict[str, float]] = field(default_factory=list)
 
 
 def default_run_dir(config: TrainConfig, root: str | os.PathLike[str] = "runs") -> Path:
@@ -135,7 +101,10 @@ def split_train_validation(
     return x_train, y_train, x_val, y_val
 
 
-def _learning_rate(config: TrainConfig, steps_per_epoch: int):
+def _learning_rate(
+    config: TrainConfig, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The constant `lr`, or a cosine decay over all steps after a linear warm-up."""
     import keras
 
     if config.lr_schedule == "constant":
@@ -151,7 +120,7 @@ def _learning_rate(config: TrainConfig, steps_per_epoch: int):
     )
 
 
-def _loss(config: TrainConfig):
+def _loss(config: TrainConfig) -> str | keras.losses.Loss:
     """Cross-entropy on integer labels, or on one-hot targets when labels are smoothed
     (Keras's sparse cross-entropy has no label smoothing)."""
     import keras
@@ -164,7 +133,8 @@ def _loss(config: TrainConfig):
 def _targets(config: TrainConfig, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """The labels in the form `_loss(config)` takes."""
     if config.label_smoothing:
-        return np.eye(num_classes, dtype="float32")[labels]
+        one_hot: np.ndarray = np.eye(num_classes, dtype="float32")[labels]
+        return one_hot
     return labels
 
 
@@ -224,100 +194,9 @@ def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return found
 
 
-def _history_csv(history: list[dict[str, float]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    return buffer.getvalue()
-
-
-def _save_model(model: keras.Model, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        model.save(tmp)
-
-
-def _make_recorder(run_dir: Path, inner: keras.Model, state: _RunState):
-    """A Keras callback that commits the run's state after every epoch (see module doc)."""
-    import keras
-
-    checkpoints = run_dir / "checkpoints"
-
-    class RunRecorder(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            row = {"epoch": epoch + 1, "learning_rate": learning_rate}
-            row.update({name: float(logs[name]) for name in HISTORY_COLUMNS[1:5]})
-            improved = row["val_accuracy"] > state.best_val_accuracy or (
-                row["val_accuracy"] == state.best_val_accuracy
-                and row["val_loss"] < state.best_val_loss
-            )
-            previous = state.train_state
-            state.train_state = f"train-state-epoch{epoch + 1}.weights.h5"
-            with atomic_path(checkpoints / state.train_state) as tmp:
-                self.model.save_weights(tmp)
-            state.epochs_completed = epoch + 1
-            state.history.append(row)
-            state.train_seconds += time.perf_counter() - self.started
-            if improved:
-                state.best_val_accuracy = row["val_accuracy"]
-                state.best_val_loss = row["val_loss"]
-                state.best_epoch = epoch + 1
-            _write_state(run_dir, state)
-            _write_derived(run_dir, inner, state)
-            if previous and previous != state.train_state:
-                (checkpoints / previous).unlink(missing_ok=True)
-
-    return RunRecorder()
-
-
-def _write_state(run_dir: Path, state: _RunState) -> None:
-    atomic_write_text(
-        run_dir / "checkpoints" / STATE_FILE, json.dumps(state.__dict__, indent=1) + "\n"
-    )
-
-
-def _write_derived(run_dir: Path, inner: keras.Model, state: _RunState) -> None:
-    """Files that follow from the committed state: last/best checkpoints and history.csv.
-
-    `inner` must hold the weights of epoch `state.epochs_completed`.
-    """
-    atomic_write_text(run_dir / "history.csv", _history_csv(state.history))
-    _save_model(inner, run_dir / "checkpoints" / "last.keras")
-    if state.best_epoch == state.epochs_completed:
-        _save_model(inner, run_dir / "checkpoints" / "best.keras")
-
-
-def _read_state(run_dir: Path) -> _RunState:
-    path = run_dir / "checkpoints" / STATE_FILE
-    if not path.exists():
-        return _RunState()
-    try:
-        return _RunState(**json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError) as error:
-        raise ConfigError(f"{path}: unreadable resume state ({error})") from None
-
-
-def _prepare_run_dir(run_dir: Path) -> None:
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise ConfigError(
-            f"{run_dir}: run folder exists and is not empty; "
-            "choose a new folder, or continue that run with --resume"
-        )
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-
-
-def _write_config(run_dir: Path, config: TrainConfig) -> None:
-    settings = config.to_dict()
-    settings["versions"] = versions()
-    atomic_write_text(run_dir / "config.json", json.dumps(settings, indent=2) + "\n")
-
-
-def _write_augmentation_figure(run_dir: Path, x: np.ndarray, y: np.ndarray, config: TrainConfig):
+def _write_augmentation_figure(
+    path: Path, x: np.ndarray, y: np.ndarray, config: TrainConfig
+) -> None:
     from digitlab.plots.training import plot_augmentation_grid
     from digitlab.training.augment import augment_images, build_augmentation
 
@@ -328,26 +207,23 @@ def _write_augmentation_figure(run_dir: Path, x: np.ndarray, y: np.ndarray, conf
     copies = 6
     augmented = augment_images(np.repeat(originals, copies, axis=0), layer)
     augmented = augmented.reshape(len(picks), copies, *originals.shape[1:])
-    plot_augmentation_grid(originals, augmented, run_dir / "augmentation.png")
+    plot_augmentation_grid(originals, augmented, path)
 
 
 def _finish(
-    run_dir: Path,
+    folder: RunFolder,
     config: TrainConfig,
     dataset: Dataset,
     inner: keras.Model,
-    state: _RunState,
+    state: RunState,
     placement: Placement,
 ) -> RunResult:
     from digitlab.plots.training import plot_training_curves
     from digitlab.training.processes import weights_checksum
 
-    best = run_dir / "checkpoints" / "best.keras"
-    with atomic_path(run_dir / "model.keras") as tmp:
-        shutil.copyfile(best, tmp)
-    plot_training_curves(
-        state.history, run_dir / "curves.png", title=f"{config.model} on {dataset.name}"
-    )
+    with atomic_path(folder.model) as tmp:
+        shutil.copyfile(folder.best_checkpoint, tmp)
+    plot_training_curves(state.history, folder.curves, title=f"{config.model} on {dataset.name}")
     summary = {
         "model": config.model,
         "params": inner.count_params(),
@@ -364,10 +240,10 @@ def _finish(
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         **placement.summary(),
     }
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(folder.summary, json.dumps(summary, indent=2) + "\n")
     return RunResult(
-        run_dir=run_dir,
-        model_path=run_dir / "model.keras",
+        run_dir=folder.path,
+        model_path=folder.model,
         best_val_accuracy=state.best_val_accuracy,
         best_epoch=state.best_epoch,
         epochs_completed=state.epochs_completed,
@@ -400,68 +276,67 @@ def train(
     process trains on its own shard with `batch_size / processes` images per step; only
     process 0 writes the run folder.
 
+    A run stopped before its first epoch resumes from epoch 0; resuming removes what a
+    killed run left behind (`RunFolder.leftovers`).
+
     Raises `ConfigError` for bad settings, a non-empty `out`, a `resume` folder that is
     not a run or a `config` that differs from it; `DataError` for data that cannot be
-    loaded or split.
+    loaded or split; `TrainingDivergedError` when the loss stops being a number (the run
+    folder keeps the last epoch before it).
     """
     from digitlab.training.processes import current_process, scratch_run_dir
 
     process = current_process()
     if resume is not None:
-        run_dir = Path(resume)
-        saved = config_from_json(run_dir / "config.json")
+        folder = RunFolder(Path(resume))
+        saved = folder.read_config()
         if config is not None and config != saved:
             raise ConfigError(
-                f"{run_dir}: --resume continues the run with its own settings "
+                f"{folder.path}: --resume continues the run with its own settings "
                 "(config.json); do not pass different ones"
             )
         config = saved
-        state = _read_state(run_dir)
+        state = folder.read_state()
     else:
         config = config or TrainConfig()
-        run_dir = Path(out) if out is not None else default_run_dir(config)
-        state = _RunState()
+        folder = RunFolder(Path(out) if out is not None else default_run_dir(config))
+        state = RunState()
     # Threads and logical devices are fixed when TensorFlow starts, so this comes before
     # anything runs; and before a new folder is made, so a missing GPU leaves none behind.
     placement = prepare_training(config)
     _refuse_xla_across_devices(config, placement.replicas)
-    if resume is None and process.is_writer:
-        _prepare_run_dir(run_dir)
+    if process.is_writer:
+        if resume is None:
+            folder.prepare({**config.to_dict(), "versions": versions()})
+        else:
+            folder.remove_leftovers(state, config.epochs)
     # The other processes of a distributed run make the same Keras calls as process 0 (saving
     # a model can be a collective operation) but write into a scratch folder.
-    with scratch_run_dir(process, run_dir) as write_dir:
+    with scratch_run_dir(process, folder.path) as write_dir:
         result = _train_and_record(
-            config,
-            state,
-            process,
-            placement,
-            run_dir,
-            write_dir,
-            resume is None,
-            verbose,
-            callbacks,
+            config, state, process, placement, folder, RunFolder(write_dir), verbose, callbacks
         )
-    return dataclasses.replace(result, run_dir=run_dir, model_path=run_dir / "model.keras")
+    return dataclasses.replace(result, run_dir=folder.path, model_path=folder.model)
 
 
 def _train_and_record(
     config: TrainConfig,
-    state: _RunState,
+    state: RunState,
     process: ProcessShare,
     placement: Placement,
-    run_dir: Path,
-    write_dir: Path,
-    new_run: bool,
+    folder: RunFolder,
+    write_to: RunFolder,
     verbose: int | str,
     callbacks: Sequence[keras.callbacks.Callback],
 ) -> RunResult:
-    """Train from `state` (committed in `run_dir`), recording the run into `write_dir`."""
+    """Train from `state` (committed in `folder`), recording the run into `write_to`."""
     import keras
 
     from digitlab.data.sources import load_dataset
     from digitlab.models import build_model
     from digitlab.training.processes import process_local
     from digitlab.training.progress import step_progress_bar
+    from digitlab.training.recorder import RunRecorder, write_derived
 
     dataset = load_dataset(config.dataset)
     x_train, y_train, x_val, y_val = split_train_validation(
@@ -489,18 +364,17 @@ def _train_and_record(
             jit_compile=uses_xla(config, inner, placement.replicas),
         )
 
-    if new_run:
-        _write_config(write_dir, config)
-    if config.augment and not (write_dir / "augmentation.png").exists():
+    if config.augment and not write_to.augmentation.exists():
         with process_local():
-            _write_augmentation_figure(write_dir, x_train, y_train, config)
+            _write_augmentation_figure(write_to.augmentation, x_train, y_train, config)
     if state.train_state is not None:
         with placement.scope():
             model.optimizer.build(model.trainable_variables)
-            model.load_weights(run_dir / "checkpoints" / state.train_state)
+            model.load_weights(folder.checkpoints / state.train_state)
         # The state file may have been committed just before a kill: redo what follows it.
-        _write_derived(write_dir, inner, state)
+        write_derived(write_to, inner, state)
 
+    recorder = RunRecorder(write_to, inner, state)
     if state.epochs_completed < config.epochs:
         model.fit(
             x_train,
@@ -513,11 +387,11 @@ def _train_and_record(
             verbose=verbose,
             callbacks=[
                 step_progress_bar(),
-                _make_recorder(write_dir, inner, state),
-                keras.callbacks.TensorBoard(
-                    log_dir=str(write_dir / "tensorboard"), write_graph=False
-                ),
+                keras.callbacks.TerminateOnNaN(),
+                recorder,
+                keras.callbacks.TensorBoard(log_dir=str(write_to.tensorboard), write_graph=False),
                 *callbacks,
             ],
         )
-    return _finish(write_dir, config, dataset, inner, state, placement)
+    recorder.raise_if_diverged(folder.path)
+    return _finish(write_to, config, dataset, inner, state, placement)
