@@ -3,6 +3,13 @@ exit code 1, no traceback, and the user's files left as they were."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -76,3 +83,58 @@ def test_export_under_a_file_names_it(a_file):
     result = run("export", str(pretrained_model_path()), "--format", "onnx", "--out", str(out))
     assert_one_line_error(result, str(a_file))
     assert a_file.read_text() == "keep me"
+
+
+def _assert_no_partial_split(out) -> None:
+    assert not out.exists()
+    assert [
+        path.name for path in out.parent.iterdir() if path.name.startswith(f".{out.name}")
+    ] == []
+
+
+def test_data_split_with_a_file_it_cannot_copy_leaves_no_partial_tree(digit_tree, tmp_path):
+    # A named pipe dressed as an image: copying it fails whoever runs the test, root included.
+    pipe = digit_tree / "3" / "3_9999.png"
+    os.mkfifo(pipe)
+    out = tmp_path / "split"
+
+    result = run("data", "split", str(digit_tree), "--out", str(out))
+
+    _assert_no_partial_split(out)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines()[-1].startswith(f"Error: {pipe}: cannot copy it")
+    pipe.unlink()
+    assert run("data", "split", str(digit_tree), "--out", str(out)).exit_code == 0
+    assert (out / "split.csv").is_file()
+
+
+def test_data_split_of_an_unreadable_file_as_a_user_leaves_no_partial_tree(mnist):
+    """The issue's own case, a file of mode 000, in a fresh process of an unprivileged user
+    (root reads any file, so as root the command runs as `nobody` through setpriv)."""
+    _, (x_test, y_test) = mnist
+    base = Path(tempfile.mkdtemp())
+    try:
+        base.chmod(0o777)
+        export_image_folder(x_test[:40], y_test[:40] % 2, base / "digits")
+        for folder in (base / "digits", *(base / "digits").iterdir()):
+            folder.chmod(0o755)
+        unreadable = sorted((base / "digits" / "1").iterdir())[0]
+        unreadable.chmod(0o000)
+        command = [sys.executable, "-m", "digitlab", "data", "split", str(base / "digits")]
+        command += ["--out", str(base / "split")]
+        if os.geteuid() == 0:
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        _assert_no_partial_split(base / "split")
+        assert done.returncode == 1, done.stderr
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"Error: {unreadable}: cannot copy it")
+        assert "Permission denied" in last and "Traceback" not in done.stderr
+    finally:
+        shutil.rmtree(base)
