@@ -12,27 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from digitlab.cli import app
+from cli_run import assert_one_line_error, run
 from digitlab.data.folders import export_image_folder
 from digitlab.inference.pretrained import pretrained_model_path
-
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, list(args))
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    """Exit code 1, a single `Error: ...` line on stderr naming `fragments`, no traceback."""
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture

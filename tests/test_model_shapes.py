@@ -40,35 +40,36 @@ def _keras_model(path, input_shape, *layers):
     return path
 
 
-def test_an_onnx_model_for_32x32_images_is_refused_naming_its_input_shape(tmp_path):
-    path = _onnx_identity(tmp_path / "big.onnx", ["N", 32, 32])
-    with pytest.raises(ModelError) as raised:
-        Predictor.load(path)
-    assert str(raised.value) == (
-        f"{path}: the model takes input of shape N x 32 x 32, not N x 28 x 28 images"
-    )
-
-
-def test_an_onnx_identity_is_refused_naming_its_output_shape(tmp_path):
-    path = _onnx_identity(tmp_path / "identity.onnx", ["N", 28, 28])
-    with pytest.raises(ModelError) as raised:
-        Predictor.load(path)
-    assert str(raised.value) == (
-        f"{path}: the model answers a 1 x 28 x 28 image with shape 1 x 28 x 28, not 1 x classes"
-    )
-
-
-def test_a_keras_model_for_32x32_images_is_refused_naming_its_input_shape(tmp_path):
+def _dense(path, input_shape):
     layers = [keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]
-    path = _keras_model(tmp_path / "big.keras", (32, 32), *layers)
-    with pytest.raises(ModelError, match=r"big.keras: the model takes input of shape N x 32 x 32"):
-        Predictor.load(path)
+    return _keras_model(path, input_shape, *layers)
 
 
-def test_a_keras_3d_identity_is_refused_naming_its_output_shape(tmp_path):
-    path = _keras_model(tmp_path / "identity.keras", (28, 28), keras.layers.Identity())
-    with pytest.raises(ModelError, match=r"identity.keras: .* with shape 1 x 28 x 28, not 1 x "):
+INPUT_MESSAGE = "the model takes input of shape N x 32 x 32, not N x 28 x 28 images"
+OUTPUT_MESSAGE = "the model answers a 1 x 28 x 28 image with shape 1 x 28 x 28, not 1 x classes"
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "message"),
+    [
+        ("big.onnx", lambda path: _onnx_identity(path, ["N", 32, 32]), INPUT_MESSAGE),
+        ("identity.onnx", lambda path: _onnx_identity(path, ["N", 28, 28]), OUTPUT_MESSAGE),
+        ("big.keras", lambda path: _dense(path, (32, 32)), INPUT_MESSAGE),
+        (
+            "identity.keras",
+            lambda path: _keras_model(path, (28, 28), keras.layers.Identity()),
+            OUTPUT_MESSAGE,
+        ),
+    ],
+    ids=["onnx-32x32", "onnx-identity", "keras-32x32", "keras-identity"],
+)
+def test_a_model_of_the_wrong_shape_is_refused_naming_file_and_shapes(
+    tmp_path, name, make, message
+):
+    path = make(tmp_path / name)
+    with pytest.raises(ModelError) as raised:
         Predictor.load(path)
+    assert str(raised.value) == f"{path}: {message}"
 
 
 def test_predict_with_a_model_of_the_wrong_shape_is_a_one_line_error(tmp_path, mnist):
@@ -79,14 +80,11 @@ def test_predict_with_a_model_of_the_wrong_shape_is_a_one_line_error(tmp_path, m
         app, ["predict", str(tmp_path / "digit.png"), "--model", str(model)]
     )
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
-    assert result.stderr.strip() == (
-        f"Error: {model}: the model takes input of shape N x 32 x 32, not N x 28 x 28 images"
-    )
+    assert result.stderr.strip() == f"Error: {model}: {INPUT_MESSAGE}"
 
 
 def test_a_model_of_the_right_shape_still_loads_and_predicts(tmp_path, mnist):
-    layers = [keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]
-    predictor = Predictor.load(_keras_model(tmp_path / "fits.keras", (28, 28), *layers))
+    predictor = Predictor.load(_dense(tmp_path / "fits.keras", (28, 28)))
     _, (x_test, _) = mnist
     assert predictor.num_classes == 10
     assert predictor.predict(x_test[:3]).probabilities.shape == (3, 10)
