@@ -58,7 +58,7 @@ class Predictions:
     @property
     def confidences(self) -> np.ndarray:
         """(N,) float32: the probability of each predicted digit."""
-        return self.probabilities.max(axis=1)
+        return np.asarray(self.probabilities.max(axis=1))
 
     def top_k(self, k: int = 3) -> list[list[tuple[int, float]]]:
         """For each image, the `k` most likely (digit, probability) pairs, most likely first."""
@@ -199,7 +199,7 @@ class Predictor:
         if rows_are_probabilities:
             return outputs
         shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
+        return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))
 
 
 def collect_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -311,7 +311,7 @@ def _saved_model_runner(path: Path, threads: int | None) -> tuple[Runner, InputS
 
     def run(pixels: np.ndarray) -> np.ndarray:
         outputs = serve(**{input_name: tf.constant(pixels)})
-        return next(iter(outputs.values())).numpy()
+        return np.asarray(next(iter(outputs.values())).numpy())
 
     # Keep the loaded object alive: the signature function refers to its variables.
     run.loaded = loaded  # type: ignore[attr-defined]
@@ -339,7 +339,8 @@ def _tflite_interpreter_class() -> type:
         import tensorflow as tf
 
         Interpreter = tf.lite.Interpreter  # noqa: N806
-    return Interpreter
+    interpreter_class: type = Interpreter
+    return interpreter_class
 
 
 def _tflite_runner(path: Path, threads: int | None) -> tuple[Runner, InputShape]:
@@ -361,6 +362,6 @@ def _tflite_runner(path: Path, threads: int | None) -> tuple[Runner, InputShape]
             allocated_shape = pixels.shape
         interpreter.set_tensor(input_index, np.ascontiguousarray(pixels))
         interpreter.invoke()
-        return interpreter.get_tensor(output_index).copy()
+        return np.array(interpreter.get_tensor(output_index))
 
     return run, _input_shape(input_details["shape_signature"])
