@@ -52,3 +52,11 @@ def test_atomic_write_keeps_an_existing_files_permissions(tmp_path):
     target.chmod(0o750)
     atomic_write_text(target, "new")
     assert stat.S_IMODE(target.stat().st_mode) == 0o750
+
+
+def test_atomic_write_leaves_a_file_of_mode_000_readable_by_its_owner(tmp_path):
+    target = tmp_path / "mnist.npz"
+    target.write_bytes(b"old")
+    target.chmod(0o000)
+    atomic_write_bytes(target, b"new")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o400

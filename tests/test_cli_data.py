@@ -10,28 +10,12 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
+from cli_run import assert_one_line_error, run, runner
 from digitlab.cli import app
 from digitlab.data import mnist_cache, sources
 from digitlab.data.folders import export_image_folder
 from digitlab.data.idx import encode_idx, write_idx
-
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, list(args))
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    """Exit code 1, a single `Error: ...` line on stderr naming `fragments`, no traceback."""
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -127,3 +128,39 @@ def test_load_idx_dataset_reports_a_missing_folder_or_file(tmp_path):
         load_idx_dataset(tmp_path / "absent")
     with pytest.raises(DataError, match="no train-images"):
         load_idx_dataset(tmp_path)
+
+
+def _idx_header(*shape: int) -> bytes:
+    return bytes([0, 0, 0x08, len(shape)]) + b"".join(d.to_bytes(4, "big") for d in shape)
+
+
+def test_read_idx_stops_a_gzip_bomb_at_the_size_its_header_declares(tmp_path):
+    # 10 declared bytes, then 64 MiB of zeros that compress to about 64 KB.
+    path = tmp_path / "labels-idx1-ubyte.gz"
+    with gzip.open(path, "wb") as handle:
+        handle.write(_idx_header(10) + bytes(10))
+        for _ in range(64):
+            handle.write(bytes(2**20))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"labels-idx1-ubyte.gz: at least \d+ unexpected bytes"):
+            read_idx(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20
+
+
+def test_read_idx_refuses_a_header_declaring_more_than_the_limit_before_reading(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(_idx_header(100_000, 100_000, 28))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: its header declares shape"):
+        read_idx(path)
+
+
+def test_read_idx_reports_dimensions_whose_product_overflows(tmp_path):
+    # The product of these wraps around to a small number in 64-bit arithmetic.
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(_idx_header(2**16, 2**16, 2**16, 2**16) + bytes(16))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: its header declares shape"):
+        read_idx(path)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import pickle
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -189,3 +191,21 @@ def test_load_dataset_uses_a_split_trees_subsets_and_merges_val_into_train(tmp_p
 def test_load_dataset_lists_the_valid_forms_for_an_unknown_spec():
     with pytest.raises(DataError, match=r'mnis: no such dataset or folder; use "mnist", "fashion'):
         load_dataset("mnis")
+
+
+def test_a_cache_header_claiming_a_huge_array_is_reported_without_allocating_it(cache_copy, mnist):
+    (_, y_train), (x_test, y_test) = mnist
+    np.savez(cache_copy, y_train=y_train, x_test=x_test, y_test=y_test)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "|u1", "fortran_order": False, "shape": (10**6, 10**6)}
+    )
+    with zipfile.ZipFile(cache_copy, "a") as archive:
+        archive.writestr("x_train.npy", header.getvalue())
+
+    _, state = mnist_cache_status(cache_copy.parent)
+
+    assert state == (
+        f"{cache_copy}: x_train's header claims uint8 (1000000, 1000000), "
+        "expected uint8 (60000, 28, 28)"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +17,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 
     The temporary file lives in the same folder so the final `os.replace` is atomic.
     On any exception (Ctrl-C included) the temporary file is removed and `target`
-    is left untouched. The new file gets the old file's permissions, or the usual
-    ones for a new file (0o666 less the umask).
+    is left untouched. The new file gets the old file's permissions (readable by its
+    owner at least), or the usual ones for a new file (0o666 less the umask).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,9 @@ def _temporary_affixes(target: Path) -> tuple[str, str]:
 
 def _mode_for(target: Path) -> int:
     try:
-        return target.stat().st_mode & 0o7777
+        # Never copy a mode that hides the file from its owner: a cache rewritten as
+        # mode 000 again would be unreadable, and so fetched again, on every load.
+        return stat.S_IMODE(target.stat().st_mode) | stat.S_IRUSR
     except FileNotFoundError:
         umask = os.umask(0)
         os.umask(umask)

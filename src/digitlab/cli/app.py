@@ -15,7 +15,12 @@ from digitlab.errors import DigitlabError
 
 
 class _ReportingGroup(TyperGroup):
-    """Turns a `DigitlabError` from any command into one line on stderr and exit code 1."""
+    """Turns a `DigitlabError` or an `OSError` from any command into one line on stderr and
+    exit code 1.
+
+    An `OSError` (a read-only folder, a file where a folder should be, a full disk) is the
+    user's to fix, like a `DigitlabError`, so it gets the same one line, naming the path.
+    """
 
     def invoke(self, ctx: Any) -> Any:  # click.Context, from the Click that Typer bundles
         try:
@@ -24,6 +29,22 @@ class _ReportingGroup(TyperGroup):
             # Typer bundles its own Click, so a ClickException from `click` would not be caught.
             typer.echo(f"Error: {error}", err=True)
             raise typer.Exit(1) from None
+        except OSError as error:
+            typer.echo(f"Error: {os_error_line(error)}", err=True)
+            raise typer.Exit(1) from None
+
+
+def os_error_line(error: OSError) -> str:
+    """`<path>: <reason>` for an `OSError`, or the reason alone when it names no path.
+
+    Of two paths (a rename's source and destination), the destination is named: digitlab
+    renames only files it has just written, so the destination is where the problem lies.
+    """
+    path = error.filename2 if error.filename2 is not None else error.filename
+    reason = error.strerror or str(error)
+    if isinstance(path, str | bytes | os.PathLike):
+        return f"{os.fsdecode(path)}: {reason}"
+    return reason
 
 
 app = typer.Typer(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -53,7 +55,13 @@ def predict_command(
     ] = 3,
     output_format: Annotated[
         OutputFormat,
-        typer.Option("--format", help="Output format (default: table).", show_default=False),
+        typer.Option(
+            "--format",
+            help="Output format (default: table). Table and CSV write file names byte for "
+            "byte, as ls does; JSON, which must be UTF-8, writes a name that is not with "
+            "U+FFFD in 'path' and its exact bytes, base64-encoded, in 'path_base64'.",
+            show_default=False,
+        ),
     ] = OutputFormat.table,
     min_confidence: Annotated[
         float,
@@ -91,7 +99,7 @@ def predict_command(
     predicted = [result for result in results if isinstance(result, FilePrediction)]
     records = [prediction_record(result, top_k, min_confidence) for result in predicted]
     if output_format is OutputFormat.json:
-        typer.echo(json.dumps(records, indent=2))
+        typer.echo(records_to_json(records))
     elif output_format is OutputFormat.csv:
         typer.echo(records_to_csv(records), nl=False)
     else:
@@ -119,6 +127,26 @@ def prediction_record(result: FilePrediction, top_k: int, min_confidence: float)
         ],
         "uncertain": uncertain,
     }
+
+
+def records_to_json(records: list[dict[str, Any]]) -> str:
+    """The records as a JSON array, valid UTF-8 whatever the file names.
+
+    A path that is not valid UTF-8 (Python holds its stray bytes as lone surrogates,
+    which JSON readers other than Python's turn into U+FFFD) is written with U+FFFD in
+    `path`, for display, and its exact bytes in `path_base64`, to open the file by.
+    """
+    return json.dumps([_with_exact_path(record) for record in records], indent=2)
+
+
+def _with_exact_path(record: dict[str, Any]) -> dict[str, Any]:
+    raw = os.fsencode(record["path"])
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", errors="replace")
+        return {**record, "path": text, "path_base64": base64.b64encode(raw).decode("ascii")}
+    return record
 
 
 def _top_k_text(record: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ import io
 import os
 import re
 import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -355,11 +356,13 @@ def split_image_folder(
     split comes from scikit-learn's `train_test_split(stratify=...)` with `seed`, over
     the files in path order, so the same tree and seed give the same split. Images are
     COPIED (never moved) to `out/{train,val,test}/<class>/<path inside the class folder>`
-    and `out/split.csv` (columns path, label, subset, source; paths relative to `out`
-    and `src`) is written last and atomically: its presence marks a complete split.
+    with `out/split.csv` (columns path, label, subset, source; paths relative to `out`
+    and `src`). The tree is built in a hidden folder beside `out` and renamed to `out`
+    only when complete, so a failed split leaves no partial tree and can be rerun.
     Files are not decoded: run `scan_image_folder` first to weed out bad ones.
     Raises `DataError` for bad fractions, a missing or empty `src`, an `out` that is
-    not empty or lies inside `src`, or classes too small to stratify.
+    not empty or lies inside `src`, classes too small to stratify, or a file that
+    cannot be copied.
     """
     src, out = Path(src), Path(out)
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
@@ -375,28 +378,58 @@ def split_image_folder(
     labels = np.array([label for _, label in files])
     subsets = _stratified_subsets(labels, val, test, seed, src)
 
-    rows, done = [], 0
-    counts: dict[str, dict[str, int]] = {}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        # A folder made inside the private temporary one gets the usual permissions.
+        tree = staging / out.name
+        tree.mkdir()
+        rows = _copy_subsets(files, subsets, src, tree, class_names, progress)
+        _write_manifest(tree / MANIFEST, rows)
+        if out.exists():
+            out.rmdir()  # empty, as checked above
+        os.replace(tree, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    counts = {}
+    for subset in SUBSETS:
+        tally = Counter(labels[subsets[subset]].tolist())
+        counts[subset] = {name: tally.get(label, 0) for label, name in enumerate(class_names)}
+    return SplitResult(out, out / MANIFEST, class_names, counts)
+
+
+def _copy_subsets(
+    files: list[tuple[Path, int]],
+    subsets: dict[str, np.ndarray],
+    src: Path,
+    tree: Path,
+    class_names: Sequence[str],
+    progress: Progress | None,
+) -> list[tuple[str, str, str, str]]:
+    """Copy each subset's files under `tree`; return the manifest rows."""
+    rows = []
     for subset in SUBSETS:
         for position in subsets[subset]:
             path, label = files[position]
             relative = path.relative_to(src)
-            copy = out / subset / relative
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, copy)
+            copy = tree / subset / relative
+            try:
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, copy)
+            except OSError as error:
+                reason = error.strerror or str(error)
+                raise DataError(f"{path}: cannot copy it ({reason}); nothing was written") from None
             rows.append(
-                (copy.relative_to(out).as_posix(), class_names[label], subset, relative.as_posix())
+                (copy.relative_to(tree).as_posix(), class_names[label], subset, relative.as_posix())
             )
-            done += 1
             if progress:
-                progress(done, len(files))
-        tally = Counter(labels[subsets[subset]].tolist())
-        counts[subset] = {name: tally.get(label, 0) for label, name in enumerate(class_names)}
+                progress(len(rows), len(files))
+    return rows
 
-    manifest = out / MANIFEST
+
+def _write_manifest(manifest: Path, rows: list[tuple[str, str, str, str]]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["path", "label", "subset", "source"])
     writer.writerows(rows)
     atomic_write_text(manifest, buffer.getvalue())
-    return SplitResult(out, manifest, class_names, counts)

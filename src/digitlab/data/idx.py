@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import math
 import os
 import zlib
 from pathlib import Path
@@ -33,60 +35,101 @@ _GZIP_MAGIC = b"\x1f\x8b"
 PathLike = str | os.PathLike[str]
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except OSError as error:
-        raise DataError(f"{path}: cannot read ({error.strerror})") from None
-    if raw[:2] != _GZIP_MAGIC:
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as error:
-        raise DataError(f"{path}: corrupt gzip stream ({error})") from None
+MAX_IDX_BYTES = 512 * 2**20
+"""The most data one IDX file may declare: keeps one file's array (and its byte swap) under
+1 GB of memory, and is ten times MNIST's training images."""
+
+_TRAILING_PROBE = 2**16
+"""How far past the declared data to look when reporting trailing bytes; no further, so a
+file that inflates far beyond its header is never read whole."""
+
+
+def _header(stream: io.BufferedIOBase, name: str) -> tuple[bytes, np.dtype, tuple[int, ...]]:
+    """Read and check the header; return its bytes, the value type and the shape."""
+    magic = stream.read(4)
+    if len(magic) < 4:
+        raise DataError(f"{name}: too short to be an IDX file ({len(magic)} bytes)")
+    zero1, zero2, type_code, ndim = magic
+    if zero1 or zero2 or type_code not in _TYPE_CODES:
+        raise DataError(f"{name}: wrong magic number 0x{magic.hex()} (not an IDX file)")
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
+        found, header_size = 4 + len(dims), 4 + 4 * ndim
+        raise DataError(f"{name}: truncated header ({found} of {header_size} bytes)")
+    shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
+    return magic + dims, _TYPE_CODES[type_code], shape
+
+
+def _body(
+    stream: io.BufferedIOBase, name: str, dtype: np.dtype, shape: tuple[int, ...]
+) -> np.ndarray:
+    """The data's raw bytes (uint8): exactly what the header declares, at most `MAX_IDX_BYTES`."""
+    # Python integers: a product of large dimensions must not wrap around as int64 would.
+    expected = math.prod(shape) * dtype.itemsize
+    if expected > MAX_IDX_BYTES:
+        raise DataError(
+            f"{name}: its header declares shape {shape}, {expected:,} bytes of data, "
+            f"over digitlab's limit of {MAX_IDX_BYTES:,} bytes"
+        )
+    body = np.empty(expected, dtype=np.uint8)
+    view, found = body.data, 0
+    while found < expected and (count := stream.readinto(view[found:])):
+        found += count
+    if found < expected:
+        raise DataError(f"{name}: truncated body ({found} of {expected} bytes of data)")
+    extra = len(stream.read(_TRAILING_PROBE))
+    if extra:
+        amount = f"{extra}" if extra < _TRAILING_PROBE else f"at least {extra}"
+        raise DataError(f"{name}: {amount} unexpected bytes after the data")
+    return body
+
+
+def _read_stream(stream: io.BufferedIOBase, name: str) -> tuple[np.ndarray, str]:
+    """The array in an uncompressed IDX stream and the SHA-256 of the bytes read."""
+    header, dtype, shape = _header(stream, name)
+    body = _body(stream, name, dtype, shape)
+    digest = hashlib.sha256(header)
+    digest.update(body.data)
+    array = body.view(dtype).reshape(shape)
+    if not dtype.isnative:
+        # In place: a copy would double the memory a large file takes.
+        array = array.byteswap(inplace=True).view(dtype.newbyteorder("="))
+    return array, digest.hexdigest()
 
 
 def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     """Decode the bytes of an (uncompressed) IDX file; `name` is used in error messages."""
-    if len(raw) < 4:
-        raise DataError(f"{name}: too short to be an IDX file ({len(raw)} bytes)")
-    zero1, zero2, type_code, ndim = raw[:4]
-    if zero1 or zero2 or type_code not in _TYPE_CODES:
-        raise DataError(f"{name}: wrong magic number 0x{raw[:4].hex()} (not an IDX file)")
-    header_size = 4 + 4 * ndim
-    if len(raw) < header_size:
-        raise DataError(f"{name}: truncated header ({len(raw)} of {header_size} bytes)")
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = _TYPE_CODES[type_code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    found = len(raw) - header_size
-    if found < expected:
-        raise DataError(f"{name}: truncated body ({found} of {expected} bytes of data)")
-    if found > expected:
-        raise DataError(f"{name}: {found - expected} unexpected bytes after the data")
-    array = np.frombuffer(raw, dtype=dtype, offset=header_size).reshape(shape)
-    return array.astype(dtype.newbyteorder("="))
+    return _read_stream(io.BytesIO(raw), name)[0]
 
 
 def read_idx(path: PathLike, sha256: str | None = None) -> np.ndarray:
     """Read an IDX file (gzip-compressed or raw) into a native-endian numpy array.
 
+    The header is checked before any data is read, and reading stops at the size it
+    declares, so a small gzip file that inflates to gigabytes is refused early.
     `sha256`, when given, is the expected SHA-256 of the decompressed file.
     Raises `DataError` naming the file for a missing file, a corrupt gzip stream, a
-    wrong magic number, a truncated header or body, or trailing bytes, and
-    `ChecksumError` when the contents do not match `sha256`.
+    wrong magic number, a truncated header or body, trailing bytes or more data than
+    `MAX_IDX_BYTES`, and `ChecksumError` when the contents do not match `sha256`.
     """
     path = Path(path)
-    raw = _read_bytes(path)
-    if sha256 is not None:
-        digest = hashlib.sha256(raw).hexdigest()
-        if digest != sha256:
-            raise ChecksumError(
-                f"{path}: SHA-256 {digest[:16]}... does not match the expected {sha256[:16]}..."
-            )
-    return parse_idx(raw, str(path))
+    try:
+        with open(path, "rb") as handle:
+            compressed = handle.read(2) == _GZIP_MAGIC
+            handle.seek(0)
+            stream: io.BufferedIOBase = gzip.GzipFile(fileobj=handle) if compressed else handle
+            array, digest = _read_stream(stream, str(path))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise DataError(f"{path}: corrupt gzip stream ({error})") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
+    if sha256 is not None and digest != sha256:
+        raise ChecksumError(
+            f"{path}: SHA-256 {digest[:16]}... does not match the expected {sha256[:16]}..."
+        )
+    return array
 
 
 def encode_idx(array: np.ndarray) -> bytes:

@@ -70,10 +70,32 @@ def verify_mnist(arrays: Arrays, origin: str) -> dict[str, str]:
     return sums
 
 
+def _check_cache_headers(archive: zipfile.ZipFile, path: Path) -> None:
+    """Check each array's type and shape in its .npy header, before numpy allocates it.
+
+    A damaged header could otherwise claim 10**12 elements and exhaust memory.
+    """
+    readers = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }
+    for name, shape in MNIST_SHAPES.items():
+        with archive.open(f"{name}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            if version not in readers:
+                raise ChecksumError(f"{path}: {name} is in .npy format {version}, not 1.0 or 2.0")
+            found, _, dtype = readers[version](member)
+        if dtype != np.uint8 or found != shape:
+            raise ChecksumError(
+                f"{path}: {name}'s header claims {dtype} {found}, expected uint8 {shape}"
+            )
+
+
 def read_cache(path: Path) -> Arrays:
     """The arrays in the cache file at `path`, unverified; `ChecksumError` when unreadable."""
     try:
         with np.load(path, allow_pickle=False) as npz:
+            _check_cache_headers(npz.zip, path)
             return (npz["x_train"], npz["y_train"]), (npz["x_test"], npz["y_test"])
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
         raise ChecksumError(f"{path}: unreadable cache ({error})") from None

@@ -29,6 +29,9 @@ EXPORT_FORMATS = {"savedmodel": "tf_saved_model", "onnx": "onnx", "tflite": "lit
 FILE_SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite"}
 """Formats written as one file, and the suffix their path must have (SavedModel is a folder)."""
 
+SAVED_MODEL_ENTRIES = {"saved_model.pb", "variables", "assets", "fingerprint.pb"}
+"""What a SavedModel folder written by export holds; `force` replaces no folder holding more."""
+
 PARITY_IMAGES = 1000
 PARITY_TOLERANCE = 1e-4
 QUANTIZED_AGREEMENT = 0.995
@@ -86,16 +89,19 @@ def export_model(
     on MNIST training images, and checked for top-1 agreement instead of close probabilities.
 
     The export is written beside `out` under a temporary name, checked against the Keras
-    model (see the module docstring), and only then moved to `out`; an existing `out` is
-    replaced only with `force=True`. Returns the check's `ExportReport`. Raises
-    `ExportError` for an unknown format, a wrong suffix, an existing `out`, a failed write
+    model (see the module docstring), and only then moved to `out`. An existing `out` is
+    replaced only with `force=True`, and only when it is what an export writes: a file of
+    the format's suffix, or a folder holding nothing but a SavedModel's entries
+    (`SAVED_MODEL_ENTRIES`), never the model being exported or a folder holding it.
+    Returns the check's `ExportReport`. Raises `ExportError` for an unknown format, a
+    wrong suffix, an existing `out` (without `force`, or not an export), a failed write
     or a failed check; then nothing digitlab wrote is left behind. Raises `ModelError`
     when the model cannot be loaded.
     """
     from digitlab.inference.modelfile import load_keras_model
 
     model_path, out = Path(model_path), Path(out)
-    _check_destination(format, out, force)
+    _check_destination(format, out, force, model_path)
     if quantize and format != "onnx":
         raise ExportError(f"{out}: int8 quantization is for onnx exports, not {format}")
     model = load_keras_model(model_path)
@@ -124,15 +130,34 @@ def export_model(
     return report
 
 
-def _check_destination(format: str, out: Path, force: bool) -> None:
+def _check_destination(format: str, out: Path, force: bool, model_path: Path) -> None:
     if format not in EXPORT_FORMATS:
         choices = ", ".join(EXPORT_FORMATS)
         raise ExportError(f"unknown export format {format!r}; choose from {choices}")
     suffix = FILE_SUFFIXES.get(format)
     if suffix and out.suffix != suffix:
         raise ExportError(f"{out}: a {format} export's file name must end in {suffix}")
-    if (out.exists() or out.is_symlink()) and not force:
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not force:
         raise ExportError(f"{out}: already exists; use --force (force=True) to replace it")
+    if model_path.resolve().is_relative_to(out.resolve()):
+        raise ExportError(f"{out}: holds {model_path}, the model being exported; not replacing it")
+    if not _is_an_export(format, out):
+        kind = "SavedModel folder" if suffix is None else f"{suffix} file"
+        raise ExportError(
+            f"{out}: not a {kind} that export writes, so even --force will not replace it"
+        )
+
+
+def _is_an_export(format: str, out: Path) -> bool:
+    """Whether `out` has the form export gives the format (what `force` may replace)."""
+    if format in FILE_SUFFIXES:
+        return not out.is_dir()
+    if out.is_symlink() or not out.is_dir():
+        return False
+    entries = {entry.name for entry in out.iterdir()}
+    return "saved_model.pb" in entries and entries <= SAVED_MODEL_ENTRIES
 
 
 def _make_parents(folder: Path) -> list[Path]:

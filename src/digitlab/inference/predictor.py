@@ -22,6 +22,11 @@ from digitlab.images import to_mnist
 Runner = Callable[[np.ndarray], np.ndarray]
 """float32 N x 28 x 28 raw pixels -> N x C model outputs."""
 
+InputShape = tuple[int | None, ...]
+"""The input shape a model declares; None for a dimension of any size (the batch)."""
+
+Loader = Callable[[Path, int | None], tuple[Runner, InputShape]]
+
 IMAGE_SHAPE = (28, 28)
 
 
@@ -53,7 +58,7 @@ class Predictions:
     @property
     def confidences(self) -> np.ndarray:
         """(N,) float32: the probability of each predicted digit."""
-        return self.probabilities.max(axis=1)
+        return np.asarray(self.probabilities.max(axis=1))
 
     def top_k(self, k: int = 3) -> list[list[tuple[int, float]]]:
         """For each image, the `k` most likely (digit, probability) pairs, most likely first."""
@@ -109,19 +114,21 @@ class Predictor:
 
         `path=None` loads the model shipped with digitlab. `threads` caps the runtime's
         threads (ONNX Runtime, TFLite); None lets the runtime choose. Raises `ModelError`
-        naming the path when it is missing, of an unknown kind or cannot be loaded.
+        naming the path when it is missing, of an unknown kind or cannot be loaded, and
+        naming the shapes when it does not take N x 28 x 28 images to N x classes outputs.
         """
         if path is None:
             path = _shipped_model_path()
         path = Path(path)
         loader, runtime = _loader_for(path)
         try:
-            runner = loader(path, threads)
+            runner, input_shape = loader(path, threads)
         except ModelError:
             raise
         except Exception as error:  # each runtime has its own error types for a bad file
             reason = error_reason(error)
             raise ModelError(f"{path}: cannot load the {runtime} model ({reason})") from None
+        _check_shapes(path, runner, input_shape)
         return cls(runner, f"{path.name} ({runtime})", runtime)
 
     @classmethod
@@ -192,7 +199,7 @@ class Predictor:
         if rows_are_probabilities:
             return outputs
         shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
+        return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))
 
 
 def collect_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -212,7 +219,7 @@ def collect_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return files
 
 
-def _loader_for(path: Path) -> tuple[Callable[[Path, int | None], Runner], str]:
+def _loader_for(path: Path) -> tuple[Loader, str]:
     """The runner factory and runtime name for a model path; `ModelError` if none fits."""
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
@@ -230,6 +237,41 @@ def _loader_for(path: Path) -> tuple[Callable[[Path, int | None], Runner], str]:
             f"{path}: unknown model kind (expected .keras, .onnx, .tflite or a SavedModel folder)"
         )
     return loaders[path.suffix]
+
+
+def _shape_text(shape: Sequence[int | None]) -> str:
+    return " x ".join("N" if size is None else str(size) for size in shape)
+
+
+def _check_shapes(path: Path, runner: Runner, input_shape: InputShape) -> None:
+    """Raise `ModelError` unless the model takes N x 28 x 28 and answers N x classes.
+
+    Checked once at load, so a model made for other images fails here, naming the file
+    and the shapes, rather than in the runtime at the first request.
+    """
+    if len(input_shape) != 3 or any(size not in (None, 28) for size in input_shape[1:]):
+        raise ModelError(
+            f"{path}: the model takes input of shape {_shape_text(input_shape)}, "
+            "not N x 28 x 28 images"
+        )
+    try:
+        outputs = np.asarray(runner(np.zeros((1, *IMAGE_SHAPE), np.float32)))
+    except Exception as error:  # each runtime has its own error types
+        reason = error_reason(error)
+        raise ModelError(f"{path}: the model fails on a 1 x 28 x 28 image ({reason})") from None
+    if outputs.ndim != 2 or outputs.shape[0] != 1 or outputs.shape[1] < 2:
+        raise ModelError(
+            f"{path}: the model answers a 1 x 28 x 28 image with shape "
+            f"{_shape_text(outputs.shape)}, not 1 x classes"
+        )
+
+
+def _input_shape(dimensions: Iterable[object]) -> InputShape:
+    """A runtime's declared shape, with symbolic or unknown sizes (None, "N", -1) as None."""
+    return tuple(
+        int(size) if isinstance(size, int | np.integer) and size >= 0 else None
+        for size in dimensions
+    )
 
 
 def error_reason(error: Exception) -> str:
@@ -250,39 +292,44 @@ def _keras_runner(model: object) -> Runner:
     return lambda pixels: np.asarray(model.predict_on_batch(pixels))  # type: ignore[attr-defined]
 
 
-def _keras_file_runner(path: Path, threads: int | None) -> Runner:
+def _keras_file_runner(path: Path, threads: int | None) -> tuple[Runner, InputShape]:
     """Keras runs on its backend's own thread pools; `threads` is not used."""
     from digitlab.inference.modelfile import load_keras_model
 
-    return _keras_runner(load_keras_model(path))
+    model = load_keras_model(path)
+    return _keras_runner(model), _input_shape(model.inputs[0].shape)
 
 
-def _saved_model_runner(path: Path, threads: int | None) -> Runner:
+def _saved_model_runner(path: Path, threads: int | None) -> tuple[Runner, InputShape]:
     """TensorFlow's thread pools are process-wide; `threads` is not used."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(path))
     serve = loaded.signatures["serving_default"]
-    input_name = next(iter(serve.structured_input_signature[1]))
+    inputs = serve.structured_input_signature[1]
+    input_name = next(iter(inputs))
 
     def run(pixels: np.ndarray) -> np.ndarray:
         outputs = serve(**{input_name: tf.constant(pixels)})
-        return next(iter(outputs.values())).numpy()
+        return np.asarray(next(iter(outputs.values())).numpy())
 
     # Keep the loaded object alive: the signature function refers to its variables.
     run.loaded = loaded  # type: ignore[attr-defined]
-    return run
+    return run, _input_shape(inputs[input_name].shape.as_list())
 
 
-def _onnx_runner(path: Path, threads: int | None) -> Runner:
+def _onnx_runner(path: Path, threads: int | None) -> tuple[Runner, InputShape]:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
-    return lambda pixels: session.run(None, {input_name: pixels})[0]
+    model_input = session.get_inputs()[0]
+    return (
+        lambda pixels: session.run(None, {model_input.name: pixels})[0],
+        _input_shape(model_input.shape),
+    )
 
 
 def _tflite_interpreter_class() -> type:
@@ -292,15 +339,17 @@ def _tflite_interpreter_class() -> type:
         import tensorflow as tf
 
         Interpreter = tf.lite.Interpreter  # noqa: N806
-    return Interpreter
+    interpreter_class: type = Interpreter
+    return interpreter_class
 
 
-def _tflite_runner(path: Path, threads: int | None) -> Runner:
+def _tflite_runner(path: Path, threads: int | None) -> tuple[Runner, InputShape]:
     with warnings.catch_warnings():
         # TensorFlow's interpreter announces its move to LiteRT on every load; it still works.
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
         interpreter = _tflite_interpreter_class()(model_path=str(path), num_threads=threads)
-    input_index = interpreter.get_input_details()[0]["index"]
+    input_details = interpreter.get_input_details()[0]
+    input_index = input_details["index"]
     output_index = interpreter.get_output_details()[0]["index"]
     allocated_shape: tuple[int, ...] | None = None
 
@@ -313,6 +362,6 @@ def _tflite_runner(path: Path, threads: int | None) -> Runner:
             allocated_shape = pixels.shape
         interpreter.set_tensor(input_index, np.ascontiguousarray(pixels))
         interpreter.invoke()
-        return interpreter.get_tensor(output_index).copy()
+        return np.array(interpreter.get_tensor(output_index))
 
-    return run
+    return run, _input_shape(input_details["shape_signature"])
