@@ -16,7 +16,6 @@ from PIL import Image
 from scipy import ndimage
 from sklearn.neighbors import KNeighborsClassifier
 
-from digitlab import images
 from digitlab.errors import (
     CorruptImageError,
     ImageTooLargeError,
@@ -34,6 +33,7 @@ from digitlab.images import (
     to_grayscale,
     to_mnist,
 )
+from digitlab.images.fast_paths import centre_of_mass, eroded, lower_quartiles, median, smooth
 from digitlab.styles import STYLES, pen_strokes, render
 
 STYLED_DIGITS = 150
@@ -240,21 +240,31 @@ def test_center_by_mass_keeps_ink_inside_the_field():
     assert centred.sum() == lopsided.sum()
 
 
-def test_fast_helpers_give_scipys_and_numpys_results():
+def _assert_fast_helpers_match_the_library(pixels: np.ndarray) -> None:
+    assert np.array_equal(smooth(pixels), ndimage.gaussian_filter(pixels, 1.0))
+    mask = pixels > 0.3
+    assert np.array_equal(eroded(mask), ndimage.binary_erosion(mask))
+    # ndimage sums a float32 image in float32; the helper in float64.
+    assert centre_of_mass(pixels) == pytest.approx(ndimage.center_of_mass(pixels), abs=1e-5)
+    rows = pixels.reshape(pixels.shape[0], -1)
+    assert np.allclose(lower_quartiles(rows), np.percentile(rows, 25, axis=1), rtol=0, atol=1e-6)
+    assert median(pixels.ravel()) == pytest.approx(float(np.median(pixels)), abs=1e-6)
+    # Odd and even lengths take different branches of the median.
+    assert median(pixels.ravel()[1:]) == pytest.approx(float(np.median(pixels.ravel()[1:])))
+
+
+def test_fast_helpers_give_scipys_and_numpys_results(mnist):
     """The server's hot path replaces a few library calls by cheaper equivalents: each must
-    answer what the library does, exactly or to rounding."""
+    answer what the library does, exactly or to rounding, on random and real digits."""
     rng = np.random.default_rng(3)
     for _ in range(200):
-        shape = tuple(rng.integers(1, 40, size=2))
+        shape = tuple(rng.integers(2, 40, size=2))
         pixels = rng.random(shape).astype(np.float32) * (rng.random(shape) < 0.6)
         pixels[rng.integers(shape[0]), rng.integers(shape[1])] = 1.0  # never all zero
-        assert np.array_equal(images._smooth(pixels), ndimage.gaussian_filter(pixels, 1.0))
-        mask = pixels > 0.3
-        assert np.array_equal(images._eroded(mask), ndimage.binary_erosion(mask))
-        # ndimage sums a float32 image in float32; the helper in float64.
-        assert images._centre_of_mass(pixels) == pytest.approx(
-            ndimage.center_of_mass(pixels), abs=1e-5
-        )
+        _assert_fast_helpers_match_the_library(pixels)
+    _, (x_test, _) = mnist
+    for digit in x_test[:50]:
+        _assert_fast_helpers_match_the_library(digit.astype(np.float32) / 255)
 
 
 def test_blank_and_near_blank_images_raise_no_digit_found():
