@@ -267,6 +267,32 @@ def test_fast_helpers_give_scipys_and_numpys_results(mnist):
         _assert_fast_helpers_match_the_library(digit.astype(np.float32) / 255)
 
 
+def _float_tiff(pixels: np.ndarray, path) -> str:
+    Image.fromarray(pixels.astype(np.float32), mode="F").save(path, format="TIFF")
+    return str(path)
+
+
+def test_a_nan_pixel_in_a_float_tiff_is_refused_naming_the_file(page, tmp_path):
+    pixels = page / 255.0
+    pixels[5, 7] = np.nan
+    path = _float_tiff(pixels, tmp_path / "scan.tif")
+    with pytest.raises(CorruptImageError, match=r"scan.tif: NaN \(not a number\) in 1 pixel\(s\)"):
+        to_mnist(path)
+
+
+def test_infinite_pixels_in_a_float_tiff_count_as_the_lightest_and_darkest(page, tmp_path):
+    """A clear 7 stays a clear 7 with an infinite pixel on its paper, light or dark."""
+    pixels = page / 255.0
+    plain = to_mnist(_float_tiff(pixels, tmp_path / "plain.tif"))
+    assert np.array_equal(plain, to_mnist(page))
+    pixels[0, 0] = np.inf
+    assert np.array_equal(to_mnist(_float_tiff(pixels, tmp_path / "inf.tif")), plain)
+    pixels[-1, -1] = -np.inf
+    assert np.array_equal(to_mnist(_float_tiff(pixels, tmp_path / "both.tif")), plain)
+    with pytest.raises(CorruptImageError, match="every pixel is infinite"):
+        to_mnist(_float_tiff(np.full((40, 40), np.inf), tmp_path / "all.tif"))
+
+
 def test_blank_and_near_blank_images_raise_no_digit_found():
     rng = np.random.default_rng(0)
     white = np.full((200, 200), 255, np.uint8)

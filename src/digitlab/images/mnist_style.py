@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from digitlab.errors import ImageError, NoDigitFoundError
+from digitlab.errors import CorruptImageError, ImageError, NoDigitFoundError
 from digitlab.images.decoding import WORKING_SIDE, ImageSource, decode
 from digitlab.images.fast_paths import centre_of_mass, eroded, lower_quartiles, median, smooth
 
@@ -69,21 +69,22 @@ def to_mnist(
     """
     if name is None:
         name = str(image) if isinstance(image, (str, os.PathLike)) else "the image"
-    gray = to_grayscale(decode(image, name, max_memory_bytes))
+    gray = to_grayscale(decode(image, name, max_memory_bytes), name)
     digit = crop_to_ink(thicken_thin_strokes(crop_to_ink(extract_ink(gray, name))))
     return to_uint8(center_by_mass(scale_to_box(digit)))
 
 
-def to_grayscale(image: Image.Image | np.ndarray) -> np.ndarray:
+def to_grayscale(image: Image.Image | np.ndarray, name: str = "the image") -> np.ndarray:
     """Convert any colour mode to gray float32 in 0..1, alpha composited, at most 512 px a side.
 
     Palette, CMYK and colour images become luminance (ITU-R 601); 16-bit and float pixels keep
     their precision; transparent pixels take a background that contrasts with the ink (see
-    `composite_alpha`).
+    `composite_alpha`). Infinite float pixels count as the image's lightest or darkest
+    finite level; a NaN pixel, which has no level, raises `CorruptImageError` naming `name`.
     """
     if isinstance(image, Image.Image):
         image = _reduce_in_pillow(image)
-    return shrink(_array_to_grayscale(np.asarray(image)))
+    return shrink(_array_to_grayscale(np.asarray(image), name))
 
 
 def _reduce_in_pillow(image: Image.Image) -> Image.Image:
@@ -110,17 +111,37 @@ def _reduce_in_pillow(image: Image.Image) -> Image.Image:
     return image
 
 
-def _array_to_grayscale(pixels: np.ndarray) -> np.ndarray:
+def _array_to_grayscale(pixels: np.ndarray, name: str) -> np.ndarray:
     if pixels.ndim == 2:
         pixels = pixels[:, :, np.newaxis]
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4) or min(pixels.shape[:2]) < 1:
         raise ImageError(f"expected an H x W or H x W x 1..4 pixel array, got shape {pixels.shape}")
+    if pixels.dtype.kind == "f":
+        pixels = _finite(pixels, name)
     values = pixels.astype(np.float32) / _full_scale(pixels)
     channels = values.shape[2]
     color = values[:, :, :3] if channels >= 3 else values[:, :, :1]
     gray = color @ np.array([0.299, 0.587, 0.114], np.float32) if channels >= 3 else color[:, :, 0]
     alpha = values[:, :, -1] if channels in (2, 4) else None
     return composite_alpha(gray, alpha)
+
+
+def _finite(pixels: np.ndarray, name: str) -> np.ndarray:
+    """Float pixels with infinities clipped to the finite range (a float TIFF may mark
+    saturation so); refuses NaN, which no level stands for, with `CorruptImageError`."""
+    not_a_number = int(np.count_nonzero(np.isnan(pixels)))
+    if not_a_number:
+        raise CorruptImageError(
+            f"{name}: NaN (not a number) in {not_a_number:,} pixel(s), so ink and paper "
+            "cannot be told apart"
+        )
+    finite = pixels[np.isfinite(pixels)]
+    if finite.size == pixels.size:
+        return pixels
+    if not finite.size:
+        raise CorruptImageError(f"{name}: every pixel is infinite, there is no image")
+    clipped: np.ndarray = np.clip(pixels, finite.min(), finite.max())
+    return clipped
 
 
 def _full_scale(pixels: np.ndarray) -> float:
