@@ -14,20 +14,13 @@ from PIL import Image
 from digitlab.errors import ImageError, ImageTooLargeError
 from digitlab.images import MAX_JPEG_SCANS, decode, memory_needed, read_header, to_mnist
 from digitlab.images.jpeg_scans import count_scans
+from hostile_files import png_claiming, with_scans_repeated
 
 
 def _jpeg(image: Image.Image, **options) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", **options)
     return buffer.getvalue()
-
-
-def _with_scans_repeated(jpeg: bytes, times: int) -> bytes:
-    """The file with all its scans (and the tables between them) written `times` over: the
-    decoder passes over every block of the image once more for each scan."""
-    first_scan = jpeg.index(b"\xff\xda")
-    end_of_image = jpeg.rindex(b"\xff\xd9")
-    return jpeg[:first_scan] + jpeg[first_scan:end_of_image] * times + jpeg[end_of_image:]
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +39,14 @@ def test_count_scans_matches_what_encoders_write(digit_page):
     assert count_scans(_jpeg(colour, restart_marker_blocks=4)) == 1
     assert count_scans(_jpeg(digit_page, progressive=True)) == 6
     assert count_scans(_jpeg(colour, progressive=True, optimize=True)) == 10
-    assert count_scans(_with_scans_repeated(_jpeg(colour, progressive=True), 3)) == 30
+    assert count_scans(with_scans_repeated(_jpeg(colour, progressive=True), 3)) == 30
     assert count_scans(b"\x89PNG\r\n\x1a\n") == 0
 
 
 def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(digit_page, tmp_path):
     """Each scan costs the decoder a pass over the whole image: thousands of them cost
     minutes of CPU in a file small enough for any memory bound."""
-    hostile = _with_scans_repeated(_jpeg(digit_page, progressive=True), 500)
+    hostile = with_scans_repeated(_jpeg(digit_page, progressive=True), 500)
     assert count_scans(hostile) > MAX_JPEG_SCANS
     path = tmp_path / "scans.jpg"
     path.write_bytes(hostile)
@@ -120,3 +113,19 @@ def test_read_header_gives_the_upright_size_and_refuses_what_decode_refuses(tmp_
     eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n")
     with pytest.raises(ImageError, match="figure.eps: not an image in a supported format"):
         read_header(eps)
+
+
+def test_the_size_scan_lists_what_the_decoder_refuses(tmp_path):
+    """explore's size scan reads headers through the decoder: an EPS (which Pillow would
+    open, and render through Ghostscript) and a 169-megapixel PNG are not counted."""
+    from digitlab.exploration.analysis import scan_image_sizes
+
+    folder = tmp_path / "7"
+    folder.mkdir()
+    Image.new("L", (30, 20), 255).save(folder / "seven.png")
+    (folder / "figure.eps").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n")
+    (folder / "huge.png").write_bytes(png_claiming(13_000, 13_000))
+    sizes = scan_image_sizes(tmp_path)
+    assert sizes.widths.tolist() == [30] and sizes.heights.tolist() == [20]
+    assert sizes.format_modes == {"PNG L": 1}
+    assert sorted(sizes.not_images) == ["7/figure.eps", "7/huge.png"]

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 import subprocess
 import sys
 import time
-import zlib
 
 import numpy as np
 import pytest
@@ -35,6 +33,7 @@ from digitlab.images import (
 )
 from digitlab.images.fast_paths import centre_of_mass, eroded, lower_quartiles, median, smooth
 from digitlab.styles import STYLES, pen_strokes, render
+from hostile_files import png_claiming
 
 STYLED_DIGITS = 150
 
@@ -320,22 +319,6 @@ def test_truncated_image_raises_corrupt_image(page):
         to_mnist(data[:20])
 
 
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def _png_claiming(width: int, height: int) -> bytes:
-    """A valid PNG header claiming the size, with a few bytes of pixel data behind it."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    pixels = zlib.compress(b"\x00" * 1024)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", pixels)
-        + _png_chunk(b"IEND", b"")
-    )
-
-
 @pytest.mark.parametrize(
     "side", [8_000, 10_000, 100_000], ids=["over-ours", "pillow-warns", "bomb"]
 )
@@ -343,7 +326,7 @@ def test_decompression_bomb_is_refused_from_the_header(side):
     assert side * side > MAX_PIXELS
     started = time.perf_counter()
     with pytest.raises(ImageTooLargeError, match="too large"):
-        to_mnist(_png_claiming(side, side))
+        to_mnist(png_claiming(side, side))
     assert time.perf_counter() - started < 1.0  # nothing was decoded or allocated
 
 
@@ -458,7 +441,7 @@ def _to_mnist_under_memory_cap(path, cap_bytes: int) -> subprocess.CompletedProc
 def test_decompression_bomb_is_refused_under_a_memory_cap(tmp_path):
     """A 100,000 x 100,000 PNG in a process limited to 2 GiB: decoding it would need 10 GB."""
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(_png_claiming(100_000, 100_000))
+    bomb.write_bytes(png_claiming(100_000, 100_000))
     done = _to_mnist_under_memory_cap(bomb, 2 << 30)
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.startswith(f"{bomb}: image too large")

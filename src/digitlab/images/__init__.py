@@ -13,6 +13,7 @@ from digitlab.images.decoding import (
     ImageHeader,
     ImageSource,
     decode,
+    decode_file,
     memory_needed,
     read_header,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "composite_alpha",
     "crop_to_ink",
     "decode",
+    "decode_file",
     "extract_ink",
     "ink_is_dark",
     "memory_needed",

@@ -88,7 +88,16 @@ def decode(
         return ImageOps.exif_transpose(image)
     if isinstance(image, bytes):
         return _decode_stream(io.BytesIO(image), name, max_memory_bytes)
-    with _open_regular_file(Path(image), name) as stream:
+    return decode_file(image, name, max_memory_bytes)
+
+
+def decode_file(
+    path: str | os.PathLike[str], name: str | None = None, max_memory_bytes: int | None = None
+) -> Image.Image:
+    """`decode` for an image file: a loaded, upright PIL image, with `decode`'s checks and
+    errors (named by `name`, by default the path). Only a regular file is opened."""
+    name = str(path) if name is None else name
+    with _open_regular_file(Path(path), name) as stream:
         return _decode_stream(stream, name, max_memory_bytes)
 
 
