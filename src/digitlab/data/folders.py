@@ -367,8 +367,9 @@ def split_image_folder(
     and `out/split.csv` (columns path, label, subset, source; paths relative to `out`
     and `src`) is written last and atomically: its presence marks a complete split.
     Files are not decoded: run `scan_image_folder` first to weed out bad ones.
-    Raises `DataError` for bad fractions, a missing or empty `src`, an `out` that is
-    not empty or lies inside `src`, or classes too small to stratify.
+    Raises `DataError` for bad fractions, a missing or empty `src`, a folder in it that
+    cannot be listed, an `out` that is not empty or lies inside `src`, or classes too
+    small to stratify.
     """
     src, out = Path(src), Path(out)
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
