@@ -201,7 +201,7 @@ def test_data_scan_reports_problems_and_exits_1_without_moving_them(tmp_path):
     (root / "1" / "empty.png").write_bytes(b"")
     result = run("data", "scan", str(root))
     assert result.exit_code == 1
-    assert result.stdout.strip() == f"{root / '1' / 'empty.png'}: empty file (0 bytes)"
+    assert result.stdout.strip() == f"{root / '1' / 'empty.png'}: empty file, not an image"
     assert (root / "1" / "empty.png").exists()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from digitlab.cli import app
 from digitlab.images import to_mnist
 from digitlab.inference.predictor import Predictor
 from digitlab.styles import render
+from hostile_files import unlistable_folder
 
 # `model_path`: a small MLP trained once per session on 12,000 MNIST images (~95% accurate).
 pytest_plugins = ["serve_fixtures"]
@@ -150,6 +152,27 @@ def test_show_preprocessed_saves_what_the_model_saw(model_path, images, tmp_path
     (saved,) = (tmp_path / "seen").iterdir()
     assert saved.name == "0001_1.png"
     assert np.array_equal(np.asarray(Image.open(saved)), to_mnist(path))
+
+
+def test_predict_reports_a_fifo_and_a_folder_it_cannot_list_and_predicts_the_rest(
+    model_path, images, tmp_path
+):
+    """A FIFO is not opened (it would wait for a writer forever) and a folder that cannot
+    be listed is not skipped: each is a failure line, and the exit status says so."""
+    (tmp_path / "7.png").write_bytes((images / GOOD[0]).read_bytes())
+    os.mkfifo(tmp_path / "pipe.png")
+    unlistable = unlistable_folder(tmp_path)
+    result = runner.invoke(app, ["predict", str(tmp_path), "--model", str(model_path)])
+    assert result.exit_code == 1
+    assert [line.split()[0] for line in result.stdout.splitlines()[1:]] == [str(tmp_path / "7.png")]
+    failures = sorted(result.stderr.splitlines())
+    assert len(failures) == 2
+    assert failures[0].startswith(f"failed: {tmp_path / 'dd'}") and failures[0].endswith(
+        f"{unlistable.name}: cannot read (File name too long)"
+    )
+    assert failures[1] == (
+        f"failed: {tmp_path / 'pipe.png'}: not a regular file (a pipe, socket or device), not read"
+    )
 
 
 def test_predict_on_an_empty_folder_is_a_one_line_error(tmp_path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import time
 
 import numpy as np
 import pytest
@@ -16,7 +18,8 @@ from digitlab.data.folders import (
     scan_image_folder,
     split_image_folder,
 )
-from digitlab.errors import DataError
+from digitlab.errors import DataError, NotAnImageError
+from hostile_files import png_claiming, unlistable_folder
 
 
 def test_export_mnist_test_split_reads_back_identical(tmp_path, mnist):
@@ -100,7 +103,7 @@ def test_load_image_folder_turns_images_upright_by_their_exif_orientation(tmp_pa
 def test_load_image_folder_names_a_file_that_is_not_an_image(tmp_path):
     _save(tmp_path / "3" / "3_0.png", Image.new("L", (28, 28)))
     (tmp_path / "3" / "notes.png").write_text("not a picture")
-    with pytest.raises(DataError, match=r"3/notes.png: not an image"):
+    with pytest.raises(NotAnImageError, match=r"3/notes.png: not an image.*data scan"):
         load_image_folder(tmp_path)
 
 
@@ -127,9 +130,9 @@ def test_scan_reports_zero_byte_truncated_and_text_files_without_moving_them(dam
     problems = scan_image_folder(damaged_tree)
     found = {problem.path.relative_to(damaged_tree).as_posix(): problem for problem in problems}
     assert sorted(found) == ["1/readme.png", "2/cut.png", "7/empty.png"]
-    assert found["7/empty.png"].reason == "empty file (0 bytes)"
-    assert found["2/cut.png"].reason.startswith("truncated or corrupt image")
-    assert found["1/readme.png"].reason.startswith("not an image")
+    assert found["7/empty.png"].reason == "empty file, not an image"
+    assert found["2/cut.png"].reason.startswith("damaged or truncated image")
+    assert found["1/readme.png"].reason.startswith("not an image in a supported format")
     assert all(problem.path.exists() and problem.moved_to is None for problem in problems)
 
 
@@ -150,6 +153,38 @@ def test_scan_quarantines_problem_files_keeping_paths_and_never_overwriting(dama
     assert not any(problem.path.exists() for problem in problems)
     assert scan_image_folder(damaged_tree) == []
     assert len(load_image_folder(damaged_tree)[0]) == 30
+
+
+def test_scan_and_load_refuse_what_the_decoder_refuses(tmp_path):
+    """Class folders go through the one decoder: its formats (no EPS, which would run
+    Ghostscript), its pixel limit, and regular files only."""
+    _save(tmp_path / "1" / "1_0.png", Image.new("L", (28, 28)))
+    (tmp_path / "1" / "figure.eps").write_bytes(
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nshowpage\n"
+    )
+    (tmp_path / "1" / "huge.png").write_bytes(png_claiming(13_000, 13_000))
+    os.mkfifo(tmp_path / "1" / "pipe.png")
+    started = time.perf_counter()
+    found = {problem.path.name: problem.reason for problem in scan_image_folder(tmp_path)}
+    assert time.perf_counter() - started < 5  # neither decoded nor waited for
+    assert found["figure.eps"].startswith("not an image in a supported format")
+    assert found["huge.png"].startswith("image too large to decode safely")
+    assert found["pipe.png"].startswith("not a regular file")
+    assert sorted(found) == ["figure.eps", "huge.png", "pipe.png"]
+    with pytest.raises(NotAnImageError, match="figure.eps: not an image"):
+        load_image_folder(tmp_path)
+
+
+def test_a_folder_that_cannot_be_listed_is_reported_not_skipped(tmp_path):
+    _save(tmp_path / "5" / "5_0.png", Image.new("L", (28, 28)))
+    unlistable = unlistable_folder(tmp_path / "5")
+    quarantine = tmp_path.parent / f"{tmp_path.name}-quarantine"
+    problems = scan_image_folder(tmp_path, quarantine)
+    assert [problem.path for problem in problems] == [unlistable]
+    assert problems[0].reason.startswith("cannot list this folder (")
+    assert problems[0].moved_to is None and not quarantine.exists()  # folders stay
+    with pytest.raises(DataError, match=r"d: cannot list this folder \("):
+        load_image_folder(tmp_path)
 
 
 def test_scan_refuses_a_quarantine_inside_the_tree(damaged_tree):

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 import subprocess
 import sys
 import time
-import zlib
 
 import numpy as np
 import pytest
@@ -16,7 +14,6 @@ from PIL import Image
 from scipy import ndimage
 from sklearn.neighbors import KNeighborsClassifier
 
-from digitlab import images
 from digitlab.errors import (
     CorruptImageError,
     ImageTooLargeError,
@@ -34,7 +31,9 @@ from digitlab.images import (
     to_grayscale,
     to_mnist,
 )
+from digitlab.images.fast_paths import centre_of_mass, eroded, lower_quartiles, median, smooth
 from digitlab.styles import STYLES, pen_strokes, render
+from hostile_files import png_claiming
 
 STYLED_DIGITS = 150
 
@@ -240,21 +239,57 @@ def test_center_by_mass_keeps_ink_inside_the_field():
     assert centred.sum() == lopsided.sum()
 
 
-def test_fast_helpers_give_scipys_and_numpys_results():
+def _assert_fast_helpers_match_the_library(pixels: np.ndarray) -> None:
+    assert np.array_equal(smooth(pixels), ndimage.gaussian_filter(pixels, 1.0))
+    mask = pixels > 0.3
+    assert np.array_equal(eroded(mask), ndimage.binary_erosion(mask))
+    # ndimage sums a float32 image in float32; the helper in float64.
+    assert centre_of_mass(pixels) == pytest.approx(ndimage.center_of_mass(pixels), abs=1e-5)
+    rows = pixels.reshape(pixels.shape[0], -1)
+    assert np.allclose(lower_quartiles(rows), np.percentile(rows, 25, axis=1), rtol=0, atol=1e-6)
+    assert median(pixels.ravel()) == pytest.approx(float(np.median(pixels)), abs=1e-6)
+    # Odd and even lengths take different branches of the median.
+    assert median(pixels.ravel()[1:]) == pytest.approx(float(np.median(pixels.ravel()[1:])))
+
+
+def test_fast_helpers_give_scipys_and_numpys_results(mnist):
     """The server's hot path replaces a few library calls by cheaper equivalents: each must
-    answer what the library does, exactly or to rounding."""
+    answer what the library does, exactly or to rounding, on random and real digits."""
     rng = np.random.default_rng(3)
     for _ in range(200):
-        shape = tuple(rng.integers(1, 40, size=2))
+        shape = tuple(rng.integers(2, 40, size=2))
         pixels = rng.random(shape).astype(np.float32) * (rng.random(shape) < 0.6)
         pixels[rng.integers(shape[0]), rng.integers(shape[1])] = 1.0  # never all zero
-        assert np.array_equal(images._smooth(pixels), ndimage.gaussian_filter(pixels, 1.0))
-        mask = pixels > 0.3
-        assert np.array_equal(images._eroded(mask), ndimage.binary_erosion(mask))
-        # ndimage sums a float32 image in float32; the helper in float64.
-        assert images._centre_of_mass(pixels) == pytest.approx(
-            ndimage.center_of_mass(pixels), abs=1e-5
-        )
+        _assert_fast_helpers_match_the_library(pixels)
+    _, (x_test, _) = mnist
+    for digit in x_test[:50]:
+        _assert_fast_helpers_match_the_library(digit.astype(np.float32) / 255)
+
+
+def _float_tiff(pixels: np.ndarray, path) -> str:
+    Image.fromarray(pixels.astype(np.float32), mode="F").save(path, format="TIFF")
+    return str(path)
+
+
+def test_a_nan_pixel_in_a_float_tiff_is_refused_naming_the_file(page, tmp_path):
+    pixels = page / 255.0
+    pixels[5, 7] = np.nan
+    path = _float_tiff(pixels, tmp_path / "scan.tif")
+    with pytest.raises(CorruptImageError, match=r"scan.tif: NaN \(not a number\) in 1 pixel\(s\)"):
+        to_mnist(path)
+
+
+def test_infinite_pixels_in_a_float_tiff_count_as_the_lightest_and_darkest(page, tmp_path):
+    """A clear 7 stays a clear 7 with an infinite pixel on its paper, light or dark."""
+    pixels = page / 255.0
+    plain = to_mnist(_float_tiff(pixels, tmp_path / "plain.tif"))
+    assert np.array_equal(plain, to_mnist(page))
+    pixels[0, 0] = np.inf
+    assert np.array_equal(to_mnist(_float_tiff(pixels, tmp_path / "inf.tif")), plain)
+    pixels[-1, -1] = -np.inf
+    assert np.array_equal(to_mnist(_float_tiff(pixels, tmp_path / "both.tif")), plain)
+    with pytest.raises(CorruptImageError, match="every pixel is infinite"):
+        to_mnist(_float_tiff(np.full((40, 40), np.inf), tmp_path / "all.tif"))
 
 
 def test_blank_and_near_blank_images_raise_no_digit_found():
@@ -284,22 +319,6 @@ def test_truncated_image_raises_corrupt_image(page):
         to_mnist(data[:20])
 
 
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def _png_claiming(width: int, height: int) -> bytes:
-    """A valid PNG header claiming the size, with a few bytes of pixel data behind it."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    pixels = zlib.compress(b"\x00" * 1024)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", pixels)
-        + _png_chunk(b"IEND", b"")
-    )
-
-
 @pytest.mark.parametrize(
     "side", [8_000, 10_000, 100_000], ids=["over-ours", "pillow-warns", "bomb"]
 )
@@ -307,7 +326,7 @@ def test_decompression_bomb_is_refused_from_the_header(side):
     assert side * side > MAX_PIXELS
     started = time.perf_counter()
     with pytest.raises(ImageTooLargeError, match="too large"):
-        to_mnist(_png_claiming(side, side))
+        to_mnist(png_claiming(side, side))
     assert time.perf_counter() - started < 1.0  # nothing was decoded or allocated
 
 
@@ -422,7 +441,7 @@ def _to_mnist_under_memory_cap(path, cap_bytes: int) -> subprocess.CompletedProc
 def test_decompression_bomb_is_refused_under_a_memory_cap(tmp_path):
     """A 100,000 x 100,000 PNG in a process limited to 2 GiB: decoding it would need 10 GB."""
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(_png_claiming(100_000, 100_000))
+    bomb.write_bytes(png_claiming(100_000, 100_000))
     done = _to_mnist_under_memory_cap(bomb, 2 << 30)
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.startswith(f"{bomb}: image too large")

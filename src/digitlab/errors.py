@@ -46,4 +46,5 @@ class CorruptImageError(ImageError):
 
 
 class ImageTooLargeError(ImageError):
-    """The image has more pixels than digitlab will decode (a decompression bomb guard)."""
+    """The image would take more pixels, memory or decoding work (JPEG scans) than digitlab
+    allows: a decompression bomb guard."""

@@ -2,7 +2,9 @@
 
 The layout is the original project's: one subfolder per class, images inside it, e.g.
 `ROOT/7/7_123.png`. Hidden files and folders (names starting with ".") are ignored
-everywhere, so `.DS_Store` and editor droppings are neither read nor reported.
+everywhere, so `.DS_Store` and editor droppings are neither read nor reported; folders that
+cannot be listed are reported, never skipped. Images are read by `digitlab.images.decode`,
+the decoder every user image goes through, with its formats, limits and errors.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from digitlab.atomic import atomic_write_text
-from digitlab.errors import DataError
+from digitlab.errors import DataError, ImageError
+from digitlab.images import decode_file
 
 PathLike = str | os.PathLike[str]
 Progress = Callable[[int, int], None]
@@ -56,10 +59,6 @@ class SplitResult:
     """subset ("train", "val", "test") -> class name -> number of images."""
 
 
-class _UnusableImage(Exception):
-    """Internal: why one file cannot be decoded; callers add the path."""
-
-
 def _class_sort_key(name: str) -> tuple[int, int, str]:
     # Numeric class names sort as numbers ("2" before "10"), and before any others.
     return (0, int(name), "") if name.isdigit() else (1, 0, name)
@@ -74,39 +73,65 @@ def _require_folder(root: Path) -> None:
         raise DataError(f"{root}: no such folder")
 
 
+def _class_folders(root: Path) -> list[Path]:
+    """The visible subfolders of `root`, in path order; `DataError` if it cannot be listed."""
+    try:
+        return sorted(child for child in root.iterdir() if child.is_dir() and _visible(child))
+    except OSError as error:
+        raise DataError(f"{root}: cannot list this folder ({error.strerror or error})") from None
+
+
 def class_names_of(*roots: PathLike) -> list[str]:
     """The class names of one or more class-folder trees: their subfolder names, united.
 
     Sorted by name, except that numeric names sort numerically and come first.
-    Raises `DataError` when a root is missing or none of them has a subfolder.
+    Raises `DataError` when a root is missing or cannot be listed, or none of them has a
+    subfolder.
     """
     names: set[str] = set()
     for root in map(Path, roots):
         _require_folder(root)
-        names.update(child.name for child in root.iterdir() if child.is_dir() and _visible(child))
+        names.update(folder.name for folder in _class_folders(root))
     if not names:
         where = ", ".join(map(str, roots))
         raise DataError(f"{where}: no class subfolders (expected ROOT/<class>/<image>)")
     return sorted(names, key=_class_sort_key)
 
 
-def _files_under(folder: Path) -> list[Path]:
-    """Every visible file below `folder`, at any depth, in path order."""
+def _files_under(folder: Path, unlisted: list[Problem]) -> list[Path]:
+    """Every visible file below `folder`, at any depth, in path order; each folder below it
+    (itself included) that cannot be listed is added to `unlisted`."""
+
+    def note(error: OSError) -> None:
+        reason = f"cannot list this folder ({error.strerror or error})"
+        unlisted.append(Problem(Path(error.filename or folder), reason))
+
     files: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=note):
         dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
         files.extend(Path(dirpath, name) for name in filenames if not name.startswith("."))
     return sorted(files)
 
 
-def _labelled_files(root: Path, class_names: Sequence[str]) -> list[tuple[Path, int]]:
-    """(file, label) for every file in the class folders of `root`, in path order."""
+def _labelled_files(
+    root: Path, class_names: Sequence[str], unlisted: list[Problem] | None = None
+) -> list[tuple[Path, int]]:
+    """(file, label) for every file in the class folders of `root`, in path order.
+
+    A folder that cannot be listed is added to `unlisted` when given, and raises
+    `DataError` otherwise: a tree read in part would train or split on part of the data.
+    """
     label_of = {name: label for label, name in enumerate(class_names)}
     found: list[tuple[Path, int]] = []
-    for folder in sorted(child for child in root.iterdir() if child.is_dir() and _visible(child)):
+    problems: list[Problem] = []
+    for folder in _class_folders(root):
         if folder.name not in label_of:
             raise DataError(f"{folder}: class {folder.name!r} is not one of {list(class_names)}")
-        found.extend((path, label_of[folder.name]) for path in _files_under(folder))
+        found.extend((path, label_of[folder.name]) for path in _files_under(folder, problems))
+    if problems and unlisted is None:
+        raise DataError(f"{problems[0].path}: {problems[0].reason}")
+    if unlisted is not None:
+        unlisted.extend(problems)
     return found
 
 
@@ -115,25 +140,6 @@ def _load_order_key(path: Path) -> tuple[int, int, str]:
     # exported split reads back in its original order.
     match = _TRAILING_NUMBER.search(path.stem)
     return (0, int(match[1]), str(path)) if match else (1, 0, str(path))
-
-
-def _decode(path: Path) -> Image.Image:
-    """Open and fully decode one image file, or raise `_UnusableImage` saying why."""
-    try:
-        if path.stat().st_size == 0:
-            raise _UnusableImage("empty file (0 bytes)")
-        with Image.open(path) as image:
-            image.load()
-            return ImageOps.exif_transpose(image)
-    except UnidentifiedImageError:
-        raise _UnusableImage("not an image (no image format recognised)") from None
-    except PermissionError:
-        raise _UnusableImage("unreadable (permission denied)") from None
-    except Image.DecompressionBombError as error:
-        raise _UnusableImage(f"too large to decode ({error})") from None
-    # Pillow reports damaged data through several exception types, depending on the format.
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise _UnusableImage(f"truncated or corrupt image ({error})") from None
 
 
 def _to_grayscale_28(image: Image.Image) -> np.ndarray:
@@ -157,17 +163,19 @@ def load_image_folder(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Read a class-folder tree `root/<class>/<image>` into MNIST-shaped arrays.
 
-    Images may be of any size, format (anything Pillow reads) and colour mode: each is
-    turned upright by its EXIF tag, converted to grayscale (16-bit scaled to 8-bit,
+    Images may be of any size (up to `digitlab.images.MAX_PIXELS`), format (one of
+    `digitlab.images.SUPPORTED_FORMATS`) and colour mode: each is decoded by
+    `digitlab.images.decode_file`, converted to grayscale (16-bit scaled to 8-bit,
     transparency over white) and resized to 28x28 with Lanczos filtering unless it is
     28x28 already. Files in nested folders belong to their top class folder.
     `class_names` fixes the label of each class folder (default: `class_names_of(root)`).
     Images are ordered by the number ending their file name (the index that
     `export_image_folder` writes), then by path, so an export reads back in its order.
     Returns `(x, y, class_names)`: x uint8 N x 28 x 28, y uint8 labels (int32 beyond
-    256 classes). Raises `DataError` naming the folder or the file for a missing root,
-    a class folder not in `class_names`, an empty tree, or a file that is not a readable
-    image (`digitlab data scan ROOT --quarantine DIR` moves such files aside).
+    256 classes). Raises `DataError` naming the folder for a missing root, a folder that
+    cannot be listed, a class folder not in `class_names` or an empty tree, and the
+    decoder's `ImageError` naming the file for a file that is not a usable image
+    (`digitlab data scan ROOT --quarantine DIR` moves such files aside).
     """
     root = Path(root)
     class_names = list(class_names) if class_names is not None else class_names_of(root)
@@ -178,12 +186,10 @@ def load_image_folder(
     x = np.empty((len(files), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     for position, (path, _) in enumerate(files):
         try:
-            x[position] = _to_grayscale_28(_decode(path))
-        except _UnusableImage as problem:
-            raise DataError(
-                f"{path}: {problem}; `digitlab data scan {root} --quarantine DIR` moves such "
-                "files aside"
-            ) from None
+            x[position] = _to_grayscale_28(decode_file(path))
+        except ImageError as problem:
+            hint = f"`digitlab data scan {root} --quarantine DIR` moves such files aside"
+            raise type(problem)(f"{problem}; {hint}") from None
         except (ValueError, OSError) as error:
             raise DataError(f"{path}: cannot convert it to grayscale ({error})") from None
         if progress:
@@ -284,28 +290,31 @@ def scan_image_folder(root: PathLike, quarantine: PathLike | None = None) -> lis
     """Find the files in a class-folder tree that `load_image_folder` could not read.
 
     Checks every (visible) file inside the class folders of `root` by fully decoding it
-    with Pillow, and reports zero-byte, truncated or corrupt, unreadable and non-image
-    files as `Problem(path, reason)`. Files are never deleted. With `quarantine`, each
-    problem file is moved to `quarantine/<its path relative to root>` (a name that
-    exists there already gets a "-1", "-2", ... suffix, so nothing is overwritten), and
-    `Problem.moved_to` says where. Returns the problems in path order (empty when clean).
-    Raises `DataError` for a missing root or a quarantine folder inside `root` (it would
-    be read as a class).
+    with the shared decoder (`digitlab.images.decode_file`: its formats and limits), and
+    reports each file it refuses (empty, damaged, not an image, too large, not a regular
+    file) and each folder that cannot be listed as `Problem(path, reason)`, the reason
+    being the decoder's message without the path. Files are never deleted. With
+    `quarantine`, each problem file (not folder) is moved to `quarantine/<its path
+    relative to root>` (a name that exists there already gets a "-1", "-2", ... suffix,
+    so nothing is overwritten), and `Problem.moved_to` says where. Returns the problems
+    in path order (empty when clean). Raises `DataError` for a missing root or a
+    quarantine folder inside `root` (it would be read as a class).
     """
     root = Path(root)
     _require_folder(root)
     quarantine = Path(quarantine) if quarantine is not None else None
     if quarantine is not None and _is_within(quarantine, root):
         raise DataError(f"{quarantine}: the quarantine folder must be outside {root}")
-    problems = []
-    for path, _ in _labelled_files(root, class_names_of(root)):
+    unlisted: list[Problem] = []
+    problems: list[Problem] = []
+    for path, _ in _labelled_files(root, class_names_of(root), unlisted):
         try:
-            _decode(path).close()
-        except _UnusableImage as problem:
-            problems.append(Problem(path, str(problem)))
-    if quarantine is None:
-        return problems
-    return [_move_aside(problem, root, quarantine) for problem in problems]
+            decode_file(path).close()
+        except ImageError as problem:
+            problems.append(Problem(path, str(problem).removeprefix(f"{path}: ")))
+    if quarantine is not None:
+        problems = [_move_aside(problem, root, quarantine) for problem in problems]
+    return sorted(problems + unlisted, key=lambda problem: problem.path)
 
 
 def _move_aside(problem: Problem, root: Path, quarantine: Path) -> Problem:
@@ -360,9 +369,9 @@ def split_image_folder(
     and `src`). The tree is built in a hidden folder beside `out` and renamed to `out`
     only when complete, so a failed split leaves no partial tree and can be rerun.
     Files are not decoded: run `scan_image_folder` first to weed out bad ones.
-    Raises `DataError` for bad fractions, a missing or empty `src`, an `out` that is
-    not empty or lies inside `src`, classes too small to stratify, or a file that
-    cannot be copied.
+    Raises `DataError` for bad fractions, a missing or empty `src`, a folder in it that
+    cannot be listed, an `out` that is not empty or lies inside `src`, classes too small to
+    stratify, or a file that cannot be copied.
     """
     src, out = Path(src), Path(out)
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):

@@ -62,9 +62,12 @@ def scan_image_sizes(root: PathLike) -> ImageSizes:
 
     Files directly in `root` (a split manifest, a README) and hidden files or folders are
     skipped. Widths and heights are as displayed: an EXIF rotation by 90 degrees swaps
-    them, as loading does. Files that are not images are listed, not raised.
+    them, as loading does. Headers are read by the shared decoder (`read_header`), so a
+    file it would refuse (not an image, a format outside `SUPPORTED_FORMATS`, too large)
+    is listed in `not_images`, not raised.
     """
-    from PIL import Image, UnidentifiedImageError
+    from digitlab.errors import ImageError
+    from digitlab.images import read_header
 
     root = Path(root)
     widths: list[int] = []
@@ -78,17 +81,13 @@ def scan_image_sizes(root: PathLike) -> ImageSizes:
         if not path.is_file():
             continue
         try:
-            with Image.open(path) as image:
-                width, height = image.size
-                # EXIF orientations 5-8 turn the image by 90 degrees.
-                if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                    width, height = height, width
-                format_modes[f"{image.format} {image.mode}"] += 1
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            header = read_header(path, str(relative))
+        except ImageError:
             not_images.append(str(relative))
             continue
-        widths.append(width)
-        heights.append(height)
+        format_modes[f"{header.format} {header.mode}"] += 1
+        widths.append(header.width)
+        heights.append(header.height)
     return ImageSizes(
         np.array(widths, dtype=np.int64),
         np.array(heights, dtype=np.int64),

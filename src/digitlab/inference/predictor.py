@@ -205,15 +205,20 @@ class Predictor:
 def collect_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """Expand folders (recursively, sorted, hidden entries skipped) into their files.
 
-    Paths that are not folders are kept as given, missing ones included, so that the
-    caller reports them rather than silently dropping them.
+    Paths that are not folders are kept as given, missing ones included, and so are
+    folders that cannot be listed, so that the caller reports them (reading one fails
+    with its reason) rather than silently dropping them.
     """
     files: list[Path] = []
+
+    def keep_unlisted(error: OSError) -> None:
+        files.append(Path(error.filename))
+
     for path in map(Path, paths):
         if not path.is_dir():
             files.append(path)
             continue
-        for folder, subfolders, names in os.walk(path):
+        for folder, subfolders, names in os.walk(path, onerror=keep_unlisted):
             subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
             files.extend(Path(folder) / name for name in sorted(names) if not name.startswith("."))
     return files

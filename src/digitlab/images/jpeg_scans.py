@@ -1,0 +1,72 @@
+"""Counting a JPEG file's scans from its bytes, before any decoding.
+
+A progressive JPEG decoder passes over every 8x8 block of the image once per scan, and a
+scan can be a dozen bytes (an end-of-band run covering the whole image), so a small file
+of thousands of scans costs minutes of CPU while its pixels fit any memory bound. Real
+encoders write few scans (libjpeg's progressive scripts 6 for gray and 10 for colour,
+a baseline file one per component at most), so the decoder refuses files with more than
+`MAX_JPEG_SCANS`. Pillow and libjpeg offer no such bound, hence this marker walk.
+"""
+
+from __future__ import annotations
+
+import struct
+
+MAX_JPEG_SCANS = 64
+"""Most scans (SOS segments) a JPEG may have: several times what real encoders write,
+and few enough that decoding the largest image a caller admits stays cheap."""
+
+_START_OF_IMAGE = b"\xff\xd8"
+_START_OF_SCAN = 0xDA
+_END_OF_IMAGE = 0xD9
+# Markers without a length field: TEM, RST0..RST7 (and SOI, handled before the walk).
+_STANDALONE = {0x01, *range(0xD0, 0xD8)}
+
+
+def count_scans(data: bytes, stop_after: int = MAX_JPEG_SCANS + 1) -> int:
+    """The number of scans in the JPEG file `data`, counted up to `stop_after` at most.
+
+    Walks the marker segments (skipping each one's length) and the entropy-coded data
+    after each scan header (where 0xFF is followed by 0x00 stuffing or a restart marker).
+    Stops at the end of the image, at the end of the bytes, or at anything that is not a
+    marker: a damaged file is left for the decoder to report, with the scans seen so far.
+    """
+    if not data.startswith(_START_OF_IMAGE):
+        return 0
+    scans, position = 0, len(_START_OF_IMAGE)
+    while scans < stop_after and position + 1 < len(data):
+        if data[position] != 0xFF:
+            break
+        while position + 1 < len(data) and data[position + 1] == 0xFF:
+            position += 1  # fill bytes before a marker
+        if position + 1 >= len(data):
+            break
+        marker = data[position + 1]
+        position += 2
+        if marker == _END_OF_IMAGE:
+            break
+        if marker in _STANDALONE:
+            continue
+        if position + 2 > len(data):
+            break
+        (length,) = struct.unpack_from(">H", data, position)
+        position += length
+        if marker == _START_OF_SCAN:
+            scans += 1
+            position = _end_of_entropy_coded_data(data, position)
+    return scans
+
+
+def _end_of_entropy_coded_data(data: bytes, position: int) -> int:
+    """The position of the first marker at or after `position` that ends a scan's data."""
+    while True:
+        position = data.find(b"\xff", position)
+        if position < 0 or position + 1 >= len(data):
+            return len(data)
+        following = data[position + 1]
+        if following == 0x00 or 0xD0 <= following <= 0xD7:
+            position += 2  # a stuffed 0xFF data byte, or a restart marker inside the scan
+        elif following == 0xFF:
+            position += 1  # fill bytes: the marker follows them
+        else:
+            return position
