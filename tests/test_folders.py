@@ -16,8 +16,8 @@ from digitlab.data.folders import (
     export_image_folder,
     load_image_folder,
     scan_image_folder,
-    split_image_folder,
 )
+from digitlab.data.split import split_image_folder
 from digitlab.errors import DataError, NotAnImageError
 from hostile_files import png_claiming, unlistable_folder
 

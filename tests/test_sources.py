@@ -15,10 +15,11 @@ import pytest
 
 from digitlab.data import sources
 from digitlab.data.downloads import arrays_from_mnist_pkl
-from digitlab.data.folders import export_image_folder, split_image_folder
+from digitlab.data.folders import export_image_folder
 from digitlab.data.idx import write_idx
 from digitlab.data.mnist_cache import CACHE_FILE, MNIST_SHA256, cache_dir, mnist_cache_status
 from digitlab.data.sources import FASHION_MNIST_CLASSES, fetch_mnist, load_dataset
+from digitlab.data.split import split_image_folder
 from digitlab.errors import DataError
 
 MNIST_TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

@@ -37,7 +37,7 @@ _EXPORTS: dict[str, str] = {
     "load_image_folder": "digitlab.data.folders",
     "export_image_folder": "digitlab.data.folders",
     "scan_image_folder": "digitlab.data.folders",
-    "split_image_folder": "digitlab.data.folders",
+    "split_image_folder": "digitlab.data.split",
     # exploration
     "explore": "digitlab.exploration.explorer",
     "ExploreReport": "digitlab.exploration.explorer",

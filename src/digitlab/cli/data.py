@@ -211,7 +211,7 @@ def split_command(
     ] = 0,
 ) -> None:
     """Copy images into stratified train/val/test folders and write the split.csv manifest."""
-    from digitlab.data.folders import SUBSETS, split_image_folder
+    from digitlab.data.split import SUBSETS, split_image_folder
     from digitlab.tables import text_table
 
     with ProgressBar("Copying") as bar:
