@@ -19,8 +19,7 @@ from digitlab.images import to_mnist
 from digitlab.inference.predictor import Predictor
 from digitlab.styles import render
 
-# `model_path`: a small MLP trained once per session on 12,000 MNIST images (~95% accurate).
-pytest_plugins = ["serve_fixtures"]
+# `model_path` (conftest.py): a small MLP trained once per session on 12,000 MNIST images.
 
 runner = CliRunner()
 
