@@ -189,6 +189,7 @@ def test_other_backends_refuse_thread_counts_and_devices():
     assert device.startswith("device 'cpu:2' needs the TensorFlow backend")
 
 
+@pytest.mark.slow
 def test_training_mirrored_over_two_logical_cpus_matches_one_device(tmp_path, mnist):
     mirrored = _train(tmp_path / "mirrored", "--threads", "1", "--device", "/cpu:0,/cpu:1")
     assert mirrored["replicas"] == 2

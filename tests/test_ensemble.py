@@ -22,6 +22,9 @@ from digitlab.training.loop import train
 
 runner = CliRunner()
 
+# The members are two real training runs.
+pytestmark = pytest.mark.slow
+
 # Rows, columns each TTA view moves the digit by, applied here with numpy alone.
 SHIFTS = [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]
 

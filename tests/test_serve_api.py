@@ -414,6 +414,7 @@ def test_batcher_gives_a_model_error_to_every_waiting_request():
 # ---- a real server over loopback ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_real_server_gives_each_concurrent_client_its_own_answer(
     server_url: str,
     predictor: Predictor,
@@ -437,6 +438,7 @@ def test_real_server_gives_each_concurrent_client_its_own_answer(
     assert [response.json()["digit"] for response in responses] == expected
 
 
+@pytest.mark.slow
 def test_real_server_runs_the_worker_processes_it_was_asked_for(
     server_url: str, server_workers: int
 ):
@@ -451,6 +453,7 @@ def test_real_server_runs_the_worker_processes_it_was_asked_for(
     assert all(worker.is_running() for worker in workers)
 
 
+@pytest.mark.slow
 def test_serve_in_one_process_runs_the_shipped_onnx_model_by_default(tmp_path: Path, mnist):
     _, (x_test, y_test) = mnist
     with server_process(tmp_path / "server.log", workers=1) as url:
@@ -478,6 +481,7 @@ def raw_http(url: str, request: bytes) -> bytes:
     return answer
 
 
+@pytest.mark.slow
 def test_real_server_stays_healthy_after_abusive_requests(server_url: str, held_out):
     declared = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
     assert b" 413 " in raw_http(server_url, declared + b"Content-Length: 999999999\r\n\r\nabc")

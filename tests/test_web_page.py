@@ -22,7 +22,8 @@ from digitlab.images import to_mnist
 from digitlab.inference.predictor import Predictor
 
 # `model_path` and `server_url` (conftest.py): the trained model and the real server, shared
-# with the other serving tests.
+# with the other serving tests. Every test here drives Chromium against that server.
+pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
