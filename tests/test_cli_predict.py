@@ -173,6 +173,7 @@ def test_export_prints_its_check_and_refuses_to_overwrite(model_path, tmp_path):
     assert again.exit_code == 1 and "already exists" in again.stderr
 
 
+@pytest.mark.slow
 def test_predict_console_script_end_to_end(model_path, images):
     """The installed entry point, in a fresh process: exit status and the two streams."""
     done = subprocess.run(
