@@ -1,6 +1,6 @@
 """The suite's own house rules: shared fixtures live in conftest.py, where pytest finds them,
-never in a test module that others import (which runs that module's tests' set-up twice
-and hides where a fixture comes from), and no fixture is named like a test."""
+never imported from another module (which hides where a fixture comes from and lets pytest
+see it twice), and no fixture is named like a test."""
 
 from __future__ import annotations
 
@@ -17,36 +17,46 @@ def _is_fixture(decorator: ast.expr) -> bool:
     )
 
 
-def _imported_modules(node: ast.AST) -> list[str]:
-    if isinstance(node, ast.Import):
-        return [alias.name for alias in node.names]
-    if isinstance(node, ast.ImportFrom) and node.module:
-        return [node.module]
-    return []
+def _fixtures(tree: ast.Module) -> dict[str, int]:
+    """Each fixture function defined in `tree` -> its line."""
+    return {
+        node.name: node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef)
+        and any(_is_fixture(decorator) for decorator in node.decorator_list)
+    }
+
+
+def _sets_pytest_plugins(node: ast.AST) -> bool:
+    return isinstance(node, ast.Assign) and any(
+        isinstance(target, ast.Name) and target.id == "pytest_plugins" for target in node.targets
+    )
 
 
 def layout_problems(folder: Path) -> list[str]:
-    """One line per broken rule in the test files of `folder`."""
+    """One line per broken rule in the Python files of `folder`."""
+    trees = {
+        path.stem: ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for path in sorted(folder.glob("*.py"))
+    }
+    fixtures = {module: _fixtures(tree) for module, tree in trees.items()}
     problems = []
-    for path in sorted(folder.glob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for module, tree in trees.items():
+        problems += [
+            f"{module}.py:{line}: fixture {name} is named like a test"
+            for name, line in fixtures[module].items()
+            if name.startswith("test")
+        ]
         for node in ast.walk(tree):
-            where = f"{path.name}:{getattr(node, 'lineno', 0)}"
-            if (
-                isinstance(node, ast.FunctionDef)
-                and node.name.startswith("test")
-                and any(_is_fixture(decorator) for decorator in node.decorator_list)
-            ):
-                problems.append(f"{where}: fixture {node.name} is named like a test")
-            for module in _imported_modules(node):
-                if module.startswith(("test_", "conftest")):
-                    problems.append(f"{where}: imports the test module {module}")
-            if (
-                path.name != "conftest.py"
-                and isinstance(node, ast.Assign)
-                and any(getattr(target, "id", "") == "pytest_plugins" for target in node.targets)
-            ):
-                problems.append(f"{where}: pytest_plugins outside conftest.py")
+            if isinstance(node, ast.ImportFrom) and node.module in fixtures:
+                problems += [
+                    f"{module}.py:{node.lineno}: imports the fixture {alias.name} from "
+                    f"{node.module}"
+                    for alias in node.names
+                    if alias.name in fixtures[node.module]
+                ]
+            if module != "conftest" and _sets_pytest_plugins(node):
+                problems.append(f"{module}.py:{node.lineno}: pytest_plugins outside conftest.py")
     return problems
 
 
@@ -57,14 +67,17 @@ def test_fixtures_are_shared_through_conftest_and_not_named_like_tests():
 def test_the_layout_check_reports_each_broken_rule(tmp_path):
     (tmp_path / "test_a.py").write_text(
         "import pytest\n"
-        "from test_b import shared\n"
+        "from test_b import images, helper\n"
         'pytest_plugins = ["helpers"]\n'
         "@pytest.fixture(scope='module')\n"
         "def test_images():\n"
         "    return []\n"
     )
+    (tmp_path / "test_b.py").write_text(
+        "import pytest\n@pytest.fixture\ndef images():\n    return []\ndef helper():\n    pass\n"
+    )
     assert layout_problems(tmp_path) == [
-        "test_a.py:2: imports the test module test_b",
-        "test_a.py:3: pytest_plugins outside conftest.py",
         "test_a.py:5: fixture test_images is named like a test",
+        "test_a.py:2: imports the fixture images from test_b",
+        "test_a.py:3: pytest_plugins outside conftest.py",
     ]
