@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 REFERENCE_RUN := runs/reference-mlp-$(shell date +%Y%m%d-%H%M%S)
 RESULTS       := results
 
-.PHONY: run test system-deps lint clean
+.PHONY: run test check system-deps lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,9 +30,15 @@ run: $(STAMP)
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
+# What CI enforces besides the tests; .pre-commit-config.yaml runs the same before a commit.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
-	$(BIN)/mypy src
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy --strict src
+
+# The quick loop before pushing: lint and every test not marked slow.
+check: lint system-deps
+	$(BIN)/python -m pytest -m "not slow"
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -1,4 +1,9 @@
-"""Fixtures shared by the whole suite: the real MNIST arrays, loaded once."""
+"""Fixtures shared by the whole suite: the real MNIST arrays, the small real models trained
+on them and a real `digitlab serve`, each made once per session by the first test that asks.
+
+The models' recipes live in trained_models.py; Keras is imported only when a model is
+trained, so that a session without one starts in a second instead of several.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,58 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from digitlab.data.sources import load_mnist  # noqa: E402
+from digitlab.serve.process import server_process  # noqa: E402
 
-# A plugin of several test modules (`pytest_plugins`) that test_serve_api.py also imports
-# from: registered here, before any of them imports it, so that pytest can rewrite it.
-pytest.register_assert_rewrite("serve_fixtures")
+MnistArrays = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+#: Worker processes of the real server: two, so that every test of it covers the
+#: multi-process set-up `digitlab serve` uses on a machine with several cores.
+SERVER_WORKERS = 2
 
 
 @pytest.fixture(scope="session")
-def mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def mnist() -> MnistArrays:
     """The real, verified MNIST arrays (fetched into the user cache on first use)."""
     return load_mnist()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(mnist: MnistArrays, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """trained_models.train_tiny_model's model file: a softmax over raw pixels, about 89%
+    accurate, for tests that need a real model but not a good one."""
+    from trained_models import train_tiny_model
+
+    return train_tiny_model(mnist, tmp_path_factory.mktemp("tiny-model") / "tiny.keras")
+
+
+@pytest.fixture(scope="session")
+def model_path(mnist: MnistArrays, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """trained_models.train_small_mlp's model file: a one-layer MLP, about 94% accurate, for
+    tests that predict people's digits and need mostly right answers."""
+    from trained_models import train_small_mlp
+
+    return train_small_mlp(mnist, tmp_path_factory.mktemp("small-mlp") / "small-mlp.keras")
+
+
+@pytest.fixture(scope="session")
+def server_workers() -> int:
+    """How many worker processes the `server_url` server runs."""
+    return SERVER_WORKERS
+
+
+@pytest.fixture(scope="session")
+def server_url(
+    model_path: Path, server_workers: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The base URL of a real `digitlab serve` subprocess serving `model_path` with
+    `server_workers` worker processes."""
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    with server_process(log_path, model=model_path, workers=server_workers) as url:
+        yield url

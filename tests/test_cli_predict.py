@@ -21,8 +21,7 @@ from digitlab.inference.predictor import Predictor
 from digitlab.styles import render
 from hostile_files import unlistable_folder
 
-# `model_path`: a small MLP trained once per session on 12,000 MNIST images (~95% accurate).
-pytest_plugins = ["serve_fixtures"]
+# `model_path` (conftest.py): a small MLP trained once per session on 12,000 MNIST images.
 
 runner = CliRunner()
 
@@ -197,6 +196,7 @@ def test_export_prints_its_check_and_refuses_to_overwrite(model_path, tmp_path):
     assert again.exit_code == 1 and "already exists" in again.stderr
 
 
+@pytest.mark.slow
 def test_predict_console_script_end_to_end(model_path, images):
     """The installed entry point, in a fresh process: exit status and the two streams."""
     done = subprocess.run(

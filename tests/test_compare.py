@@ -17,7 +17,6 @@ from digitlab.cli.app import app
 from digitlab.comparison import COMPARISON_FILES, compare, format_table
 from digitlab.errors import DataError
 from digitlab.evaluation import evaluate
-from test_evaluate import tiny_model_path  # noqa: F401  (the shared tiny-model fixture)
 
 HISTORY_HEADER = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
 
@@ -65,7 +64,7 @@ def make_run(
 
 
 @pytest.fixture(scope="module")
-def run_templates(tmp_path_factory, tiny_model_path, mnist) -> tuple[Path, float]:  # noqa: F811
+def run_templates(tmp_path_factory, tiny_model_path, mnist) -> tuple[Path, float]:
     """Run `a` with a recorded evaluation on 1,000 test images, run `b` without one."""
     _, (x_test, y_test) = mnist
     root = tmp_path_factory.mktemp("runs")

@@ -118,6 +118,7 @@ def test_cli_rejects_bad_threads_and_devices_in_one_line(tmp_path):
         assert not out.exists()
 
 
+@pytest.mark.slow
 def test_threads_set_the_pools_before_tensorflow_starts_and_refuse_after():
     output = _python("""
         import collections, json, os
@@ -167,6 +168,7 @@ def test_threads_set_the_pools_before_tensorflow_starts_and_refuse_after():
     assert odd_batch.startswith("batch_size 33 does not split evenly over 2 replicas")
 
 
+@pytest.mark.slow
 def test_other_backends_refuse_thread_counts_and_devices():
     output = _python(
         """
@@ -189,6 +191,7 @@ def test_other_backends_refuse_thread_counts_and_devices():
     assert device.startswith("device 'cpu:2' needs the TensorFlow backend")
 
 
+@pytest.mark.slow
 def test_training_mirrored_over_two_logical_cpus_matches_one_device(tmp_path, mnist):
     mirrored = _train(tmp_path / "mirrored", "--threads", "1", "--device", "/cpu:0,/cpu:1")
     assert mirrored["replicas"] == 2
@@ -208,6 +211,7 @@ def test_training_mirrored_over_two_logical_cpus_matches_one_device(tmp_path, mn
     assert abs(mirrored_accuracy - single_accuracy) < 0.03, (mirrored_accuracy, single_accuracy)
 
 
+@pytest.mark.slow
 def test_xla_across_several_devices_is_a_one_line_error(tmp_path):
     out = tmp_path / "run"
     result = subprocess.run(

@@ -79,6 +79,7 @@ def test_shards_are_disjoint_equal_and_split_the_batch():
         ProcessShare(0, 2).local_batch_size(63)
 
 
+@pytest.mark.slow
 def test_distributed_training_on_tensorflow_backend_says_it_needs_jax(tmp_path):
     # This test session runs the TensorFlow backend.
     result = CliRunner().invoke(
@@ -100,6 +101,7 @@ def test_distributed_training_on_tensorflow_backend_says_it_needs_jax(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_unreachable_coordinator_fails_within_the_timeout(tmp_path):
     started = time.monotonic()
     worker = digitlab(
@@ -127,6 +129,7 @@ def test_unreachable_coordinator_fails_within_the_timeout(tmp_path):
     assert time.monotonic() - started < 120
 
 
+@pytest.mark.slow
 def test_processes_started_by_hand_refuse_different_settings(tmp_path):
     coordinator = f"127.0.0.1:{free_port()}"
     workers = [
@@ -159,6 +162,7 @@ def test_processes_started_by_hand_refuse_different_settings(tmp_path):
     assert not (tmp_path / "run" / "checkpoints" / "state.json").exists()
 
 
+@pytest.mark.slow
 def test_killed_worker_stops_all_then_resume_ends_with_identical_weights(tmp_path):
     run_dir = tmp_path / "run"
     launcher = digitlab(

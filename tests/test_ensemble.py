@@ -22,6 +22,9 @@ from digitlab.training.loop import train
 
 runner = CliRunner()
 
+# The members are two real training runs.
+pytestmark = pytest.mark.slow
+
 # Rows, columns each TTA view moves the digit by, applied here with numpy alone.
 SHIFTS = [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]
 
@@ -68,7 +71,7 @@ def members(runs):
 
 
 @pytest.fixture(scope="module")
-def test_images(mnist) -> tuple[np.ndarray, np.ndarray]:
+def held_out(mnist) -> tuple[np.ndarray, np.ndarray]:
     _, (x_test, y_test) = mnist
     return x_test[:2000], y_test[:2000]
 
@@ -94,8 +97,8 @@ def test_ensemble_prints_members_views_parameters_and_output(ensembles, runs, me
     assert f"wrote {tta_path}" in tta_output
 
 
-def test_ensemble_averages_member_probabilities(ensembles, members, test_images):
-    images = test_images[0][:500]
+def test_ensemble_averages_member_probabilities(ensembles, members, held_out):
+    images = held_out[0][:500]
     each = [_probabilities(model, images) for model in members]
     # Different seeds give different models, so a wrong average would show.
     assert np.abs(each[0] - each[1]).max() > 0.05
@@ -103,8 +106,8 @@ def test_ensemble_averages_member_probabilities(ensembles, members, test_images)
     np.testing.assert_allclose(_probabilities(ensemble, images), np.mean(each, axis=0), atol=1e-5)
 
 
-def test_ensemble_tta_averages_every_member_over_shifted_views(ensembles, members, test_images):
-    images = test_images[0][:500]
+def test_ensemble_tta_averages_every_member_over_shifted_views(ensembles, members, held_out):
+    images = held_out[0][:500]
     expected = np.mean(
         [_probabilities(model, _shifted(images, *shift)) for model in members for shift in SHIFTS],
         axis=0,
@@ -123,11 +126,11 @@ def _accuracy(model, images: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(_probabilities(model, images).argmax(axis=1) == labels))
 
 
-def test_tta_shifted_views_keep_a_trained_models_accuracy(test_images):
+def test_tta_shifted_views_keep_a_trained_models_accuracy(held_out):
     """The shipped cnn (trained with shift augmentation) reads every one-pixel view as well."""
     from digitlab.inference.pretrained import pretrained_model_path
 
-    images, labels = test_images[0][:1000], test_images[1][:1000]
+    images, labels = held_out[0][:1000], held_out[1][:1000]
     model = load_keras_model(pretrained_model_path())
     original = _accuracy(model, images, labels)
     assert original > 0.98
@@ -135,18 +138,16 @@ def test_tta_shifted_views_keep_a_trained_models_accuracy(test_images):
         assert _accuracy(model, _shifted(images, *shift), labels) >= original - 0.01, shift
 
 
-def test_tta_ensemble_is_as_accurate_as_the_plain_one(ensembles, test_images):
+def test_tta_ensemble_is_as_accurate_as_the_plain_one(ensembles, held_out):
     # The small members never saw shifted digits in training, and TTA still does not hurt.
-    accuracies = [_accuracy(load_keras_model(ensembles[tta][0]), *test_images) for tta in (0, 1)]
+    accuracies = [_accuracy(load_keras_model(ensembles[tta][0]), *held_out) for tta in (0, 1)]
     assert accuracies[0] > 0.85
     assert accuracies[1] >= accuracies[0] - 0.005, accuracies
 
 
-def test_ensemble_loads_with_plain_keras_safe_mode_without_digitlab(
-    ensembles, test_images, tmp_path
-):
+def test_ensemble_loads_with_plain_keras_safe_mode_without_digitlab(ensembles, held_out, tmp_path):
     path = ensembles[True][0]
-    images = test_images[0][:200].astype(np.float32)
+    images = held_out[0][:200].astype(np.float32)
     np.save(tmp_path / "images.npy", images)
     script = textwrap.dedent(
         f"""
@@ -176,7 +177,7 @@ def test_evaluate_accepts_the_ensemble(ensembles, members, mnist):
     assert f"accuracy: {np.mean(averaged.argmax(axis=1) == y_test):.4f}" in result.stdout
 
 
-def test_ensemble_exports_to_onnx_matching_keras(ensembles, test_images, tmp_path):
+def test_ensemble_exports_to_onnx_matching_keras(ensembles, held_out, tmp_path):
     import onnxruntime
 
     path = ensembles[True][0]
@@ -185,7 +186,7 @@ def test_ensemble_exports_to_onnx_matching_keras(ensembles, test_images, tmp_pat
     assert result.exit_code == 0, result.output
     assert "top-1 agrees on 1000/1000" in result.stdout and result.stdout.rstrip().endswith("OK")
 
-    images = test_images[0][:500].astype(np.float32)
+    images = held_out[0][:500].astype(np.float32)
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     onnx_probabilities = session.run(None, {session.get_inputs()[0].name: images})[0]
     expected = _probabilities(load_keras_model(path), images)
@@ -278,7 +279,7 @@ def test_ensemble_errors_are_one_line_and_write_nothing(
     assert misfits["existing"].read_bytes() == b"a user's file"
 
 
-def test_build_ensemble_takes_sequential_models_and_leaves_them_unchanged(test_images):
+def test_build_ensemble_takes_sequential_models_and_leaves_them_unchanged(held_out):
     import keras
 
     from digitlab.errors import ModelError
@@ -297,7 +298,7 @@ def test_build_ensemble_takes_sequential_models_and_leaves_them_unchanged(test_i
         )
 
     models = [sequential(0), sequential(1)]
-    images = test_images[0][:100]
+    images = held_out[0][:100]
     ensemble = build_ensemble(models, tta=True, name="linear_pair")
     expected = np.mean(
         [_probabilities(model, _shifted(images, *shift)) for model in models for shift in SHIFTS],

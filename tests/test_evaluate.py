@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import zipfile
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -17,34 +16,9 @@ from typer.testing import CliRunner
 from digitlab.cli.app import app
 from digitlab.errors import DataError, ModelError
 from digitlab.evaluation import REPORT_FILES, evaluate
+from trained_models import build_tiny_model
 
-NUM_TRAIN = 4000
 NUM_TEST = 2000
-
-
-def build_tiny_model(num_classes: int = 10) -> keras.Model:
-    """A raw-pixel softmax classifier, the smallest model that honours the model contract."""
-    return keras.Sequential(
-        [
-            keras.Input((28, 28)),
-            keras.layers.Rescaling(1 / 255),
-            keras.layers.Flatten(),
-            keras.layers.Dense(num_classes, activation="softmax"),
-        ]
-    )
-
-
-@pytest.fixture(scope="session")
-def tiny_model_path(mnist, tmp_path_factory) -> Path:
-    """A tiny model fitted one epoch on real MNIST images, saved as a .keras file."""
-    (x_train, y_train), _ = mnist
-    keras.utils.set_random_seed(0)
-    model = build_tiny_model()
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
-    model.fit(x_train[:NUM_TRAIN], y_train[:NUM_TRAIN], epochs=1, batch_size=32, verbose=0)
-    path = tmp_path_factory.mktemp("tiny") / "model.keras"
-    model.save(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +27,7 @@ def tiny_model(tiny_model_path) -> keras.Model:
 
 
 @pytest.fixture(scope="module")
-def test_images(mnist) -> tuple[np.ndarray, np.ndarray]:
+def held_out(mnist) -> tuple[np.ndarray, np.ndarray]:
     _, (x_test, y_test) = mnist
     return x_test[:NUM_TEST], y_test[:NUM_TEST]
 
@@ -75,8 +49,8 @@ def independent_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
-def test_evaluate_report_matches_independent_computation(tiny_model_path, tiny_model, test_images):
-    x, y = test_images
+def test_evaluate_report_matches_independent_computation(tiny_model_path, tiny_model, held_out):
+    x, y = held_out
     result = evaluate(tiny_model_path, x, y)
     truth = independent_metrics(tiny_model.predict(x, verbose=0), y)
 
@@ -94,14 +68,14 @@ def test_evaluate_report_matches_independent_computation(tiny_model_path, tiny_m
     assert result.model_path == str(tiny_model_path)
 
 
-def test_evaluate_loss_matches_keras_cross_entropy(tiny_model, test_images):
-    x, y = test_images
+def test_evaluate_loss_matches_keras_cross_entropy(tiny_model, held_out):
+    x, y = held_out
     keras_loss = keras.losses.SparseCategoricalCrossentropy()(y, tiny_model.predict(x, verbose=0))
     assert evaluate(tiny_model, x, y).loss == pytest.approx(float(keras_loss), rel=1e-4)
 
 
-def test_evaluate_aligns_labels_on_reshuffling_tf_data_pipeline(tiny_model, test_images):
-    x, y = test_images
+def test_evaluate_aligns_labels_on_reshuffling_tf_data_pipeline(tiny_model, held_out):
+    x, y = held_out
     unshuffled = evaluate(tiny_model, x, y)
     pipeline = (
         tf.data.Dataset.from_tensor_slices((x, y))
@@ -126,15 +100,15 @@ def test_evaluate_aligns_labels_on_reshuffling_tf_data_pipeline(tiny_model, test
     assert result.report_text == unshuffled.report_text
 
 
-def test_evaluate_refuses_separate_labels_for_a_batched_pipeline(tiny_model, test_images):
-    x, y = test_images
+def test_evaluate_refuses_separate_labels_for_a_batched_pipeline(tiny_model, held_out):
+    x, y = held_out
     pipeline = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x)).batch(128)
     with pytest.raises(DataError, match="pass y=None"):
         evaluate(tiny_model, pipeline, y)
 
 
-def test_evaluate_on_shuffled_arrays_gives_the_same_report(tiny_model, test_images):
-    x, y = test_images
+def test_evaluate_on_shuffled_arrays_gives_the_same_report(tiny_model, held_out):
+    x, y = held_out
     order = np.random.default_rng(7).permutation(len(x))
     plain = evaluate(tiny_model, x, y, batch_size=300)
     shuffled = evaluate(tiny_model, x[order], y[order], batch_size=300)
@@ -143,8 +117,8 @@ def test_evaluate_on_shuffled_arrays_gives_the_same_report(tiny_model, test_imag
     np.testing.assert_array_equal(shuffled.predictions, plain.predictions[order])
 
 
-def test_evaluate_writes_report_metrics_and_figures(tiny_model_path, test_images, tmp_path):
-    x, y = test_images
+def test_evaluate_writes_report_metrics_and_figures(tiny_model_path, held_out, tmp_path):
+    x, y = held_out
     out = tmp_path / "evaluation"
     result = evaluate(tiny_model_path, x, y, out=out, dataset_name="mnist")
 
@@ -168,8 +142,8 @@ def test_evaluate_writes_report_metrics_and_figures(tiny_model_path, test_images
             assert min(image.size) > 400
 
 
-def test_most_confident_errors_are_wrong_and_sorted(tiny_model, test_images):
-    result = evaluate(tiny_model, *test_images)
+def test_most_confident_errors_are_wrong_and_sorted(tiny_model, held_out):
+    result = evaluate(tiny_model, *held_out)
     worst = result.most_confident_errors(limit=25)
     assert len(worst) == 25
     assert np.all(result.predictions[worst] != result.labels[worst])
@@ -179,25 +153,25 @@ def test_most_confident_errors_are_wrong_and_sorted(tiny_model, test_images):
     assert confidence[0] == pytest.approx(result.confidence[wrong].max())
 
 
-def test_evaluate_rejects_model_with_other_number_of_classes(test_images):
+def test_evaluate_rejects_model_with_other_number_of_classes(held_out):
     five_class_model = build_tiny_model(num_classes=5)
     with pytest.raises(ModelError, match="predicts 5 classes but the dataset has 10"):
-        evaluate(five_class_model, *test_images, class_names=[str(i) for i in range(10)])
+        evaluate(five_class_model, *held_out, class_names=[str(i) for i in range(10)])
     # Without class names the labels give the mismatch away.
     with pytest.raises(DataError, match="label [5-9] is outside the 5 classes"):
-        evaluate(five_class_model, *test_images)
+        evaluate(five_class_model, *held_out)
 
 
-def test_evaluate_rejects_corrupt_model_file(test_images, tmp_path):
+def test_evaluate_rejects_corrupt_model_file(held_out, tmp_path):
     corrupt = tmp_path / "model.keras"
     with zipfile.ZipFile(corrupt, "w") as archive:
         archive.writestr("config.json", "{not json")
     with pytest.raises(ModelError, match="model.keras"):
-        evaluate(corrupt, *test_images)
+        evaluate(corrupt, *held_out)
 
 
-def test_evaluate_rejects_images_that_do_not_fit_the_model(tiny_model, test_images):
-    x, y = test_images
+def test_evaluate_rejects_images_that_do_not_fit_the_model(tiny_model, held_out):
+    x, y = held_out
     with pytest.raises(DataError, match=r"\(784,\) do not fit"):
         evaluate(tiny_model, x.reshape(len(x), -1), y)
     with pytest.raises(DataError, match="2000 images but 1999 labels"):

@@ -13,7 +13,7 @@ PARITY = 1000
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory, mnist):
+def cnn_path(tmp_path_factory, mnist):
     """A small CNN trained for one epoch on 4,000 MNIST images, saved as .keras."""
     import keras
 
@@ -39,11 +39,11 @@ def model_path(tmp_path_factory, mnist):
 
 
 @pytest.fixture(scope="module")
-def keras_probabilities(model_path, mnist) -> np.ndarray:
+def keras_probabilities(cnn_path, mnist) -> np.ndarray:
     import keras
 
     _, (x_test, _) = mnist
-    model = keras.models.load_model(model_path)
+    model = keras.models.load_model(cnn_path)
     return np.asarray(model(x_test[:PARITY].astype(np.float32), training=False))
 
 
@@ -85,10 +85,10 @@ def _run_tflite(path, pixels):
     ids=["savedmodel", "onnx", "tflite"],
 )
 def test_export_matches_keras_in_an_independent_runtime(
-    model_path, keras_probabilities, mnist, tmp_path, export_format, name, run
+    cnn_path, keras_probabilities, mnist, tmp_path, export_format, name, run
 ):
     out = tmp_path / name
-    report = export_model(model_path, export_format, out)
+    report = export_model(cnn_path, export_format, out)
 
     assert report.passed and report.out == out and report.format == export_format
     assert report.images == PARITY and report.top1_matches == PARITY
@@ -101,25 +101,25 @@ def test_export_matches_keras_in_an_independent_runtime(
     assert np.abs(exported - keras_probabilities).max() <= 1e-4
 
 
-def test_export_refuses_to_overwrite_unless_forced(model_path, tmp_path):
+def test_export_refuses_to_overwrite_unless_forced(cnn_path, tmp_path):
     out = tmp_path / "digits.onnx"
     out.write_bytes(b"someone's file")
     with pytest.raises(ExportError, match="already exists.*--force"):
-        export_model(model_path, "onnx", out)
+        export_model(cnn_path, "onnx", out)
     assert out.read_bytes() == b"someone's file"
-    assert export_model(model_path, "onnx", out, force=True).passed
+    assert export_model(cnn_path, "onnx", out, force=True).passed
     assert out.read_bytes() != b"someone's file"
 
 
-def test_export_that_fails_its_check_leaves_nothing_behind(model_path, tmp_path, monkeypatch):
+def test_export_that_fails_its_check_leaves_nothing_behind(cnn_path, tmp_path, monkeypatch):
     monkeypatch.setattr(digitlab.inference.export, "PARITY_TOLERANCE", -1.0)  # no export can pass
     kept = tmp_path / "kept.onnx"
     kept.write_bytes(b"an older export")
     with pytest.raises(ExportError, match="does not match Keras"):
-        export_model(model_path, "onnx", kept, force=True)
+        export_model(cnn_path, "onnx", kept, force=True)
     assert kept.read_bytes() == b"an older export"
     with pytest.raises(ExportError, match="FAILED"):
-        export_model(model_path, "savedmodel", tmp_path / "new" / "deeper" / "model")
+        export_model(cnn_path, "savedmodel", tmp_path / "new" / "deeper" / "model")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["kept.onnx"]
 
 
@@ -128,10 +128,10 @@ def test_export_that_fails_its_check_leaves_nothing_behind(model_path, tmp_path,
     [("coreml", "m.mlmodel", "unknown export format"), ("onnx", "m.tflite", "must end in .onnx")],
 )
 def test_export_rejects_unknown_formats_and_wrong_suffixes(
-    model_path, tmp_path, export_format, name, message
+    cnn_path, tmp_path, export_format, name, message
 ):
     with pytest.raises(ExportError, match=message):
-        export_model(model_path, export_format, tmp_path / name)
+        export_model(cnn_path, export_format, tmp_path / name)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -150,7 +150,7 @@ def test_int8_onnx_export_is_smaller_and_keeps_the_shipped_models_accuracy(tmp_p
     assert out.stat().st_size < float_size / 2
 
 
-def test_int8_is_refused_for_formats_other_than_onnx(model_path, tmp_path):
+def test_int8_is_refused_for_formats_other_than_onnx(cnn_path, tmp_path):
     with pytest.raises(ExportError, match="int8 quantization is for onnx exports, not tflite"):
-        export_model(model_path, "tflite", tmp_path / "m.tflite", quantize=True)
+        export_model(cnn_path, "tflite", tmp_path / "m.tflite", quantize=True)
     assert list(tmp_path.iterdir()) == []

@@ -11,6 +11,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+# Each test starts a Python process on the JAX backend.
+pytestmark = pytest.mark.slow
+
 JAX_ENV = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 # Each registered model (with the augmentation wrapper that training uses) fits a few steps

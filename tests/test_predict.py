@@ -18,8 +18,7 @@ from digitlab.inference.predictor import (
 )
 from digitlab.styles import render
 
-# `model_path`: a small MLP trained once per session on 12,000 MNIST images (~95% accurate).
-pytest_plugins = ["serve_fixtures"]
+# `model_path` (conftest.py): a small MLP trained once per session on 12,000 MNIST images.
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,7 @@ def test_label_smoothing_out_of_range_is_refused():
         make_config(overrides={"label_smoothing": 1.5})
 
 
+@pytest.mark.slow
 def test_fast_preset_trains_the_strided_model_with_smoothed_labels(tmp_path, mnist):
     out = tmp_path / "fast"
     result = CliRunner().invoke(

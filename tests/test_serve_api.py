@@ -39,10 +39,9 @@ from digitlab.serve.app import (
 from digitlab.serve.batching import InferenceBatcher
 from digitlab.serve.limits import BodySizeLimitMiddleware
 from digitlab.serve.process import free_port, server_process
-from serve_fixtures import SERVER_WORKERS
 
-# The trained model and the real server, shared with the other serving tests.
-pytest_plugins = ["serve_fixtures"]
+# `model_path` and `server_url` (conftest.py): the trained model and the real server, shared
+# with the other serving tests.
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +56,7 @@ def predictor(model_path: Path) -> Predictor:
 
 
 @pytest.fixture(scope="module")
-def test_digits(mnist) -> tuple[np.ndarray, np.ndarray]:
+def held_out(mnist) -> tuple[np.ndarray, np.ndarray]:
     _, (x_test, y_test) = mnist
     return x_test[:40], y_test[:40]
 
@@ -92,9 +91,9 @@ def test_health_is_503_while_the_model_is_not_loaded(model_path: Path):
 
 
 def test_predict_raw_png_answers_digit_probabilities_and_what_the_model_saw(
-    client: TestClient, predictor: Predictor, test_digits
+    client: TestClient, predictor: Predictor, held_out
 ):
-    images, labels = test_digits
+    images, labels = held_out
     correct = 0
     for digit, label in zip(images, labels, strict=True):
         png = png_bytes(digit)
@@ -115,9 +114,9 @@ def test_predict_raw_png_answers_digit_probabilities_and_what_the_model_saw(
 
 
 def test_predict_multipart_upload_of_a_scanned_jpeg_matches_the_raw_body(
-    client: TestClient, test_digits
+    client: TestClient, held_out
 ):
-    images, _ = test_digits
+    images, _ = held_out
     scan = Image.open(io.BytesIO(paper_png(images[0], side=300)))
     buffer = io.BytesIO()
     scan.convert("RGB").save(buffer, format="JPEG", quality=90)
@@ -139,17 +138,17 @@ def test_app_serves_the_shipped_model_through_onnx_runtime_by_default(mnist):
             assert np.allclose(answer["probabilities"], expected, atol=1e-4)
 
 
-def test_small_png_too_large_for_the_event_loop_is_still_read(client: TestClient, test_digits):
+def test_small_png_too_large_for_the_event_loop_is_still_read(client: TestClient, held_out):
     # Small uploads are read on the event loop only up to INLINE_MAX_IMAGE_MEMORY; this one
     # must take the decode threads instead, under the server's full limit.
     page = Image.new("L", (1600, 1200), 255)
-    page.paste(Image.fromarray(255 - test_digits[0][0]).resize((600, 600)), (500, 300))
+    page.paste(Image.fromarray(255 - held_out[0][0]).resize((600, 600)), (500, 300))
     png = png_bytes(np.asarray(page))
     assert len(png) <= INLINE_MAX_BYTES
     assert INLINE_MAX_IMAGE_MEMORY < memory_needed(png) <= MAX_IMAGE_MEMORY
     response = post_image(client, png)
     assert response.status_code == 200
-    assert response.json()["digit"] == int(test_digits[1][0])
+    assert response.json()["digit"] == int(held_out[1][0])
 
 
 # ---- every error is JSON {"detail": ...} with the right status ------------------------
@@ -191,15 +190,15 @@ def _jpeg_photo_of(digit: np.ndarray, **options) -> bytes:
     return buffer.getvalue()
 
 
-def test_a_jpeg_photo_larger_than_that_is_still_read(client: TestClient, test_digits):
-    response = post_image(client, _jpeg_photo_of(test_digits[0][0]), "image/jpeg")
+def test_a_jpeg_photo_larger_than_that_is_still_read(client: TestClient, held_out):
+    response = post_image(client, _jpeg_photo_of(held_out[0][0]), "image/jpeg")
     assert response.status_code == 200
-    assert response.json()["digit"] == int(test_digits[1][0])
+    assert response.json()["digit"] == int(held_out[1][0])
 
 
-def test_a_progressive_jpeg_that_large_is_413(client: TestClient, test_digits):
+def test_a_progressive_jpeg_that_large_is_413(client: TestClient, held_out):
     # Its decoder would hold the coefficients of the whole image: 2 bytes a pixel, 35 MB.
-    progressive = _jpeg_photo_of(test_digits[0][0], progressive=True)
+    progressive = _jpeg_photo_of(held_out[0][0], progressive=True)
     response = post_image(client, progressive, "image/jpeg")
     assert response.status_code == 413
     assert "non-progressive JPEG" in response.json()["detail"]
@@ -211,8 +210,8 @@ def test_empty_body_is_422(client: TestClient):
     assert "empty" in response.json()["detail"]
 
 
-def test_truncated_png_is_422_with_the_reason(client: TestClient, test_digits):
-    png = png_bytes(test_digits[0][0])
+def test_truncated_png_is_422_with_the_reason(client: TestClient, held_out):
+    png = png_bytes(held_out[0][0])
     response = post_image(client, png[: len(png) // 2])
     assert response.status_code == 422
     assert "truncated" in response.json()["detail"]
@@ -226,10 +225,10 @@ def test_bytes_that_are_not_an_image_are_415(client: TestClient):
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/json", None])
 def test_a_body_that_is_neither_an_image_nor_multipart_is_415(
-    client: TestClient, test_digits, content_type: str | None
+    client: TestClient, held_out, content_type: str | None
 ):
     headers = {"Content-Type": content_type} if content_type else {}
-    response = client.post("/predict", content=png_bytes(test_digits[0][0]), headers=headers)
+    response = client.post("/predict", content=png_bytes(held_out[0][0]), headers=headers)
     assert response.status_code == 415
     assert "content type" in response.json()["detail"]
 
@@ -240,21 +239,21 @@ def test_blank_image_is_422_no_digit_found(client: TestClient):
     assert "no digit found" in response.json()["detail"]
 
 
-def test_multipart_without_a_file_field_is_422(client: TestClient, test_digits):
-    png = png_bytes(test_digits[0][0])
+def test_multipart_without_a_file_field_is_422(client: TestClient, held_out):
+    png = png_bytes(held_out[0][0])
     response = client.post("/predict", files={"picture": ("a.png", png, "image/png")})
     assert response.status_code == 422
     assert "'file'" in response.json()["detail"]
 
 
 def test_multipart_file_field_sent_as_text_is_422_saying_how_to_send_a_file(
-    client: TestClient, test_digits
+    client: TestClient, held_out
 ):
     # What `curl -F file=<digit.png` sends: the image's bytes as a part without a filename.
     boundary = "digitlab-test-boundary"
     body = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"\r\n\r\n'.encode()
-        + png_bytes(test_digits[0][0])
+        + png_bytes(held_out[0][0])
         + f"\r\n--{boundary}--\r\n".encode()
     )
     response = client.post(
@@ -371,7 +370,7 @@ def test_body_limit_lets_a_body_at_the_limit_through():
 
 
 def test_batcher_answers_concurrent_requests_in_order_with_fewer_model_calls(
-    predictor: Predictor, test_digits
+    predictor: Predictor, held_out
 ):
     batch_sizes = []
 
@@ -386,7 +385,7 @@ def test_batcher_answers_concurrent_requests_in_order_with_fewer_model_calls(
         finally:
             batcher.close()
 
-    images, _ = test_digits
+    images, _ = held_out
     answers = asyncio.run(predict_all(images))
     expected = predictor.predict(images)
     assert [answer.digit for answer in answers] == expected.digits.tolist()
@@ -415,12 +414,13 @@ def test_batcher_gives_a_model_error_to_every_waiting_request():
 # ---- a real server over loopback ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_real_server_gives_each_concurrent_client_its_own_answer(
     server_url: str,
     predictor: Predictor,
-    test_digits,
+    held_out,
 ):
-    images, _ = test_digits
+    images, _ = held_out
     pngs = [png_bytes(digit) for digit in images]
 
     async def post_all() -> list[httpx.Response]:
@@ -438,7 +438,10 @@ def test_real_server_gives_each_concurrent_client_its_own_answer(
     assert [response.json()["digit"] for response in responses] == expected
 
 
-def test_real_server_runs_the_worker_processes_it_was_asked_for(server_url: str):
+@pytest.mark.slow
+def test_real_server_runs_the_worker_processes_it_was_asked_for(
+    server_url: str, server_workers: int
+):
     port = str(urlsplit(server_url).port)
     server = next(
         process
@@ -446,10 +449,11 @@ def test_real_server_runs_the_worker_processes_it_was_asked_for(server_url: str)
         if "serve" in process.cmdline() and port in process.cmdline()
     )
     workers = [child for child in server.children() if "spawn_main" in " ".join(child.cmdline())]
-    assert len(workers) == SERVER_WORKERS
+    assert len(workers) == server_workers
     assert all(worker.is_running() for worker in workers)
 
 
+@pytest.mark.slow
 def test_serve_in_one_process_runs_the_shipped_onnx_model_by_default(tmp_path: Path, mnist):
     _, (x_test, y_test) = mnist
     with server_process(tmp_path / "server.log", workers=1) as url:
@@ -477,7 +481,8 @@ def raw_http(url: str, request: bytes) -> bytes:
     return answer
 
 
-def test_real_server_stays_healthy_after_abusive_requests(server_url: str, test_digits):
+@pytest.mark.slow
+def test_real_server_stays_healthy_after_abusive_requests(server_url: str, held_out):
     declared = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
     assert b" 413 " in raw_http(server_url, declared + b"Content-Length: 999999999\r\n\r\nabc")
     assert b" 400 " in raw_http(server_url, b"HELLO THERE\r\n\r\n")
@@ -499,7 +504,7 @@ def test_real_server_stays_healthy_after_abusive_requests(server_url: str, test_
             ).status_code in (415, 422)
         assert http.get("/health").json()["status"] == "ok"
         valid = http.post(
-            "/predict", content=png_bytes(test_digits[0][0]), headers={"Content-Type": "image/png"}
+            "/predict", content=png_bytes(held_out[0][0]), headers={"Content-Type": "image/png"}
         )
         assert valid.status_code == 200
 

@@ -28,6 +28,9 @@ from PIL import Image, ImageDraw
 
 from digitlab.serve.app import create_app, load_served_model
 
+# Hundreds of generated requests per test.
+pytestmark = pytest.mark.slow
+
 # Colour modes each format can be saved in, among those people's images come in.
 IMAGE_MODES: dict[str, tuple[str, ...]] = {
     "PNG": ("1", "L", "LA", "P", "RGB", "RGBA", "I;16"),

@@ -186,6 +186,7 @@ def test_train_writes_a_complete_run_folder(tmp_path):
     assert not any("augment" in layer.name for layer in model.layers)
 
 
+@pytest.mark.slow
 def test_progress_bar_never_counts_past_the_epochs_steps(tmp_path, capfd):
     # 540 training images in batches of 32 make 17 steps; run 4 at a time, Keras's own bar
     # counted them as 4, 8, 12, 16, 20 of 17.

@@ -21,8 +21,9 @@ from digitlab.atomic import atomic_write_bytes
 from digitlab.images import to_mnist
 from digitlab.inference.predictor import Predictor
 
-# The trained model and the real server, shared with the other serving tests.
-pytest_plugins = ["serve_fixtures"]
+# `model_path` and `server_url` (conftest.py): the trained model and the real server, shared
+# with the other serving tests. Every test here drives Chromium against that server.
+pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
