@@ -149,7 +149,7 @@ def initialize(settings: DistributedSettings, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     # CPU collectives across processes need Gloo; GPUs use NCCL without being asked. (Asking
     # JAX which platform it runs on would start its backend, too early for `initialize`.)
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # type: ignore[no-untyped-call]
     if settings.process_id != 0:
         _wait_for_coordinator(settings, deadline)
     try:
@@ -263,4 +263,4 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port on `host` that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
-        return probe.getsockname()[1]
+        return int(probe.getsockname()[1])

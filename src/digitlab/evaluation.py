@@ -68,7 +68,7 @@ class EvaluationResult:
     @property
     def confidence(self) -> np.ndarray:
         """The probability of the predicted class, per image."""
-        return self.probabilities.max(axis=1)
+        return np.asarray(self.probabilities.max(axis=1))
 
     def most_confident_errors(self, limit: int = MISCLASSIFIED_LIMIT) -> np.ndarray:
         """Indices of up to `limit` misclassified images, most confident prediction first."""
@@ -288,7 +288,7 @@ def _predict_in_one_pass(
 
 
 def _check_batch(
-    images: np.ndarray, labels: np.ndarray, input_shape: tuple, model_label: str
+    images: np.ndarray, labels: np.ndarray, input_shape: tuple[int | None, ...], model_label: str
 ) -> None:
     image_shape = images.shape[1:]
     fits = len(image_shape) == len(input_shape) and all(

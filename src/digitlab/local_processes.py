@@ -47,7 +47,7 @@ def _describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
-def stop_workers(workers: Sequence[subprocess.Popen], grace: float = 10.0) -> None:
+def stop_workers(workers: Sequence[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
     """SIGTERM every worker's process group, then SIGKILL what is left after `grace` s."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for worker in workers:
@@ -92,7 +92,7 @@ def run_local_processes(
         ENV_COORDINATOR: coordinator,
         ENV_NUM_PROCESSES: str(num_processes),
     }
-    workers: list[subprocess.Popen] = []
+    workers: list[subprocess.Popen[bytes]] = []
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         for index in range(num_processes):

@@ -61,7 +61,9 @@ def build_mlp(
     return keras.Model(pixels, _classifier(x, num_classes), name="mlp")
 
 
-def _conv_bn_relu(x: keras.KerasTensor, filters: int, name: str, strides: int = 1):
+def _conv_bn_relu(
+    x: keras.KerasTensor, filters: int, name: str, strides: int = 1
+) -> keras.KerasTensor:
     x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=name)(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
@@ -91,7 +93,9 @@ def build_cnn(
     return keras.Model(pixels, _classifier(x, num_classes), name="cnn")
 
 
-def _residual_block(x: keras.KerasTensor, filters: int, strides: int, name: str):
+def _residual_block(
+    x: keras.KerasTensor, filters: int, strides: int, name: str
+) -> keras.KerasTensor:
     """A pre-activation residual block (He et al. 2016): BN-ReLU-conv twice, plus a shortcut."""
     shortcut = x
     x = layers.BatchNormalization(name=f"{name}_bn1")(x)

@@ -50,7 +50,7 @@ def change_thickness(ink: np.ndarray, radius: int) -> np.ndarray:
     morphology = ndimage.grey_dilation if radius > 0 else ndimage.grey_erosion
     if radius > 0:
         ink = np.pad(ink, size)
-    return morphology(ink, footprint=disc)
+    return np.asarray(morphology(ink, footprint=disc))
 
 
 def place(ink: np.ndarray, height: int, width: int, top: int, left: int) -> np.ndarray:

@@ -59,7 +59,7 @@ def quantize_onnx(
         .name
     )
 
-    class Batches(CalibrationDataReader):
+    class Batches(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime ships no types
         def __init__(self) -> None:
             self.batches = iter(
                 {input_name: calibration[start : start + CALIBRATION_BATCH]}

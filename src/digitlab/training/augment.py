@@ -16,16 +16,21 @@ written here in `keras.ops`, which keeps the layer usable on the JAX backend too
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from digitlab.errors import ConfigError
 
 __all__ = ["DigitAugmentation", "build_augmentation", "augment_images"]
 
+Tensor = Any
+"""A tensor of the active Keras backend (TensorFlow, JAX or PyTorch): they share no static type."""
 
-def _gaussian_matrix(size: int, sigma: float):
+
+def _gaussian_matrix(size: int, sigma: float) -> Tensor:
     """The (size x size) matrix that blurs a vector with a normalised Gaussian, 0 beyond ends."""
     positions = ops.arange(size, dtype="float32")
     offsets = ops.expand_dims(positions, 0) - ops.expand_dims(positions, 1)
@@ -35,7 +40,7 @@ def _gaussian_matrix(size: int, sigma: float):
 
 
 @keras.saving.register_keras_serializable(package="digitlab")
-class DigitAugmentation(keras.layers.Layer):
+class DigitAugmentation(keras.layers.Layer):  # type: ignore[misc]  # Keras ships no types
     """Random rotation, shear, zoom, shift and elastic distortion of (N, H, W) images.
 
     Inputs are images with values in any range (raw 0..255 pixels in digitlab), shape
@@ -61,7 +66,7 @@ class DigitAugmentation(keras.layers.Layer):
         elastic_alpha: float = 24.0,
         elastic_sigma: float = 4.0,
         seed: int | None = None,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         limits = {"rotation": (rotation, 45.0), "shear": (shear, 45.0), "zoom": (zoom, 0.5)}
@@ -82,7 +87,7 @@ class DigitAugmentation(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = False
 
-    def call(self, images, training=None):
+    def call(self, images: Tensor, training: bool | None = None) -> Tensor:
         if not training:
             return images
         images = ops.cast(images, "float32")
@@ -91,12 +96,12 @@ class DigitAugmentation(keras.layers.Layer):
         source_y, source_x = self._sampling_grid(batch, height, width)
         return _bilinear_sample(images, source_y, source_x)
 
-    def _uniform(self, batch, limit: float):
+    def _uniform(self, batch: Tensor, limit: float) -> Tensor:
         return keras.random.uniform(
             (batch, 1, 1), minval=-limit, maxval=limit, seed=self.seed_generator
         )
 
-    def _sampling_grid(self, batch, height: int, width: int):
+    def _sampling_grid(self, batch: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
         """For every output pixel, the (y, x) position in the input it is sampled from."""
         angle = self._uniform(batch, math.radians(self.rotation))
         slant = ops.tan(self._uniform(batch, math.radians(self.shear)))
@@ -120,7 +125,7 @@ class DigitAugmentation(keras.layers.Layer):
             source_x = source_x + field_x
         return source_y, source_x
 
-    def _elastic_field(self, batch, height: int, width: int):
+    def _elastic_field(self, batch: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
         """(dy, dx) displacement fields, each (N, H, W): uniform noise, smoothed, times alpha."""
         noise = keras.random.uniform(
             (batch, 2, height, width), minval=-1.0, maxval=1.0, seed=self.seed_generator
@@ -133,11 +138,11 @@ class DigitAugmentation(keras.layers.Layer):
         smooth = smooth * self.elastic_alpha
         return smooth[:, 0], smooth[:, 1]
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return input_shape
 
-    def get_config(self) -> dict:
-        config = super().get_config()
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = super().get_config()
         config.update(
             rotation=self.rotation,
             shear=self.shear,
@@ -150,7 +155,7 @@ class DigitAugmentation(keras.layers.Layer):
         return config
 
 
-def _bilinear_sample(images, source_y, source_x):
+def _bilinear_sample(images: Tensor, source_y: Tensor, source_x: Tensor) -> Tensor:
     """Sample (N, H, W) `images` at fractional positions, 0 outside the image."""
     height, width = images.shape[1], images.shape[2]
     batch = ops.shape(images)[0]
@@ -166,7 +171,7 @@ def _bilinear_sample(images, source_y, source_x):
     y0 = ops.cast(y0, "int32")
     x0 = ops.cast(x0, "int32")
 
-    result = 0.0
+    result: Tensor = 0.0
     for dy, weight_y in ((0, 1.0 - weight_y1), (1, weight_y1)):
         for dx, weight_x in ((0, 1.0 - weight_x1), (1, weight_x1)):
             row, col = y0 + dy, x0 + dx
@@ -193,11 +198,14 @@ def build_augmentation(seed: int | None = None, **settings: float) -> DigitAugme
     return DigitAugmentation(seed=seed, name="augmentation", **settings)
 
 
-def augment_images(images, layer: DigitAugmentation | None = None, seed: int | None = None):
+def augment_images(
+    images: np.ndarray, layer: DigitAugmentation | None = None, seed: int | None = None
+) -> np.ndarray:
     """Return augmented copies of `images` (N x H x W, 0..255) as a float32 numpy array.
 
     Uses `layer` if given, else `build_augmentation(seed)`. For figures and checks; training
     applies the layer inside the training model instead.
     """
     layer = layer or build_augmentation(seed=seed)
-    return ops.convert_to_numpy(layer(ops.cast(images, "float32"), training=True))
+    augmented: np.ndarray = ops.convert_to_numpy(layer(ops.cast(images, "float32"), training=True))
+    return augmented

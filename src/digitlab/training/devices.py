@@ -108,7 +108,7 @@ def usable_cores() -> int:
 def _keras_backend() -> str:
     import keras
 
-    return keras.backend.backend()
+    return str(keras.backend.backend())
 
 
 def configure_threads(threads: int | None) -> None:

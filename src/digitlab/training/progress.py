@@ -15,7 +15,7 @@ def step_progress_bar() -> Any:
     no bar of its own when the callbacks hold this one, and its verbosity is `fit`'s."""
     import keras
 
-    class StepProgressBar(keras.callbacks.ProgbarLogger):
+    class StepProgressBar(keras.callbacks.ProgbarLogger):  # type: ignore[misc]  # Keras ships no types
         def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
             super().on_train_batch_end(self._at_most_last(batch), logs)
 
