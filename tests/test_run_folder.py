@@ -4,10 +4,6 @@ leftovers, on real files (the leftovers made by real processes killed mid-write)
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -16,23 +12,7 @@ from digitlab.cli.train import _resume_hint
 from digitlab.errors import ConfigError, DataError
 from digitlab.training.config import TrainConfig
 from digitlab.training.run_folder import HISTORY_COLUMNS, RunFolder, RunState, train_state_name
-
-_KILLED_MID_WRITE = """
-import os, sys
-from digitlab.atomic import atomic_path
-writing = atomic_path(sys.argv[1])
-open(writing.__enter__(), "wb").write(b"half")
-os.kill(os.getpid(), 9)
-"""
-
-
-def leave_temporary(target: Path) -> Path:
-    """The temporary file a process killed with SIGKILL inside `atomic_path(target)` leaves."""
-    before = set(target.parent.iterdir()) if target.parent.exists() else set()
-    child = subprocess.run([sys.executable, "-c", _KILLED_MID_WRITE, str(target)], check=False)
-    assert child.returncode == -signal.SIGKILL
-    (left,) = set(target.parent.iterdir()) - before
-    return left
+from killed_writer import leave_temporary
 
 
 def test_stale_temporaries_are_those_a_killed_writer_left_for_that_target(tmp_path):

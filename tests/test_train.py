@@ -24,7 +24,7 @@ from digitlab.training.config import TrainConfig, make_config, parse_override
 from digitlab.training.loop import split_train_validation, train, uses_xla
 from digitlab.training.recorder import TrainingDivergedError
 from digitlab.training.run_folder import HISTORY_COLUMNS, RunFolder, train_state_name
-from test_run_folder import leave_temporary
+from killed_writer import leave_temporary
 
 SUMMARY_KEYS = {
     "model",
