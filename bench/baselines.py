@@ -56,7 +56,8 @@ from digitlab.inference.predictor import Predictor, error_reason
 from digitlab.tables import markdown_table
 from digitlab.training.loop import split_train_validation
 from digitlab.training.run_folder import RunFolder
-from inference import publish, timings
+from inference import timings
+from publishing import publish
 
 HEADING = "Baselines"
 DIGITLAB_ARGUMENTS = {

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from digitlab.tables import markdown_table
-from inference import publish
+from publishing import publish
 
 HEADING = "What the fast preset is made of"
 # name -> (what changes, config overrides, environment, precision policy)

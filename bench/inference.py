@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import tempfile
 import time
@@ -25,13 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from digitlab.atomic import atomic_write_text
 from digitlab.data.sources import load_mnist
 from digitlab.inference.predictor import Predictor
 from digitlab.inference.quantize import calibration_images, quantize_onnx
 from digitlab.tables import markdown_table
+from publishing import publish
 
-RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results.md"
 TARGETS = {  # model -> ONNX Runtime targets: (batch images/s, single-image median ms)
     "mlp": (50_000, 1.0),
     "cnn": (5_000, None),
@@ -152,26 +150,6 @@ def table(speeds: list[Speed]) -> str:
         for s in speeds
     ]
     return markdown_table(headers, rows, right={1, 3, 4, 5, 6, 7})
-
-
-def replace_section(path: Path, heading: str, body: str) -> None:
-    """Put `## heading` + `body` into the Markdown file, replacing only that section."""
-    text = path.read_text(encoding="utf-8") if path.is_file() else "# Measured results\n"
-    section = f"## {heading}\n\n{body.strip()}\n"
-    pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    atomic_write_text(path, text.rstrip("\n") + "\n")
-
-
-def publish(heading: str, context: str, text: str, write: bool) -> None:
-    """Print the table and its context; with `write`, put both into docs/results.md."""
-    print(f"{text}\n\n{context}")
-    if write:
-        replace_section(RESULTS, heading, f"{context}\n\n{text}")
-        print(f"\nwrote the '{heading}' section of {RESULTS}")
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from digitlab.data.sources import load_mnist
 from digitlab.inference.predictor import FileFailure, Predictor, collect_files
 from digitlab.styles import STYLES, write_styled_set
 from digitlab.tables import markdown_table
-from inference import publish
+from publishing import publish
 
 TARGET = 0.92
 OUTSIDE_WRITERS = "uci_8x8_outside_writers"

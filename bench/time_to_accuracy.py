@@ -48,7 +48,8 @@ from digitlab.tables import markdown_table  # noqa: E402
 from digitlab.training.config import make_config  # noqa: E402
 from digitlab.training.loop import split_train_validation, train  # noqa: E402
 from digitlab.training.run_folder import RunFolder  # noqa: E402
-from inference import multiply_adds, publish  # noqa: E402
+from inference import multiply_adds  # noqa: E402
+from publishing import publish  # noqa: E402
 
 TARGET = 0.99
 HEADING = "Time to 99% test accuracy"
