@@ -144,8 +144,8 @@ def explore(
         "class_names": list(dataset.class_names),
         "samples_per_class": SAMPLES_PER_CLASS,
     }
-    # scikit-learn's OpenMP threads spin while they wait: on a busy 2-core machine t-SNE
-    # took 60-100 s with 2 threads and 13 s with one, which costs a few seconds when idle.
+    # scikit-learn's OpenMP threads spin while they wait: on a busy machine t-SNE ran several
+    # times slower with two threads than with one, which costs only a little when idle.
     with threadpool_limits(limits=SCIKIT_LEARN_THREADS):
         summary |= draw_sections(dataset, image_root, paths, sample_size, tsne_size, seed, steps)
 

@@ -292,8 +292,8 @@ def _shipped_model_path() -> Path:
 
 
 def _keras_runner(model: object) -> Runner:
-    # `predict_on_batch` reuses one compiled predict function: about 1 ms for one image,
-    # where calling the model eagerly costs over 10 ms.
+    # `predict_on_batch` reuses one compiled predict function; calling the model eagerly
+    # costs about ten times as much for one image.
     return lambda pixels: np.asarray(model.predict_on_batch(pixels))  # type: ignore[attr-defined]
 
 

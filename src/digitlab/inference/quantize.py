@@ -3,8 +3,8 @@
 Static quantization: weights become int8 (one scale per output channel), activations uint8
 with scales fixed in advance from calibration images, so ONNX Runtime runs the model's
 convolutions and matrix products in 8-bit integer arithmetic (VNNI/AMX where the CPU has
-them). On this project's 2-core machine that made `cnn` about 5x and `mlp` about 4x faster
-in batches, with the same MNIST test accuracy (docs/results.md). The export check
+them): several times faster in batches, with the same MNIST test accuracy
+(docs/results.md). The export check
 (`digitlab.inference.export`) then asks for top-1 agreement with Keras rather than probabilities
 within 1e-4, which int8 arithmetic cannot give.
 
