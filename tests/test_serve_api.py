@@ -478,7 +478,7 @@ def raw_http(url: str, request: bytes) -> bytes:
 
 
 def test_real_server_stays_healthy_after_abusive_requests(server_url: str, test_digits):
-    declared = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+    declared = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
     assert b" 413 " in raw_http(server_url, declared + b"Content-Length: 999999999\r\n\r\nabc")
     assert b" 400 " in raw_http(server_url, b"HELLO THERE\r\n\r\n")
     # A client that hangs up half-way through its body.
