@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import os
+import socket
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from digitlab.cli.app import app, native_stderr_silenced
+
+#: Connections one server process keeps open at once (uvicorn's `limit_concurrency`).
+MAX_CONNECTIONS = 512
+
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def default_allowed_hosts(host: str) -> list[str]:
+    """The Host names a server listening on `host` answers without `--allowed-host`.
+
+    A loopback address answers the loopback names; 0.0.0.0 or :: (every interface) those
+    and the machine's name; any other address or name itself. A page on another site whose
+    DNS name is made to point here still sends its own name, so it gets 400 and cannot
+    read the answers.
+    """
+    name = f"[{host}]" if ":" in host else host
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return list(dict.fromkeys([name, *_LOOPBACK_NAMES])) if host == "localhost" else [name]
+    if address.is_loopback:
+        return list(dict.fromkeys([name, *_LOOPBACK_NAMES]))
+    if address.is_unspecified:
+        return [*_LOOPBACK_NAMES, socket.gethostname()]
+    return [name]
 
 
 @app.command("serve")
@@ -43,11 +71,35 @@ def serve_command(
     access_log: Annotated[
         bool, typer.Option(help="Log every request (default: off).", show_default=False)
     ] = False,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A Host name to answer besides the address listened on (repeatable; * for "
+            "any). Requests naming another host get 400 (default: the loopback names for a "
+            "loopback address, the machine's name too for 0.0.0.0).",
+            show_default=False,
+        ),
+    ] = None,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Seconds a client has to send a whole request, headers and body, before "
+            "its connection is closed (default: 10).",
+            show_default=False,
+        ),
+    ] = 10.0,
 ) -> None:
     """Serve the draw-a-digit page at / and the REST API (/predict, /health, /docs)."""
     import uvicorn
 
-    from digitlab.serve.app import MODEL_ENVIRONMENT_VARIABLE, create_app, load_served_model
+    from digitlab.serve.app import (
+        ALLOWED_HOSTS_ENVIRONMENT_VARIABLE,
+        MODEL_ENVIRONMENT_VARIABLE,
+        create_app,
+        load_served_model,
+    )
+    from digitlab.serve.protocol import ConnectionLimits, GuardedHttpToolsProtocol
     from digitlab.training.devices import usable_cores
 
     processes = workers or min(4, usable_cores())
@@ -60,20 +112,28 @@ def serve_command(
         f"process{'es' if processes > 1 else ''} (Ctrl-C stops)",
         err=True,
     )
+    hosts = [*default_allowed_hosts(host), *(allowed_host or [])]
     options: dict[str, Any] = {
         "host": host,
         "port": port,
         "access_log": access_log,
         "log_level": "warning",
+        "http": functools.partial(
+            GuardedHttpToolsProtocol, limits=ConnectionLimits(request_timeout_s=request_timeout)
+        ),
+        # Open connections per process; past it, requests get 503. Each holds at most a
+        # head and a read-ahead of its body, so this bounds what idle clients can hold.
+        "limit_concurrency": MAX_CONNECTIONS,
     }
     if processes == 1:
-        uvicorn.run(create_app(predictor=predictor), **options)
+        uvicorn.run(create_app(predictor=predictor, allowed_hosts=hosts), **options)
         return
     # Each worker process loads its own copy (uvicorn starts them afresh and imports the
     # app factory by name); this process only hands out connections. Its own load above
     # was the check that turns a bad model into one error line: worth one extra load.
     del predictor
     os.environ[MODEL_ENVIRONMENT_VARIABLE] = str(model.resolve()) if model is not None else ""
+    os.environ[ALLOWED_HOSTS_ENVIRONMENT_VARIABLE] = ",".join(hosts)
     uvicorn.run(
         "digitlab.serve.app:app_from_environment", factory=True, workers=processes, **options
     )

@@ -5,7 +5,16 @@ on `app.state`. Inference runs on one worker thread fed by `InferenceBatcher`. S
 uploads (the page's canvas PNGs are a few KB) are preprocessed on the event loop, where
 they take about 2 ms: handing them to a thread cost more than that in contention for the
 GIL (2 workers answered 304 requests/s with thread hand-offs, 446 without). Large ones go
-to a small thread pool, so that one photo does not stall the other connections.
+to a few threads, so that one photo does not stall the other connections. Progressive
+JPEGs, whose decoding cost grows with their count of scans rather than their size, go to a
+lane of their own, so that a slow one delays no other kind of image, and are decoded in a
+child process stopped at `PROGRESSIVE_MAX_CPU_S` of CPU (`decode_process.py`). A request
+that finds its lane busy for `DECODE_WAIT_S` gets 503 rather than waiting behind it.
+
+Hostile clients are bounded before the app: the server's protocol (`protocol.py`) limits
+header size and the time a request may take to arrive; `UploadSlotsMiddleware` the large
+uploads in flight; `TrustedHostMiddleware` the Host names answered (a page on another
+site that rebinds its DNS name to this address cannot read the answers).
 
 `digitlab serve --workers N` runs N processes of this app (`app_from_environment`), each
 with its own model: a process's Python code runs on one core at a time.
@@ -15,8 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
+import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
@@ -28,6 +39,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import ClientDisconnect
 
 from digitlab import __version__
 from digitlab.errors import (
@@ -39,7 +53,9 @@ from digitlab.errors import (
 )
 from digitlab.images import to_mnist
 from digitlab.serve.batching import InferenceBatcher
-from digitlab.serve.limits import BodySizeLimitMiddleware
+from digitlab.serve.decode_process import start_fork_server, to_mnist_in_child
+from digitlab.serve.head import HeadAsGetMiddleware
+from digitlab.serve.limits import BodySizeLimitMiddleware, UploadSlotsMiddleware
 from digitlab.serve.schemas import ErrorResponse, HealthResponse, PredictionResponse
 
 if TYPE_CHECKING:
@@ -64,8 +80,28 @@ DECODE_THREADS = min(4, os.cpu_count() or 1)
 INLINE_MAX_BYTES = 64 * 1024
 INLINE_MAX_IMAGE_MEMORY = 5_000_000
 
-#: The environment variable that tells `app_from_environment` which model to serve.
+#: Progressive JPEGs decoded at once: their cost grows with their scans, so they have a
+#: lane of their own and wait only for each other.
+PROGRESSIVE_DECODE_THREADS = 1
+
+#: Seconds a request waits for its decoding lane before it gets 503.
+DECODE_WAIT_S = 5.0
+
+#: CPU seconds a progressive JPEG may take to read, in its own process (413 past it), and
+#: the wall-clock seconds that process may run however busy the machine.
+PROGRESSIVE_MAX_CPU_S = 1
+PROGRESSIVE_TIMEOUT_S = 10.0
+
+#: Uploads over `INLINE_MAX_BYTES` a process holds at once (`UploadSlotsMiddleware`):
+#: with their bodies and decoding, a bound on its memory under any number of clients.
+MAX_LARGE_UPLOADS = 8
+
+#: The environment variables that tell `app_from_environment` which model to serve and
+#: which Host names to answer (comma-separated; unset: any).
 MODEL_ENVIRONMENT_VARIABLE = "DIGITLAB_SERVE_MODEL"
+ALLOWED_HOSTS_ENVIRONMENT_VARIABLE = "DIGITLAB_SERVE_ALLOWED_HOSTS"
+
+_log = logging.getLogger(__name__)
 
 _STATIC_DIR = Path(str(files("digitlab.serve") / "static"))
 
@@ -112,13 +148,16 @@ def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         ),
         415: "The body is not an image, or the content type is neither multipart nor image/*.",
         422: "The image is empty, corrupt or truncated, or holds no digit.",
-        503: "The model is not loaded yet.",
+        503: "The model is not loaded yet, or the server is busy with large or slow images.",
     }
     return {code: {"model": ErrorResponse, "description": reasons[code]} for code in codes}
 
 
 def create_app(
-    model_path: str | os.PathLike[str] | None = None, *, predictor: Predictor | None = None
+    model_path: str | os.PathLike[str] | None = None,
+    *,
+    predictor: Predictor | None = None,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> FastAPI:
     """Build the digitlab web app.
 
@@ -126,6 +165,7 @@ def create_app(
     is loaded by `load_served_model` when the app starts, so a bad path raises `ModelError`
     at start-up. A caller that has already loaded a `Predictor` (the `serve` command, to
     report a bad model cleanly before the server starts) passes it as `predictor` instead.
+    `allowed_hosts` lists the Host names answered (others get 400); None answers any.
     """
 
     @asynccontextmanager
@@ -139,6 +179,8 @@ def create_app(
         app.state.predictor = serving
         app.state.batcher = batcher
         app.state.decode_limiter = anyio.CapacityLimiter(DECODE_THREADS)
+        app.state.progressive_decode_limiter = anyio.CapacityLimiter(PROGRESSIVE_DECODE_THREADS)
+        await anyio.to_thread.run_sync(start_fork_server)
         try:
             yield
         finally:
@@ -152,11 +194,19 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={
             ImageError: _image_error_handler,
+            ClientDisconnect: _client_disconnect_handler,
             Exception: _internal_error_handler,
         },
     )
     app.state.predictor = None
+    # The last added runs first: the Host check, then HEAD, then the upload bounds.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=MAX_BODY_BYTES)
+    app.add_middleware(
+        UploadSlotsMiddleware, max_uploads=MAX_LARGE_UPLOADS, small_body_bytes=INLINE_MAX_BYTES
+    )
+    app.add_middleware(HeadAsGetMiddleware)
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     app.mount("/static", StaticFiles(directory=_STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -195,7 +245,7 @@ def create_app(
 
 
 def _ready_predictor(request: Request) -> Predictor:
-    predictor = request.app.state.predictor
+    predictor: Predictor | None = request.app.state.predictor
     if predictor is None:
         raise HTTPException(503, "the model is not loaded yet; try again in a few seconds")
     return predictor
@@ -247,27 +297,69 @@ def load_served_model(model_path: str | os.PathLike[str] | None = None) -> Predi
 
 def app_from_environment() -> FastAPI:
     """`create_app` for the model named by `$DIGITLAB_SERVE_MODEL` (default: the shipped
-    one): the factory each `digitlab serve --workers N` process starts."""
-    return create_app(os.environ.get(MODEL_ENVIRONMENT_VARIABLE) or None)
+    one) answering the Host names in `$DIGITLAB_SERVE_ALLOWED_HOSTS`: the factory each
+    `digitlab serve --workers N` process starts."""
+    hosts = os.environ.get(ALLOWED_HOSTS_ENVIRONMENT_VARIABLE)
+    return create_app(
+        os.environ.get(MODEL_ENVIRONMENT_VARIABLE) or None,
+        allowed_hosts=hosts.split(",") if hosts is not None else None,
+    )
 
 
 async def _preprocess(request: Request, data: bytes, name: str) -> np.ndarray:
-    """`to_mnist` within this server's bounds on decoding memory, on the event loop
-    for small images and on the decode threads for the rest; raises its `ImageError`s."""
-    if len(data) <= INLINE_MAX_BYTES:
+    """`to_mnist` within this server's bounds on decoding memory: on the event loop for
+    small images, on the progressive-JPEG lane or the decode threads for the rest. Raises
+    its `ImageError`s, and 503 when the lane stays busy for `DECODE_WAIT_S`."""
+    progressive = _is_progressive_jpeg(data)
+    if len(data) <= INLINE_MAX_BYTES and not progressive:
         with contextlib.suppress(ImageTooLargeError):
             return to_mnist(data, name, max_memory_bytes=INLINE_MAX_IMAGE_MEMORY)
-    return await anyio.to_thread.run_sync(
-        functools.partial(to_mnist, max_memory_bytes=MAX_IMAGE_MEMORY),
-        data,
-        name,
-        limiter=request.app.state.decode_limiter,
-    )
+    state = request.app.state
+    lane = state.progressive_decode_limiter if progressive else state.decode_limiter
+    try:
+        with anyio.fail_after(DECODE_WAIT_S):
+            await lane.acquire()
+    except TimeoutError:
+        raise HTTPException(
+            503, "the server is busy decoding other images; try again in a moment"
+        ) from None
+    try:
+        if progressive:
+            return await anyio.to_thread.run_sync(
+                to_mnist_in_child,
+                data,
+                name,
+                MAX_IMAGE_MEMORY,
+                PROGRESSIVE_MAX_CPU_S,
+                PROGRESSIVE_TIMEOUT_S,
+            )
+        return await anyio.to_thread.run_sync(
+            functools.partial(to_mnist, max_memory_bytes=MAX_IMAGE_MEMORY), data, name
+        )
+    finally:
+        lane.release()
+
+
+def _is_progressive_jpeg(data: bytes) -> bool:
+    """Whether `data` is a progressive JPEG, from its header (Pillow reads up to the frame)."""
+    if not data.startswith(b"\xff\xd8"):
+        return False
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return bool(image.info.get("progressive"))
+    except (OSError, ValueError, SyntaxError):
+        return False
 
 
 async def _image_error_handler(request: Request, error: Exception) -> JSONResponse:
     status = next(code for kind, code in _IMAGE_ERROR_STATUS if isinstance(error, kind))
     return JSONResponse({"detail": str(error)}, status_code=status)
+
+
+async def _client_disconnect_handler(request: Request, error: Exception) -> Response:
+    # The client hung up mid-request: nobody reads the answer, and it is no server fault.
+    _log.info("client %s disconnected before its request arrived whole", request.client)
+    return Response(status_code=400)
 
 
 async def _internal_error_handler(request: Request, error: Exception) -> JSONResponse:

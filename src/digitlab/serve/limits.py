@@ -57,3 +57,49 @@ class BodySizeLimitMiddleware:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+class UploadSlotsMiddleware:
+    """Pure ASGI middleware bounding the large uploads a process holds at once.
+
+    A request whose body may pass `small_body_bytes` (a declared `Content-Length` over it,
+    or none: a chunked body) takes one of `max_uploads` slots until it is answered; with
+    none free it gets 503 and `Retry-After` at once, before its body is read. Each upload
+    in flight holds its body and its decoding, so this bounds a process's memory however
+    many clients send at once. Small bodies (the page's drawings) never wait for a slot.
+    """
+
+    def __init__(self, app: ASGIApp, max_uploads: int, small_body_bytes: int) -> None:
+        self.app = app
+        self.max_uploads = max_uploads
+        self.small_body_bytes = small_body_bytes
+        # The event loop runs one coroutine at a time: a plain count is race-free.
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._may_be_large(scope):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_uploads:
+            response = JSONResponse(
+                {
+                    "detail": f"the server is busy with {self.max_uploads} large uploads; "
+                    "try again in a moment"
+                },
+                status_code=503,
+                headers={"Retry-After": "1", "Connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    def _may_be_large(self, scope: Scope) -> bool:
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit():
+            return int(declared) > self.small_body_bytes
+        return b"transfer-encoding" in headers

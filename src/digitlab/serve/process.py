@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -20,7 +20,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port on `host` that nothing listens on right now."""
     with socket.socket() as probe:
         probe.bind((host, 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 @contextlib.contextmanager
@@ -30,12 +31,15 @@ def server_process(
     port: int | None = None,
     start_timeout_s: float = 120.0,
     workers: int | None = None,
+    request_timeout_s: float | None = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> Iterator[str]:
     """Start `python -m digitlab serve` on loopback; yield its base URL once /health is ok.
 
-    `model` defaults to the shipped model, `port` to a free one and `workers` to the
-    command's own default. The server's output is
-    written to `log_path`. On exit the server gets SIGTERM, then SIGKILL after 15 s.
+    `model` defaults to the shipped model, `port` to a free one, and `workers` and
+    `request_timeout_s` (`--request-timeout`) to the command's own defaults;
+    `allowed_hosts` are passed as `--allowed-host`. The server's output is written to
+    `log_path`. On exit the server gets SIGTERM, then SIGKILL after 15 s.
     Raises `DigitlabError` with the server's output if it exits or is not healthy within
     `start_timeout_s`.
     """
@@ -45,6 +49,10 @@ def server_process(
         command += ["--model", os.fspath(model)]
     if workers is not None:
         command += ["--workers", str(workers)]
+    if request_timeout_s is not None:
+        command += ["--request-timeout", str(request_timeout_s)]
+    for host in allowed_hosts:
+        command += ["--allowed-host", host]
     log_path = Path(log_path)
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
