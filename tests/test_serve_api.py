@@ -483,10 +483,7 @@ def raw_http(url: str, request: bytes) -> bytes:
 
 @pytest.mark.slow
 def test_real_server_stays_healthy_after_abusive_requests(server_url: str, held_out):
-    declared = b"POST /predict HTTP/1.1
-Host: 127.0.0.1
-Content-Type: image/png
-"
+    declared = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
     assert b" 413 " in raw_http(server_url, declared + b"Content-Length: 999999999\r\n\r\nabc")
     assert b" 400 " in raw_http(server_url, b"HELLO THERE\r\n\r\n")
     # A client that hangs up half-way through its body.
