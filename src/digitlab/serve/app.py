@@ -6,10 +6,10 @@ uploads (the page's canvas PNGs are a few KB) are preprocessed on the event loop
 they take about 2 ms: handing them to a thread cost more than that in contention for the
 GIL (2 workers answered 304 requests/s with thread hand-offs, 446 without). Large ones go
 to a few threads, so that one photo does not stall the other connections. Progressive
-JPEGs, whose decoding cost grows with their count of scans rather than their size, go to a
-lane of their own, so that a slow one delays no other kind of image, and are decoded in a
-child process stopped at `PROGRESSIVE_MAX_CPU_S` of CPU (`decode_process.py`). A request
-that finds its lane busy for `DECODE_WAIT_S` gets 503 rather than waiting behind it.
+JPEGs, whose decoding cost grows with their count of scans rather than their size (the
+decoder refuses more scans than encoders write, which bounds it), go to a lane of their own,
+so that the slowest kind delays no other kind of image. A request that finds its lane busy
+for `DECODE_WAIT_S` gets 503 rather than waiting behind it.
 
 Hostile clients are bounded before the app: the server's protocol (`protocol.py`) limits
 header size and the time a request may take to arrive; `UploadSlotsMiddleware` the large
@@ -53,7 +53,6 @@ from digitlab.errors import (
 )
 from digitlab.images import to_mnist
 from digitlab.serve.batching import InferenceBatcher
-from digitlab.serve.decode_process import start_fork_server, to_mnist_in_child
 from digitlab.serve.head import HeadAsGetMiddleware
 from digitlab.serve.limits import BodySizeLimitMiddleware, UploadSlotsMiddleware
 from digitlab.serve.schemas import ErrorResponse, HealthResponse, PredictionResponse
@@ -86,11 +85,6 @@ PROGRESSIVE_DECODE_THREADS = 1
 
 #: Seconds a request waits for its decoding lane before it gets 503.
 DECODE_WAIT_S = 5.0
-
-#: CPU seconds a progressive JPEG may take to read, in its own process (413 past it), and
-#: the wall-clock seconds that process may run however busy the machine.
-PROGRESSIVE_MAX_CPU_S = 1
-PROGRESSIVE_TIMEOUT_S = 10.0
 
 #: Uploads over `INLINE_MAX_BYTES` a process holds at once (`UploadSlotsMiddleware`):
 #: with their bodies and decoding, a bound on its memory under any number of clients.
@@ -180,7 +174,6 @@ def create_app(
         app.state.batcher = batcher
         app.state.decode_limiter = anyio.CapacityLimiter(DECODE_THREADS)
         app.state.progressive_decode_limiter = anyio.CapacityLimiter(PROGRESSIVE_DECODE_THREADS)
-        await anyio.to_thread.run_sync(start_fork_server)
         try:
             yield
         finally:
@@ -324,15 +317,6 @@ async def _preprocess(request: Request, data: bytes, name: str) -> np.ndarray:
             503, "the server is busy decoding other images; try again in a moment"
         ) from None
     try:
-        if progressive:
-            return await anyio.to_thread.run_sync(
-                to_mnist_in_child,
-                data,
-                name,
-                MAX_IMAGE_MEMORY,
-                PROGRESSIVE_MAX_CPU_S,
-                PROGRESSIVE_TIMEOUT_S,
-            )
         return await anyio.to_thread.run_sync(
             functools.partial(to_mnist, max_memory_bytes=MAX_IMAGE_MEMORY), data, name
         )
