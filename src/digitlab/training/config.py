@@ -18,7 +18,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -248,7 +248,8 @@ def _describe(error: ErrorDetails) -> str:
         valid = AugmentationSettings.__annotations__ if "." in key else TrainConfig.model_fields
         return f"unknown key {key!r}; valid keys: {', '.join(valid)}"
     if kind == "literal_error":
-        return f"{key} {value!r} is unknown; valid: {context['expected']}"
+        choices = get_args(TrainConfig.model_fields[key].annotation)
+        return f"{key} {value!r} is unknown; valid: {', '.join(choices)}"
     if kind in _EXPECTED:
         return f"{key} must be {_EXPECTED[kind]}, got {value!r}"
     bound = next((name for name in _BOUNDS if name in context), None)
