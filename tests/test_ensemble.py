@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import subprocess
@@ -47,7 +46,7 @@ def runs(tmp_path_factory) -> list[Path]:
         augment=False,
     )
     return [
-        train(dataclasses.replace(config, seed=seed), out=root / f"mlp-{seed}", verbose=0).run_dir
+        train(config.model_copy(update={"seed": seed}), out=root / f"mlp-{seed}", verbose=0).run_dir
         for seed in (0, 1)
     ]
 

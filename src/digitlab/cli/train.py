@@ -14,95 +14,65 @@ from digitlab.cli.app import app
 from digitlab.errors import ConfigError
 from digitlab.training.config import TrainConfig
 
-_DEFAULTS = TrainConfig()
 _DISTRIBUTED = "Distributed (JAX backend, see docs/distributed.md)"
 """The help panel of the distributed-training options."""
+_PLACEMENT = "Threads and devices (see docs/distributed.md)"
+"""The help panel of the thread and device options."""
 
 
-def _option(*names: str, text: str, default: Any, **extra: Any) -> Any:
-    """A Typer option whose help ends in `(default: X)`, X taken from `TrainConfig`."""
-    return typer.Option(*names, help=f"{text} (default: {default})", show_default=False, **extra)
+def _setting(name: str, *names: str, unset: str = "none", **extra: Any) -> Any:
+    """A Typer option for the `TrainConfig` field `name`: its help is the field's
+    description and its shown default the field's (`unset` says what a None default means).
+
+    The option itself defaults to None, "not given", so a preset or a config file decides.
+    """
+    field = TrainConfig.model_fields[name]
+    default = field.default
+    if default is None:
+        shown = unset
+    elif isinstance(default, bool):
+        shown = "on" if default else "off"
+    else:
+        shown = str(default)
+    return typer.Option(*names, help=field.description, show_default=shown, **extra)
+
+
+def _option(*names: str, text: str, unset: str = "none", **extra: Any) -> Any:
+    """A Typer option that is not a training setting, defaulting to None (`unset`)."""
+    return typer.Option(*names, help=text, show_default=unset, **extra)
 
 
 @app.command("train")
 def train_command(
-    model: Annotated[
-        str | None,
-        _option(text="Model name: mlp, cnn, resnet or strided", default=_DEFAULTS.model),
-    ] = None,
+    model: Annotated[str | None, _setting("model")] = None,
     preset: Annotated[
         str | None,
         _option(
             text="Start from a preset: fast (99% in seconds) or best (the strongest "
             "single model); other flags override it",
-            default="none",
         ),
     ] = None,
-    epochs: Annotated[int | None, _option(text="Epochs to train", default=_DEFAULTS.epochs)] = None,
-    batch_size: Annotated[
-        int | None, _option(text="Images per step", default=_DEFAULTS.batch_size)
-    ] = None,
-    augment: Annotated[
-        bool | None,
-        _option(
-            "--augment/--no-augment",
-            default="on",
-            text="Digit-safe augmentation: rotation, shift, zoom, shear, elastic",
-        ),
-    ] = None,
-    lr: Annotated[
-        float | None,
-        _option(text="Adam learning rate, the peak of the schedule", default=_DEFAULTS.lr),
-    ] = None,
-    val_fraction: Annotated[
-        float | None,
-        _option(
-            text="Share of the training set held out for validation, stratified",
-            default=_DEFAULTS.val_fraction,
-        ),
-    ] = None,
-    seed: Annotated[int | None, _option(text="Random seed", default=_DEFAULTS.seed)] = None,
-    dataset: Annotated[
-        str | None,
-        _option(
-            text="mnist, fashion-mnist, or PATH to an IDX folder or a class-folder tree",
-            default=_DEFAULTS.dataset,
-        ),
-    ] = None,
-    limit: Annotated[
-        int | None,
-        _option(
-            text="Train on a stratified subset of N training images", default="all", metavar="N"
-        ),
-    ] = None,
+    epochs: Annotated[int | None, _setting("epochs")] = None,
+    batch_size: Annotated[int | None, _setting("batch_size")] = None,
+    augment: Annotated[bool | None, _setting("augment", "--augment/--no-augment")] = None,
+    lr: Annotated[float | None, _setting("lr")] = None,
+    val_fraction: Annotated[float | None, _setting("val_fraction")] = None,
+    seed: Annotated[int | None, _setting("seed")] = None,
+    dataset: Annotated[str | None, _setting("dataset")] = None,
+    limit: Annotated[int | None, _setting("limit", unset="all", metavar="N")] = None,
     threads: Annotated[
         int | None,
-        _option(
-            text="TensorFlow threads per pool (intra-op and inter-op); without it, "
-            "TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS where set, else every core "
-            "this process may use",
-            default="all cores",
-            metavar="N",
-            rich_help_panel="Threads and devices (see docs/distributed.md)",
-        ),
+        _setting("threads", unset="all cores", metavar="N", rich_help_panel=_PLACEMENT),
     ] = None,
     device: Annotated[
         str | None,
-        _option(
-            text="auto (every GPU when there are several), cpu, gpu, cpu:N (split the CPU "
-            "into N devices and mirror over them, to try multi-device training), or "
-            "TensorFlow devices to mirror over, e.g. /gpu:0,/gpu:1",
-            default="auto",
-            metavar="DEVICE",
-            rich_help_panel="Threads and devices (see docs/distributed.md)",
-        ),
+        _setting("device", unset="auto", metavar="DEVICE", rich_help_panel=_PLACEMENT),
     ] = None,
     config: Annotated[
         Path | None,
         _option(
             "--config",
             text="TOML file of settings; flags override it",
-            default="none",
             metavar="FILE.toml",
         ),
     ] = None,
@@ -112,19 +82,17 @@ def train_command(
             "--set",
             text="Any other setting as KEY=VALUE, e.g. lr_schedule=constant or "
             "model_options.hidden_units=[512,512]; repeatable",
-            default="none",
             metavar="KEY=VALUE",
         ),
     ] = None,
     out: Annotated[
         Path | None,
-        _option(text="New run folder", default="runs/<model>-<date>-<time>", metavar="RUN_DIR"),
+        _option(text="New run folder", unset="runs/<model>-<date>-<time>", metavar="RUN_DIR"),
     ] = None,
     resume: Annotated[
         Path | None,
         _option(
             text="Continue an interrupted run from its last completed epoch",
-            default="none",
             metavar="RUN_DIR",
         ),
     ] = None,
@@ -132,7 +100,6 @@ def train_command(
         str | None,
         _option(
             text="Distributed training: process 0's HOST:PORT, the same for every process",
-            default="none",
             metavar="HOST:PORT",
             envvar="DIGITLAB_COORDINATOR",
             rich_help_panel=_DISTRIBUTED,
@@ -142,7 +109,6 @@ def train_command(
         int | None,
         _option(
             text="Distributed training: how many processes take part",
-            default="none",
             envvar="DIGITLAB_NUM_PROCESSES",
             rich_help_panel=_DISTRIBUTED,
         ),
@@ -151,7 +117,6 @@ def train_command(
         int | None,
         _option(
             text="Distributed training: this process's index, 0 on the coordinator",
-            default="none",
             envvar="DIGITLAB_PROCESS_ID",
             rich_help_panel=_DISTRIBUTED,
         ),
@@ -160,16 +125,14 @@ def train_command(
         int | None,
         _option(
             text="Start N distributed worker processes on this machine and wait for them",
-            default="none",
             metavar="N",
             rich_help_panel=_DISTRIBUTED,
         ),
     ] = None,
     join_timeout: Annotated[
         float,
-        _option(
-            text="Seconds to reach the coordinator and for all processes to join",
-            default=120,
+        typer.Option(
+            help="Seconds to reach the coordinator and for all processes to join",
             rich_help_panel=_DISTRIBUTED,
         ),
     ] = 120.0,

@@ -1,175 +1,285 @@
-"""The training configuration: one dataclass, filled from defaults, a TOML file, then flags.
+"""The training configuration: one validated pydantic model, filled from defaults, a preset,
+a TOML file, then flags.
 
     config = make_config(Path("train.toml"), {"epochs": 5, "model_options.dropout": 0.2})
 
-A TOML file sets the same keys as the dataclass fields, with the tables `[model_options]`
+A TOML file sets the same keys as the model's fields, with the tables `[model_options]`
 (keyword arguments of the model builder, e.g. `hidden_units = [512, 512]`) and
 `[augmentation]` (e.g. `rotation = 10.0`). Overrides use the same names, with a dot for a
-table entry. Anything unknown or out of range raises `ConfigError` naming where it came from.
+table entry. Anything unknown, of the wrong type, not finite or out of range raises one
+`ConfigError` naming where it came from; the field descriptions are also the help of
+`digitlab train`'s options.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+    with_config,
+)
+from pydantic_core import ErrorDetails
+from typing_extensions import TypedDict
 
 from digitlab.errors import ConfigError
 from digitlab.training.devices import parse_device
 
-LR_SCHEDULES = ("constant", "cosine")
+# Strict: an integer setting refuses 2.5 and true, a switch refuses 1, a string refuses 3;
+# a number setting takes an integer. No setting is NaN or infinite: such a value trains to a
+# loss of nan, or spins, rather than failing.
+_STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+MAX_THREADS = 1024
+"""Threads per TensorFlow pool: above the largest servers' hardware threads (a few hundred),
+far below the count whose stacks exhaust memory. A fixed bound rather than this machine's
+cores, so a config file or a run's config.json reads the same on every machine."""
+MAX_LOGICAL_CPUS = 64
+"""Logical CPU devices of `cpu:N` or `/cpu:K`: the split exists to try mirrored training,
+and each device costs TensorFlow start-up time; a huge N stalls with no output."""
 
 
-@dataclass
-class TrainConfig:
-    """Every setting of a training run. The defaults are the reference `mlp` run."""
+@with_config(_STRICT)
+class AugmentationSettings(TypedDict, total=False):
+    """Overrides of `DigitAugmentation`'s settings (training/augment.py), each optional.
 
-    model: str = "mlp"
-    """Registered model name (see `digitlab.models.list_models()`)."""
-    epochs: int = 30
-    batch_size: int = 64
-    augment: bool = True
-    """Digit-safe augmentation (affine + elastic) of the training images."""
-    lr: float = 2e-3
-    """Adam learning rate (the peak of the schedule)."""
-    lr_schedule: str = "cosine"
-    """`constant`, or `cosine`: linear warm-up, then cosine decay to zero at the last step."""
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.0
-    """Share of each target's probability spread evenly over all classes (0: none)."""
-    val_fraction: float = 0.1
-    """Share of the training set held out for validation, stratified by class."""
-    seed: int = 0
-    dataset: str = "mnist"
-    """`mnist`, `fashion-mnist`, or a path to an IDX folder or a class-folder tree."""
-    limit: int | None = None
-    """Train on a stratified subset of this many training images (before the split)."""
-    steps_per_execution: int = 32
-    """Training steps run per call into the compiled graph: fewer Python round trips."""
-    jit_compile: bool | None = None
-    """Compile the training step with XLA; None (auto): on for models without convolutions
-    and always on the JAX backend. On this CPU XLA made the reference mlp's step 1.65x
-    faster but convolutional models 1.5-2x slower (docs/results.md)."""
-    threads: int | None = None
-    """TensorFlow's intra-op and inter-op thread counts (None: every core the process may use,
-    or TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS where set). See `training.devices`."""
-    device: str | None = None
-    """auto (None), cpu, gpu, cpu:N (the CPU split in N, mirrored) or devices like /gpu:0,/gpu:1."""
-    preset: str | None = None
-    """The preset these settings started from (see `digitlab.training.presets`), for the record."""
-    model_options: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments of the model builder."""
-    augmentation: dict[str, float] = field(default_factory=dict)
-    """Overrides of `DigitAugmentation`'s settings (rotation, shear, zoom, shift, elastic_*)."""
+    The ranges are those the layer enforces (rotation, shear, zoom), and for the others the
+    values beyond which a 28 x 28 digit no longer stays a digit: a shift past half the image
+    moves it out of the frame, a smoothing width under half a pixel or a displacement scale
+    above 100 pixels scrambles its strokes, a width beyond the image makes the field a shift.
+    """
+
+    rotation: Annotated[float, Field(ge=0, le=45)]
+    shear: Annotated[float, Field(ge=0, le=45)]
+    zoom: Annotated[float, Field(ge=0, le=0.5)]
+    shift: Annotated[float, Field(ge=0, le=14)]
+    elastic_alpha: Annotated[float, Field(ge=0, le=100)]
+    elastic_sigma: Annotated[float, Field(ge=0.5, le=28)]
+
+
+class TrainConfig(BaseModel):
+    """Every setting of a training run. The defaults are the reference `mlp` run.
+
+    Immutable: `config.model_copy(update=...)` or `apply_settings` make a changed copy.
+    Constructing one with a bad value raises `ConfigError`.
+    """
+
+    # The validators are built on first use: `digitlab --help` only reads the fields.
+    model_config = ConfigDict(**_STRICT, frozen=True, defer_build=True)
+
+    model: str = Field(
+        default="mlp", description="Registered model name: mlp, cnn, resnet or strided"
+    )
+    epochs: int = Field(default=30, ge=1, le=10_000, description="Epochs to train")
+    batch_size: int = Field(
+        default=64,
+        ge=1,
+        # Above every training set digitlab reads (MNIST: 60,000): one step per epoch.
+        le=65_536,
+        description="Images per step, over all devices and processes",
+    )
+    augment: bool = Field(
+        default=True, description="Digit-safe augmentation: rotation, shift, zoom, shear, elastic"
+    )
+    lr: float = Field(
+        default=2e-3, gt=0, description="Adam learning rate, the peak of the schedule"
+    )
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        default="cosine",
+        description="constant, or cosine: linear warm-up, then cosine decay to zero at the "
+        "last step",
+    )
+    warmup_epochs: float = Field(
+        default=1.0, ge=0, description="Epochs of linear warm-up of the cosine schedule"
+    )
+    label_smoothing: float = Field(
+        default=0.0,
+        description="Share of each target's probability spread evenly over all classes "
+        "(0: none), below 1",
+    )
+    val_fraction: float = Field(
+        default=0.1, description="Share of the training set held out for validation, stratified"
+    )
+    seed: int = Field(
+        default=0,
+        ge=0,
+        # The range of the seeds NumPy and scikit-learn's splits take.
+        le=2**32 - 1,
+        description="Random seed of the split, the weights and the augmentation",
+    )
+    dataset: str = Field(
+        default="mnist",
+        description="mnist, fashion-mnist, or PATH to an IDX folder or a class-folder tree",
+    )
+    limit: int | None = Field(
+        default=None,
+        ge=2,
+        # A hundred million images: 78 GB of pixels, beyond any set this loads in memory.
+        le=100_000_000,
+        description="Train on a stratified subset of N training images (before the split)",
+    )
+    steps_per_execution: int = Field(
+        default=32,
+        ge=1,
+        description="Training steps run per call into the compiled graph: fewer Python round trips",
+    )
+    jit_compile: bool | None = Field(
+        default=None,
+        description="Compile the training step with XLA; unset (auto): on for models "
+        "without convolutions and always on the JAX backend, where it pays off "
+        "(docs/results.md)",
+    )
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_THREADS,
+        description="TensorFlow threads per pool (intra-op and inter-op); without it, "
+        "TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS where set, else every core this "
+        "process may use",
+    )
+    device: str | None = Field(
+        default=None,
+        description="auto (every GPU when there are several), cpu, gpu, cpu:N (split the "
+        "CPU into N devices and mirror over them, to try multi-device training), or "
+        "TensorFlow devices to mirror over, e.g. /gpu:0,/gpu:1",
+    )
+    preset: str | None = Field(
+        default=None,
+        description="The preset these settings started from (training/presets.py), for the record",
+    )
+    model_options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of the model builder"
+    )
+    augmentation: AugmentationSettings = Field(
+        default_factory=lambda: AugmentationSettings(),
+        description="Overrides of DigitAugmentation's settings (rotation, shear, zoom, "
+        "shift, elastic_alpha, elastic_sigma)",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        return self.model_dump(mode="json")
+
+    @field_validator("model")
+    @classmethod
+    def _registered_model(cls, name: str) -> str:
+        from digitlab.models import MODELS
+
+        if name not in MODELS:
+            raise ValueError(f"model {name!r} is unknown; valid models: {', '.join(MODELS)}")
+        return name
+
+    @field_validator("label_smoothing")
+    @classmethod
+    def _smoothing_below_one(cls, share: float) -> float:
+        if not 0 <= share < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {share}")
+        return share
+
+    @field_validator("val_fraction")
+    @classmethod
+    def _fraction_inside(cls, fraction: float) -> float:
+        if not 0 < fraction < 1:
+            raise ValueError(f"val_fraction must be between 0 and 1, got {fraction}")
+        return fraction
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, spec: str | None) -> str | None:
+        try:
+            request = parse_device(spec)
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
+        if request.logical_cpus > MAX_LOGICAL_CPUS:
+            raise ValueError(
+                f"device {spec!r} splits the CPU into {request.logical_cpus} devices; "
+                f"at most {MAX_LOGICAL_CPUS}"
+            )
+        return spec
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_line_errors(
+        cls, data: Any, handler: ModelWrapValidatorHandler[TrainConfig], info: ValidationInfo
+    ) -> TrainConfig:
+        """Turn pydantic's report into one `ConfigError` naming the source: the validation
+        context when `apply_settings` gives one, else the class name."""
+        try:
+            return handler(data)
+        except ValidationError as error:
+            source = info.context if isinstance(info.context, str) else cls.__name__
+            problems = "; ".join(_describe(detail) for detail in error.errors())
+            raise ConfigError(f"{source}: {problems}") from None
 
 
 _TABLES = ("model_options", "augmentation")
+_EXPECTED = {
+    "int_type": "an integer",
+    "bool_type": "true or false",
+    "float_type": "a number",
+    "finite_number": "a finite number",
+    "string_type": "a string",
+    "dict_type": "a table",
+}
+"""What a value of the wrong type should have been, by pydantic error type."""
+_BOUNDS = {"ge": "at least", "gt": "greater than", "le": "at most", "lt": "below"}
 
 
-def _field_types() -> dict[str, str]:
-    return {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
-
-
-def _coerce(key: str, value: Any, source: str) -> Any:
-    """Check `value` against the type of field `key`; return it in that type."""
-    kind = _field_types()[key]
-
-    def bad(expected: str) -> ConfigError:
-        return ConfigError(f"{source}: {key} must be {expected}, got {value!r}")
-
-    if kind in ("bool", "bool | None"):
-        if value is None and kind == "bool | None":
-            return None
-        if not isinstance(value, bool):
-            raise bad("true or false")
-        return value
-    if kind in ("int", "int | None"):
-        if value is None and kind == "int | None":
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad("an integer")
-        return value
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad("a number")
-        return float(value)
-    if kind in ("str", "str | None"):
-        if value is None and kind == "str | None":
-            return None
-        if not isinstance(value, str):
-            raise bad("a string")
-        return value
-    if not isinstance(value, Mapping):
-        raise bad("a table")
-    return dict(value)
-
-
-def _check_ranges(config: TrainConfig, source: str) -> None:
-    from digitlab.models import MODELS
-
-    problems = []
-    if config.model not in MODELS:
-        problems.append(f"model {config.model!r} is unknown; valid models: {', '.join(MODELS)}")
-    for key in ("epochs", "batch_size", "steps_per_execution"):
-        if getattr(config, key) < 1:
-            problems.append(f"{key} must be at least 1, got {getattr(config, key)}")
-    if not config.lr > 0:
-        problems.append(f"lr must be positive, got {config.lr}")
-    if config.lr_schedule not in LR_SCHEDULES:
-        problems.append(
-            f"lr_schedule {config.lr_schedule!r} is unknown; valid: {', '.join(LR_SCHEDULES)}"
-        )
-    if not 0 <= config.label_smoothing < 1:
-        problems.append(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
-    if config.warmup_epochs < 0:
-        problems.append(f"warmup_epochs must be >= 0, got {config.warmup_epochs}")
-    if not 0 < config.val_fraction < 1:
-        problems.append(f"val_fraction must be between 0 and 1, got {config.val_fraction}")
-    if config.limit is not None and config.limit < 2:
-        problems.append(f"limit must be at least 2, got {config.limit}")
-    if config.threads is not None and config.threads < 1:
-        problems.append(f"threads must be at least 1, got {config.threads}")
-    try:
-        parse_device(config.device)
-    except ConfigError as error:
-        problems.append(str(error))
-    if problems:
-        raise ConfigError(f"{source}: " + "; ".join(problems))
+def _describe(error: ErrorDetails) -> str:
+    """One short phrase for one pydantic error: the dotted key, what it must be, the value."""
+    key = ".".join(str(part) for part in error["loc"])
+    kind, value, context = error["type"], error["input"], error.get("ctx", {})
+    if kind == "value_error":
+        # The validators' own messages name the key.
+        return str(context["error"])
+    if kind == "extra_forbidden":
+        valid = AugmentationSettings.__annotations__ if "." in key else TrainConfig.model_fields
+        return f"unknown key {key!r}; valid keys: {', '.join(valid)}"
+    if kind == "literal_error":
+        choices = get_args(TrainConfig.model_fields[key].annotation)
+        return f"{key} {value!r} is unknown; valid: {', '.join(choices)}"
+    if kind in _EXPECTED:
+        return f"{key} must be {_EXPECTED[kind]}, got {value!r}"
+    bound = next((name for name in _BOUNDS if name in context), None)
+    if bound is not None:
+        limit = context[bound]
+        expected = "positive" if (bound, limit) == ("gt", 0) else f"{_BOUNDS[bound]} {limit}"
+        return f"{key} must be {expected}, got {value!r}"
+    return f"{key}: {error['msg']}, got {value!r}"
 
 
 def apply_settings(config: TrainConfig, settings: Mapping[str, Any], source: str) -> TrainConfig:
     """Return a copy of `config` with `settings` applied and checked.
 
     `settings` maps field names (or `table.key` for `model_options` and `augmentation`)
-    to values. `source` names where they came from, for the error message. Raises
-    `ConfigError` for an unknown key, a value of the wrong type or out of range.
+    to values. `source` names where they came from, for the error message. Raises one
+    `ConfigError` for every unknown key and every value of the wrong type or out of range.
     """
-    fields = _field_types()
     changes: dict[str, Any] = {}
     for key, value in settings.items():
         table, _, entry = key.partition(".")
-        if entry:
-            if table not in _TABLES:
-                raise ConfigError(f"{source}: unknown key {key!r}; only {_TABLES} take a dot")
-            merged = dict(changes.get(table, getattr(config, table)))
-            merged[entry] = value
-            changes[table] = merged
-        elif key in fields:
-            changes[key] = _coerce(key, value, source)
-        else:
-            raise ConfigError(f"{source}: unknown key {key!r}; valid keys: {', '.join(fields)}")
-    updated = dataclasses.replace(config, **changes)
-    _check_ranges(updated, source)
-    return updated
+        if not entry:
+            changes[key] = value
+            continue
+        if table not in _TABLES:
+            raise ConfigError(f"{source}: unknown key {key!r}; only {_TABLES} take a dot")
+        current = changes.get(table, getattr(config, table))
+        # A table replaced by a non-table earlier in `settings` is reported by validation.
+        if isinstance(current, Mapping):
+            changes[table] = {**current, entry: value}
+    return TrainConfig.model_validate({**config.model_dump(), **changes}, context=source)
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -255,7 +365,7 @@ def config_from_json(path: str | os.PathLike[str]) -> TrainConfig:
         raise ConfigError(f"{path}: unreadable run config ({error})") from None
     if not isinstance(saved, dict):
         raise ConfigError(f"{path}: unreadable run config (not a JSON object)")
-    names = set(_field_types())
+    names = set(TrainConfig.model_fields)
     return apply_settings(
         TrainConfig(), _flatten({k: v for k, v in saved.items() if k in names}), str(path)
     )
