@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "NotAnImageError": "digitlab.errors",
     "CorruptImageError": "digitlab.errors",
     "ImageTooLargeError": "digitlab.errors",
+    "TrainingDivergedError": "digitlab.errors",
     "load_keras_model": "digitlab.inference.modelfile",
     # data
     "load_mnist": "digitlab.data.sources",

@@ -48,3 +48,7 @@ class CorruptImageError(ImageError):
 class ImageTooLargeError(ImageError):
     """The image would take more pixels, memory or decoding work (JPEG scans) than digitlab
     allows: a decompression bomb guard."""
+
+
+class TrainingDivergedError(DigitlabError):
+    """The loss stopped being a number: the weights no longer hold a model."""

@@ -16,12 +16,8 @@ from typing import Any
 import keras
 
 from digitlab.atomic import atomic_path
-from digitlab.errors import DigitlabError
+from digitlab.errors import TrainingDivergedError
 from digitlab.training.run_folder import HISTORY_COLUMNS, RunFolder, RunState, train_state_name
-
-
-class TrainingDivergedError(DigitlabError):
-    """The loss stopped being a number: the weights no longer hold a model."""
 
 
 def save_model(model: keras.Model, path: Path) -> None:
