@@ -18,7 +18,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -31,11 +31,13 @@ from pydantic import (
     model_validator,
     with_config,
 )
-from pydantic_core import ErrorDetails
 from typing_extensions import TypedDict
 
 from digitlab.errors import ConfigError
 from digitlab.training.devices import parse_device
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 # Strict: an integer setting refuses 2.5 and true, a switch refuses 1, a string refuses 3;
 # a number setting takes an integer. No setting is NaN or infinite: such a value trains to a
