@@ -133,7 +133,7 @@ def test_data_preprocessing_notebook_exports_scans_and_splits(tmp_path: Path) ->
     # The broken file the notebook made was found, reported and moved aside, not deleted.
     assert (out / "quarantine" / "3" / "3_broken.png").is_file()
     assert not (out / "images" / "3" / "3_broken.png").exists()
-    assert "truncated or corrupt" in printed_text(notebook)
+    assert "damaged or truncated image" in printed_text(notebook)
     with open(out / "split" / "split.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 200
