@@ -8,16 +8,23 @@ and many images go in batches.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from digitlab.errors import ImageError, ModelError
 from digitlab.images import to_mnist
+
+if TYPE_CHECKING:
+    from digitlab.reading import NumberReading
+
+Read = TypeVar("Read")
 
 Runner = Callable[[np.ndarray], np.ndarray]
 """float32 N x 28 x 28 raw pixels -> N x C model outputs."""
@@ -82,6 +89,14 @@ class FilePrediction:
 
 
 @dataclass(frozen=True)
+class FileReading:
+    """A file whose number was read (`digitlab.read_number`)."""
+
+    path: Path
+    reading: NumberReading
+
+
+@dataclass(frozen=True)
 class FileFailure:
     """A file that could not be predicted, and why (one sentence naming the file)."""
 
@@ -112,14 +127,17 @@ class Predictor:
     ) -> Predictor:
         """Load a model: a `.keras` file, a SavedModel folder, an `.onnx` or a `.tflite` file.
 
-        `path=None` loads the model shipped with digitlab. `threads` caps the runtime's
-        threads (ONNX Runtime, TFLite); None lets the runtime choose. Raises `ModelError`
-        naming the path when it is missing, of an unknown kind or cannot be loaded, and
-        naming the shapes when it does not take N x 28 x 28 images to N x classes outputs.
+        `path=None` loads the model shipped with digitlab. The shipped model (by default or
+        by its path) runs from its ONNX copy when ONNX Runtime is installed: the same model
+        (tests check their probabilities agree), answering without TensorFlow, which takes
+        seconds to import. A user's `.keras` file always runs in Keras: a `.onnx` beside it
+        may come from another model, so pass the `.onnx` path to run that. `threads` caps
+        the runtime's threads (ONNX Runtime, TFLite); None lets the runtime choose. Raises
+        `ModelError` naming the path when it is missing, of an unknown kind or cannot be
+        loaded, and naming the shapes when it does not take N x 28 x 28 images to N x
+        classes outputs.
         """
-        if path is None:
-            path = _shipped_model_path()
-        path = Path(path)
+        path = _fastest_copy(None if path is None else Path(path))
         loader, runtime = _loader_for(path)
         try:
             runner, input_shape = loader(path, threads)
@@ -169,14 +187,12 @@ class Predictor:
         results: list[FilePrediction | FileFailure | None] = [None] * len(files)
         images, positions = [], []
         for position, path in enumerate(files):
-            try:
-                images.append(to_mnist(path))
+            image = _read_or_fail(path, to_mnist)
+            if isinstance(image, FileFailure):
+                results[position] = image
+            else:
+                images.append(image)
                 positions.append(position)
-            except ImageError as error:
-                results[position] = FileFailure(path, str(error))
-            except Exception as error:  # one odd file must not stop the others
-                reason = f"{path}: cannot be read ({type(error).__name__}: {error_reason(error)})"
-                results[position] = FileFailure(path, reason)
         if images:
             predictions = self.predict(np.stack(images))
             confidences = predictions.confidences
@@ -190,6 +206,24 @@ class Predictor:
                 )
         return [result for result in results if result is not None]
 
+    def read_files(
+        self, paths: Iterable[str | os.PathLike[str]]
+    ) -> list[FileReading | FileFailure]:
+        """Read the number in each image file (`digitlab.read_number`), in order.
+
+        A file that cannot be used becomes a `FileFailure` with its reason, as in
+        `predict_files`; it never stops the others.
+        """
+        from digitlab.reading import read_number
+
+        results: list[FileReading | FileFailure] = []
+        for path in map(Path, paths):
+            reading = _read_or_fail(path, lambda file: read_number(file, self))
+            results.append(
+                reading if isinstance(reading, FileFailure) else FileReading(path, reading)
+            )
+        return results
+
     def _probabilities(self, pixels: np.ndarray) -> np.ndarray:
         outputs = np.asarray(self._runner(pixels), dtype=np.float32)
         # digitlab's models end in a softmax; a model that returns logits is tolerated.
@@ -200,6 +234,19 @@ class Predictor:
             return outputs
         shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
         return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))
+
+
+def _read_or_fail(path: Path, read: Callable[[Path], Read]) -> Read | FileFailure:
+    """`read(path)`, or a `FileFailure` saying why it failed: an `ImageError`'s sentence,
+    or for anything else the error's type and first line (one odd file must not stop the
+    others)."""
+    try:
+        return read(path)
+    except ImageError as error:
+        return FileFailure(path, str(error))
+    except Exception as error:
+        reason = f"{path}: cannot be read ({type(error).__name__}: {error_reason(error)})"
+        return FileFailure(path, reason)
 
 
 def collect_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -285,10 +332,24 @@ def error_reason(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _shipped_model_path() -> Path:
-    from digitlab.inference.pretrained import pretrained_model_path
+def _fastest_copy(path: Path | None) -> Path:
+    """The model file to load for `path` (None: the shipped model): the shipped model's
+    ONNX copy when `path` is the shipped `.keras` and ONNX Runtime is installed."""
+    from digitlab.inference.pretrained import pretrained_model_path, pretrained_onnx_path
 
-    return pretrained_model_path()
+    shipped = pretrained_model_path()
+    if path is not None and not (path.suffix == ".keras" and _same_file(path, shipped)):
+        return path
+    if importlib.util.find_spec("onnxruntime") is None:
+        return shipped
+    return pretrained_onnx_path()
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    try:
+        return path.samefile(other)
+    except OSError:
+        return False
 
 
 def _keras_runner(model: object) -> Runner:
