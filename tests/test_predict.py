@@ -165,12 +165,12 @@ def test_load_reports_a_bad_model_path_in_one_sentence(tmp_path, name, content, 
         Predictor.load(path)
 
 
-def test_load_without_a_path_uses_the_shipped_model(mnist):
-    from digitlab.inference.pretrained import pretrained_model_path
+def test_load_without_a_path_uses_the_shipped_model_in_onnx_runtime(mnist):
+    from digitlab.inference.pretrained import pretrained_onnx_path
 
     shipped = Predictor.load()
     _, (x_test, y_test) = mnist
-    assert pretrained_model_path().name in shipped.name and shipped.runtime == "Keras"
+    assert pretrained_onnx_path().name in shipped.name and shipped.runtime == "ONNX Runtime"
     assert (shipped.predict(x_test[:500]).digits == y_test[:500]).mean() >= 0.99
 
 

@@ -75,6 +75,11 @@ _EXPORTS: dict[str, str] = {
     "Predictions": "digitlab.inference.predictor",
     "FilePrediction": "digitlab.inference.predictor",
     "FileFailure": "digitlab.inference.predictor",
+    "FileReading": "digitlab.inference.predictor",
+    # reading whole numbers
+    "read_number": "digitlab.reading",
+    "NumberReading": "digitlab.reading",
+    "DigitReading": "digitlab.reading",
     "export_model": "digitlab.inference.export",
     "ExportReport": "digitlab.inference.export",
 }

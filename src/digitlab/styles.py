@@ -100,7 +100,12 @@ def blue_ink_photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, 
     scale = rng.uniform(6, 10)
     ink = pen_strokes(digit, scale)
     ink = change_thickness(ink, int(rng.integers(-1, 2) * round(scale / 4)))
-    ink = pad_randomly(ink, rng, 0.2, 0.7)
+    return photograph(pad_randomly(ink, rng, 0.2, 0.7), rng), ".jpg"
+
+
+def photograph(ink: np.ndarray, rng: np.random.Generator) -> bytes:
+    """Blue ballpoint `ink` (float 0..1) on grey paper, photographed: uneven light, blur,
+    sensor noise, JPEG at quality 45 to 85. Returns the JPEG file's bytes."""
     height, width = ink.shape
     paper = rng.uniform(150, 200) + np.array([rng.uniform(0, 15), rng.uniform(0, 10), 0.0])
     pen = np.array([rng.uniform(15, 50), rng.uniform(30, 70), rng.uniform(120, 180)])
@@ -115,7 +120,7 @@ def blue_ink_photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, 
     color = ndimage.gaussian_filter(color, sigma=(rng.uniform(0.8, 2.0),) * 2 + (0,))
     color = color + rng.normal(0, rng.uniform(3, 8), size=color.shape)
     pixels = np.clip(np.rint(color), 0, 255).astype(np.uint8)
-    return encode(pixels, "JPEG", quality=int(rng.integers(45, 85))), ".jpg"
+    return encode(pixels, "JPEG", quality=int(rng.integers(45, 85)))
 
 
 def low_resolution(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:

@@ -101,17 +101,23 @@ def decode_file(
         return _decode_stream(stream, name, max_memory_bytes)
 
 
-def read_header(path: str | os.PathLike[str], name: str | None = None) -> ImageHeader:
-    """The format, mode and upright size of the image file at `path`, without decoding
-    its pixels, after the checks `decode` makes from the header: a file this accepts is
-    one `decode` tries to decode. Raises `decode`'s errors."""
-    name = str(path) if name is None else name
-    with _open_regular_file(Path(path), name) as stream:
-        image, (width, height) = _open_header(stream, name)
-        with image:
-            if image.getexif().get(_ORIENTATION_TAG, 1) in _QUARTER_TURNS:
-                width, height = height, width
-            return ImageHeader(str(image.format), image.mode, width, height)
+def read_header(source: str | os.PathLike[str] | bytes, name: str | None = None) -> ImageHeader:
+    """The format, mode and upright size of an image file (a path, or its bytes), without
+    decoding its pixels, after the checks `decode` makes from the header: a file this
+    accepts is one `decode` tries to decode. Raises `decode`'s errors."""
+    if isinstance(source, bytes):
+        return _header(io.BytesIO(source), "the image" if name is None else name)
+    name = str(source) if name is None else name
+    with _open_regular_file(Path(source), name) as stream:
+        return _header(stream, name)
+
+
+def _header(stream: BinaryIO, name: str) -> ImageHeader:
+    image, (width, height) = _open_header(stream, name)
+    with image:
+        if image.getexif().get(_ORIENTATION_TAG, 1) in _QUARTER_TURNS:
+            width, height = height, width
+        return ImageHeader(str(image.format), image.mode, width, height)
 
 
 def _open_regular_file(path: Path, name: str) -> BinaryIO:

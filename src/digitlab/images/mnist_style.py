@@ -70,7 +70,18 @@ def to_mnist(
     if name is None:
         name = str(image) if isinstance(image, (str, os.PathLike)) else "the image"
     gray = to_grayscale(decode(image, name, max_memory_bytes), name)
-    digit = crop_to_ink(thicken_thin_strokes(crop_to_ink(extract_ink(gray, name))))
+    return normalize_digit(extract_ink(gray, name))
+
+
+def normalize_digit(ink: np.ndarray) -> np.ndarray:
+    """One digit's ink (float 0..1, any size, zero around it) -> 28x28 uint8, MNIST-style.
+
+    Crop to the ink, widen strokes much finer than MNIST's, scale the longest side to 20 px
+    and centre by mass: the steps `to_mnist` takes after finding the ink, shared with the
+    number reader so that every digit it reads is normalised exactly as `to_mnist` would.
+    Raises `NoDigitFoundError` when `ink` is all zero.
+    """
+    digit = crop_to_ink(thicken_thin_strokes(crop_to_ink(ink)))
     return to_uint8(center_by_mass(scale_to_box(digit)))
 
 

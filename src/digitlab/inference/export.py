@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from digitlab.errors import ExportError
-from digitlab.inference.predictor import Predictions, Predictor, error_reason
+from digitlab.inference.predictor import Predictions, Predictor
+from digitlab.inference.runtimes import error_reason
 
 EXPORT_FORMATS = {"savedmodel": "tf_saved_model", "onnx": "onnx", "tflite": "litert"}
 """digitlab's format names -> Keras's `Model.export` format names."""

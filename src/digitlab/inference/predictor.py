@@ -9,25 +9,21 @@ and many images go in batches.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from digitlab.errors import ImageError, ModelError
 from digitlab.images import to_mnist
+from digitlab.inference.runtimes import IMAGE_SHAPE, Runner, error_reason, keras_runner, load_runner
 
-Runner = Callable[[np.ndarray], np.ndarray]
-"""float32 N x 28 x 28 raw pixels -> N x C model outputs."""
+if TYPE_CHECKING:
+    from digitlab.reading import NumberReading
 
-InputShape = tuple[int | None, ...]
-"""The input shape a model declares; None for a dimension of any size (the batch)."""
-
-Loader = Callable[[Path, int | None], tuple[Runner, InputShape]]
-
-IMAGE_SHAPE = (28, 28)
+Read = TypeVar("Read")
 
 
 def _top_k(probabilities: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -82,6 +78,14 @@ class FilePrediction:
 
 
 @dataclass(frozen=True)
+class FileReading:
+    """A file whose number was read (`digitlab.read_number`)."""
+
+    path: Path
+    reading: NumberReading
+
+
+@dataclass(frozen=True)
 class FileFailure:
     """A file that could not be predicted, and why (one sentence naming the file)."""
 
@@ -112,29 +116,23 @@ class Predictor:
     ) -> Predictor:
         """Load a model: a `.keras` file, a SavedModel folder, an `.onnx` or a `.tflite` file.
 
-        `path=None` loads the model shipped with digitlab. `threads` caps the runtime's
-        threads (ONNX Runtime, TFLite); None lets the runtime choose. Raises `ModelError`
-        naming the path when it is missing, of an unknown kind or cannot be loaded, and
-        naming the shapes when it does not take N x 28 x 28 images to N x classes outputs.
+        `path=None` loads the model shipped with digitlab. The shipped model (by default or
+        by its path) runs from its ONNX copy when ONNX Runtime is installed: the same model
+        (tests check their probabilities agree), answering without TensorFlow, which takes
+        seconds to import. A user's `.keras` file always runs in Keras: a `.onnx` beside it
+        may come from another model, so pass the `.onnx` path to run that. `threads` caps
+        the runtime's threads (ONNX Runtime, TFLite); None lets the runtime choose. Raises
+        `ModelError` naming the path when it is missing, of an unknown kind or cannot be
+        loaded, and naming the shapes when it does not take N x 28 x 28 images to N x
+        classes outputs.
         """
-        if path is None:
-            path = _shipped_model_path()
-        path = Path(path)
-        loader, runtime = _loader_for(path)
-        try:
-            runner, input_shape = loader(path, threads)
-        except ModelError:
-            raise
-        except Exception as error:  # each runtime has its own error types for a bad file
-            reason = error_reason(error)
-            raise ModelError(f"{path}: cannot load the {runtime} model ({reason})") from None
-        _check_shapes(path, runner, input_shape)
-        return cls(runner, f"{path.name} ({runtime})", runtime)
+        loaded = load_runner(None if path is None else Path(path), threads)
+        return cls(loaded.runner, f"{loaded.path.name} ({loaded.runtime})", loaded.runtime)
 
     @classmethod
     def from_keras(cls, model: object, name: str = "Keras model") -> Predictor:
         """Wrap an in-memory Keras model."""
-        return cls(_keras_runner(model), name, "Keras")
+        return cls(keras_runner(model), name, "Keras")
 
     def predict(self, images: np.ndarray) -> Predictions:
         """Predict 28x28 images: uint8 (or float 0..255) N x 28 x 28, or a single 28 x 28.
@@ -169,14 +167,12 @@ class Predictor:
         results: list[FilePrediction | FileFailure | None] = [None] * len(files)
         images, positions = [], []
         for position, path in enumerate(files):
-            try:
-                images.append(to_mnist(path))
+            image = _read_or_fail(path, to_mnist)
+            if isinstance(image, FileFailure):
+                results[position] = image
+            else:
+                images.append(image)
                 positions.append(position)
-            except ImageError as error:
-                results[position] = FileFailure(path, str(error))
-            except Exception as error:  # one odd file must not stop the others
-                reason = f"{path}: cannot be read ({type(error).__name__}: {error_reason(error)})"
-                results[position] = FileFailure(path, reason)
         if images:
             predictions = self.predict(np.stack(images))
             confidences = predictions.confidences
@@ -190,6 +186,24 @@ class Predictor:
                 )
         return [result for result in results if result is not None]
 
+    def read_files(
+        self, paths: Iterable[str | os.PathLike[str]]
+    ) -> list[FileReading | FileFailure]:
+        """Read the number in each image file (`digitlab.read_number`), in order.
+
+        A file that cannot be used becomes a `FileFailure` with its reason, as in
+        `predict_files`; it never stops the others.
+        """
+        from digitlab.reading import read_number
+
+        results: list[FileReading | FileFailure] = []
+        for path in map(Path, paths):
+            reading = _read_or_fail(path, lambda file: read_number(file, self))
+            results.append(
+                reading if isinstance(reading, FileFailure) else FileReading(path, reading)
+            )
+        return results
+
     def _probabilities(self, pixels: np.ndarray) -> np.ndarray:
         outputs = np.asarray(self._runner(pixels), dtype=np.float32)
         # digitlab's models end in a softmax; a model that returns logits is tolerated.
@@ -200,6 +214,19 @@ class Predictor:
             return outputs
         shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
         return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))
+
+
+def _read_or_fail(path: Path, read: Callable[[Path], Read]) -> Read | FileFailure:
+    """`read(path)`, or a `FileFailure` saying why it failed: an `ImageError`'s sentence,
+    or for anything else the error's type and first line (one odd file must not stop the
+    others)."""
+    try:
+        return read(path)
+    except ImageError as error:
+        return FileFailure(path, str(error))
+    except Exception as error:
+        reason = f"{path}: cannot be read ({type(error).__name__}: {error_reason(error)})"
+        return FileFailure(path, reason)
 
 
 def collect_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -222,151 +249,3 @@ def collect_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
             subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
             files.extend(Path(folder) / name for name in sorted(names) if not name.startswith("."))
     return files
-
-
-def _loader_for(path: Path) -> tuple[Loader, str]:
-    """The runner factory and runtime name for a model path; `ModelError` if none fits."""
-    if path.is_dir():
-        if not (path / "saved_model.pb").is_file():
-            raise ModelError(f"{path}: a folder without saved_model.pb is not a SavedModel")
-        return _saved_model_runner, "TensorFlow SavedModel"
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file")
-    loaders = {
-        ".keras": (_keras_file_runner, "Keras"),
-        ".onnx": (_onnx_runner, "ONNX Runtime"),
-        ".tflite": (_tflite_runner, "TFLite"),
-    }
-    if path.suffix not in loaders:
-        raise ModelError(
-            f"{path}: unknown model kind (expected .keras, .onnx, .tflite or a SavedModel folder)"
-        )
-    return loaders[path.suffix]
-
-
-def _shape_text(shape: Sequence[int | None]) -> str:
-    return " x ".join("N" if size is None else str(size) for size in shape)
-
-
-def _check_shapes(path: Path, runner: Runner, input_shape: InputShape) -> None:
-    """Raise `ModelError` unless the model takes N x 28 x 28 and answers N x classes.
-
-    Checked once at load, so a model made for other images fails here, naming the file
-    and the shapes, rather than in the runtime at the first request.
-    """
-    if len(input_shape) != 3 or any(size not in (None, 28) for size in input_shape[1:]):
-        raise ModelError(
-            f"{path}: the model takes input of shape {_shape_text(input_shape)}, "
-            "not N x 28 x 28 images"
-        )
-    try:
-        outputs = np.asarray(runner(np.zeros((1, *IMAGE_SHAPE), np.float32)))
-    except Exception as error:  # each runtime has its own error types
-        reason = error_reason(error)
-        raise ModelError(f"{path}: the model fails on a 1 x 28 x 28 image ({reason})") from None
-    if outputs.ndim != 2 or outputs.shape[0] != 1 or outputs.shape[1] < 2:
-        raise ModelError(
-            f"{path}: the model answers a 1 x 28 x 28 image with shape "
-            f"{_shape_text(outputs.shape)}, not 1 x classes"
-        )
-
-
-def _input_shape(dimensions: Iterable[object]) -> InputShape:
-    """A runtime's declared shape, with symbolic or unknown sizes (None, "N", -1) as None."""
-    return tuple(
-        int(size) if isinstance(size, int | np.integer) and size >= 0 else None
-        for size in dimensions
-    )
-
-
-def error_reason(error: Exception) -> str:
-    """The first line of an exception's message (or its type's name), for one-line errors."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _shipped_model_path() -> Path:
-    from digitlab.inference.pretrained import pretrained_model_path
-
-    return pretrained_model_path()
-
-
-def _keras_runner(model: object) -> Runner:
-    # `predict_on_batch` reuses one compiled predict function; calling the model eagerly
-    # costs about ten times as much for one image.
-    return lambda pixels: np.asarray(model.predict_on_batch(pixels))  # type: ignore[attr-defined]
-
-
-def _keras_file_runner(path: Path, threads: int | None) -> tuple[Runner, InputShape]:
-    """Keras runs on its backend's own thread pools; `threads` is not used."""
-    from digitlab.inference.modelfile import load_keras_model
-
-    model = load_keras_model(path)
-    return _keras_runner(model), _input_shape(model.inputs[0].shape)
-
-
-def _saved_model_runner(path: Path, threads: int | None) -> tuple[Runner, InputShape]:
-    """TensorFlow's thread pools are process-wide; `threads` is not used."""
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(str(path))
-    serve = loaded.signatures["serving_default"]
-    inputs = serve.structured_input_signature[1]
-    input_name = next(iter(inputs))
-
-    def run(pixels: np.ndarray) -> np.ndarray:
-        outputs = serve(**{input_name: tf.constant(pixels)})
-        return np.asarray(next(iter(outputs.values())).numpy())
-
-    # Keep the loaded object alive: the signature function refers to its variables.
-    run.loaded = loaded  # type: ignore[attr-defined]
-    return run, _input_shape(inputs[input_name].shape.as_list())
-
-
-def _onnx_runner(path: Path, threads: int | None) -> tuple[Runner, InputShape]:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    model_input = session.get_inputs()[0]
-    return (
-        lambda pixels: session.run(None, {model_input.name: pixels})[0],
-        _input_shape(model_input.shape),
-    )
-
-
-def _tflite_interpreter_class() -> type:
-    try:  # LiteRT, TFLite's successor, when installed
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import tensorflow as tf
-
-        Interpreter = tf.lite.Interpreter  # noqa: N806
-    interpreter_class: type = Interpreter
-    return interpreter_class
-
-
-def _tflite_runner(path: Path, threads: int | None) -> tuple[Runner, InputShape]:
-    with warnings.catch_warnings():
-        # TensorFlow's interpreter announces its move to LiteRT on every load; it still works.
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-        interpreter = _tflite_interpreter_class()(model_path=str(path), num_threads=threads)
-    input_details = interpreter.get_input_details()[0]
-    input_index = input_details["index"]
-    output_index = interpreter.get_output_details()[0]["index"]
-    allocated_shape: tuple[int, ...] | None = None
-
-    def run(pixels: np.ndarray) -> np.ndarray:
-        nonlocal allocated_shape
-        # The interpreter's tensors have a fixed batch size; resize only when it changes.
-        if pixels.shape != allocated_shape:
-            interpreter.resize_tensor_input(input_index, pixels.shape)
-            interpreter.allocate_tensors()
-            allocated_shape = pixels.shape
-        interpreter.set_tensor(input_index, np.ascontiguousarray(pixels))
-        interpreter.invoke()
-        return np.array(interpreter.get_tensor(output_index))
-
-    return run, _input_shape(input_details["shape_signature"])

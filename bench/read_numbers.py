@@ -1,0 +1,80 @@
+"""How well and how fast `read_number` reads numbers of MNIST test digits (issue 17).
+
+Numbers of 2 to 8 MNIST *test* digits are composed (`digitlab.number_images`): ordinary
+gaps, touching and overlapping neighbours (up to a fifth of a digit's width), heights
+within 15%, a wandering baseline, dark on light and light on dark, PNG and JPEG; and in
+other looks (a thick or thin pen, a photographed ballpoint). Each is read from its file
+bytes with the shipped model on ONNX Runtime. Prints whole-number and per-digit accuracy
+(a digit counts when the number has the right length and that digit is right) by gap kind,
+by length and by look, and numbers read per second (one thread, in-process).
+
+    .venv/bin/python bench/read_numbers.py [--per-cell 40] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from digitlab.data.sources import load_mnist
+from digitlab.inference.predictor import Predictor
+from digitlab.number_images import GAPS, LOOKS, compose_number
+from digitlab.reading import read_number
+
+LENGTHS = range(2, 9)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--per-cell", type=int, default=40, help="numbers per (gap, length, look) (default: 40)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    args = parser.parse_args()
+    _, (x_test, y_test) = load_mnist()
+    predictor = Predictor.load(threads=1)
+    rng = np.random.default_rng(args.seed)
+    tallies: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    seconds = 0.0
+    for look in LOOKS:
+        for gap in GAPS:
+            for length in LENGTHS:
+                for _ in range(args.per_cell):
+                    picked = rng.integers(0, len(x_test), size=length)
+                    item = compose_number(x_test[picked], y_test[picked], rng, gap, look)
+                    start = time.perf_counter()
+                    number = read_number(item.data, predictor).number
+                    seconds += time.perf_counter() - start
+                    right = sum(a == b for a, b in zip(number, item.number, strict=False))
+                    digits = right if len(number) == length else 0
+                    for key in (("gap", gap), ("length", str(length)), ("look", look)):
+                        tally = tallies[key]
+                        tally[0] += number == item.number
+                        tally[1] += 1
+                        tally[2] += digits
+                        tally[3] += length
+    print(f"{'group':<24}{'numbers':>9}{'whole-number':>14}{'per-digit':>11}")
+    for (kind, value), (whole, count, digits, total) in tallies.items():
+        print(f"{kind + ' ' + value:<24}{count:>9}{whole / count:>14.1%}{digits / total:>11.1%}")
+    numbers = sum(tally[1] for (kind, _), tally in tallies.items() if kind == "gap")
+    print(f"speed: {numbers / seconds:.1f} numbers/s ({1000 * seconds / numbers:.1f} ms each)")
+    _time_six_digits(x_test, y_test, predictor, rng)
+
+
+def _time_six_digits(x_test, y_test, predictor, rng) -> None:  # type: ignore[no-untyped-def]
+    """The median time to read a 6-digit number with ordinary gaps (target: under 30 ms)."""
+    times = []
+    for _ in range(50):
+        picked = rng.integers(0, len(x_test), size=6)
+        data = compose_number(x_test[picked], y_test[picked], rng).data
+        start = time.perf_counter()
+        read_number(data, predictor)
+        times.append(time.perf_counter() - start)
+    print(f"6-digit number, ordinary gaps: median {1000 * float(np.median(times)):.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

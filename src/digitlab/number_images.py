@@ -1,0 +1,115 @@
+"""Whole numbers composed from MNIST digits, with the true digit boxes: test and bench data.
+
+People write numbers, not single digits, so the reader is measured on images like theirs:
+2 to 8 MNIST digits side by side with gaps that are ordinary, touching or overlapping (by
+up to a fifth of a digit's width), heights within 15% of each other, a wandering baseline,
+dark ink on light paper or light on dark, saved as PNG or JPEG. Other looks than MNIST's
+own strokes (a thick or thin pen, a photographed ballpoint) come from `styles`.
+
+Compose only MNIST *test* digits, so that the model is measured on writing it has not seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from digitlab.errors import ConfigError
+from digitlab.styles import change_thickness, encode, pen_strokes, photograph
+
+GAPS: dict[str, tuple[float, float]] = {
+    "ordinary": (0.15, 0.6),
+    "touching": (-0.06, 0.0),
+    "overlapping": (-0.2, -0.06),
+}
+"""Gap kinds -> the range of the space between neighbours, as a share of the narrower
+one's width (negative: they overlap by that share)."""
+
+LOOKS = ("plain", "thick_pen", "thin_pen", "ballpoint_photo")
+"""How the ink looks: MNIST's strokes, a felt-tip, a fine pen, a photographed ballpoint."""
+
+DIGIT_HEIGHT = 60
+"""The tallest digit's height in pixels; the others are 85% to 100% of it."""
+
+
+@dataclass(frozen=True)
+class ComposedNumber:
+    """An encoded image of a number and what is in it.
+
+    `data` is the image file (`suffix` ".png" or ".jpg"), `number` the digits as a string,
+    `boxes` each digit's ink box (x0, y0, x1, y1; x1 and y1 exclusive) in image pixels.
+    """
+
+    data: bytes
+    suffix: str
+    number: str
+    boxes: tuple[tuple[int, int, int, int], ...]
+
+
+def compose_number(
+    digits: np.ndarray,
+    labels: np.ndarray,
+    rng: np.random.Generator,
+    gap: str = "ordinary",
+    look: str = "plain",
+) -> ComposedNumber:
+    """Write the MNIST `digits` (K x 28 x 28 uint8, labels `labels`) as one number image.
+
+    Raises `ConfigError` for a gap kind not in `GAPS` or a look not in `LOOKS`.
+    """
+    if gap not in GAPS:
+        raise ConfigError(f"unknown gap kind {gap!r}; choose from {', '.join(GAPS)}")
+    if look not in LOOKS:
+        raise ConfigError(f"unknown look {look!r}; choose from {', '.join(LOOKS)}")
+    strokes = [_stroke(digit, rng, look) for digit in digits]
+    canvas, boxes = _lay_out(strokes, rng, GAPS[gap])
+    number = "".join(str(int(label)) for label in labels)
+    if look == "ballpoint_photo":
+        return ComposedNumber(photograph(canvas, rng), ".jpg", number, boxes)
+    dark_on_light = bool(rng.integers(2))
+    paper, ink_level = (255.0, 0.0) if dark_on_light else (0.0, 255.0)
+    pixels = np.rint(paper + (ink_level - paper) * canvas).astype(np.uint8)
+    if rng.integers(2):
+        return ComposedNumber(encode(pixels, "PNG"), ".png", number, boxes)
+    quality = int(rng.integers(70, 96))
+    return ComposedNumber(encode(pixels, "JPEG", quality=quality), ".jpg", number, boxes)
+
+
+def _stroke(digit: np.ndarray, rng: np.random.Generator, look: str) -> np.ndarray:
+    """One digit's ink (float 0..1, cropped), 85% to 100% of `DIGIT_HEIGHT` tall."""
+    ink_rows = np.flatnonzero(digit.any(axis=1))
+    ink_height = max(1, int(ink_rows[-1] - ink_rows[0] + 1)) if ink_rows.size else 20
+    scale = DIGIT_HEIGHT * rng.uniform(0.85, 1.0) / ink_height
+    ink = pen_strokes(digit, scale)
+    if look == "thick_pen":
+        return change_thickness(ink, max(1, round(scale * 0.5)))
+    if look == "thin_pen":
+        return change_thickness(ink, -max(1, round(scale * 0.3)))
+    return ink
+
+
+def _lay_out(
+    strokes: list[np.ndarray], rng: np.random.Generator, gap_range: tuple[float, float]
+) -> tuple[np.ndarray, tuple[tuple[int, int, int, int], ...]]:
+    """Place the digits left to right on a baseline that wanders by up to 8% of their
+    height; overlapping ink keeps the darker stroke. Returns the canvas and the boxes."""
+    margin = DIGIT_HEIGHT // 2
+    lefts, tops = [margin], []
+    for previous, current in zip(strokes, strokes[1:], strict=False):
+        narrower = min(previous.shape[1], current.shape[1])
+        gap = round(rng.uniform(*gap_range) * narrower)
+        lefts.append(lefts[-1] + previous.shape[1] + gap)
+    baseline = margin + DIGIT_HEIGHT
+    for stroke in strokes:
+        jitter = round(rng.uniform(-0.08, 0.08) * DIGIT_HEIGHT)
+        tops.append(baseline + jitter - stroke.shape[0])
+    width = max(left + stroke.shape[1] for left, stroke in zip(lefts, strokes, strict=True))
+    height = max(top + stroke.shape[0] for top, stroke in zip(tops, strokes, strict=True))
+    canvas = np.zeros((height + margin, width + margin), np.float32)
+    boxes = []
+    for left, top, stroke in zip(lefts, tops, strokes, strict=True):
+        region = canvas[top : top + stroke.shape[0], left : left + stroke.shape[1]]
+        np.maximum(region, stroke, out=region)
+        boxes.append((left, top, left + stroke.shape[1], top + stroke.shape[0]))
+    return canvas, tuple(boxes)

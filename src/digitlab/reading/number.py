@@ -1,0 +1,252 @@
+"""Reading a whole number: an image -> its digits left to right, each with a box and a
+confidence.
+
+The ink is found as `to_mnist` finds it (`extract_ink`), cut into pieces by `segment`,
+and every piece is normalised as `to_mnist` normalises a digit (`normalize_digit`) before
+the classifier sees it. The classifier also settles what geometry cannot: side-by-side
+pieces are one digit when the joined piece is a more confident digit than the two apart,
+and a wide blob is cut where both parts are confident digits, when that beats reading it
+as one (the classifier-scored cut search of the issue).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from digitlab.images import (
+    ImageSource,
+    decode,
+    extract_ink,
+    normalize_digit,
+    read_header,
+    to_grayscale,
+)
+from digitlab.reading.segment import (
+    Piece,
+    blobs,
+    cuts,
+    from_mask,
+    join_fragments,
+    left_to_right,
+    typical_height,
+)
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from digitlab.inference.predictor import Predictor
+
+SPLIT_WIDTH = 0.85
+"""Blobs at least this wide (a share of the typical digit height) may be several digits."""
+
+MUST_SPLIT_WIDTH = 1.6
+"""Blobs wider than this are never one digit: their best cut is taken."""
+
+JOIN_WIDTH = 1.1
+"""Side-by-side pieces are tried as one digit only when together at most this wide."""
+
+JOIN_GAP = 0.1
+"""... and at most this far apart (a share of the typical digit height)."""
+
+MAX_CUT_DEPTH = 3
+"""A blob is cut at most this deep: up to 8 touching digits."""
+
+
+@dataclass(frozen=True)
+class DigitReading:
+    """One digit of a number: the digit, its probability, every class's probability,
+    its box (x0, y0, x1, y1; x1 and y1 exclusive) in the original image's pixels, and the
+    28x28 uint8 image the model saw."""
+
+    digit: int
+    confidence: float
+    probabilities: np.ndarray
+    box: tuple[int, int, int, int]
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class NumberReading:
+    """A number read from an image: its digits as a string, the chance that all of them are
+    right (the product of their confidences), each digit left to right, and the image's
+    size (width, height) in pixels, which the boxes refer to."""
+
+    number: str
+    confidence: float
+    digits: tuple[DigitReading, ...]
+    size: tuple[int, int]
+
+
+def read_number(
+    image: ImageSource,
+    predictor: Predictor | None = None,
+    name: str | None = None,
+    max_memory_bytes: int | None = None,
+) -> NumberReading:
+    """Read the number written in `image`: digits left to right, each with a box.
+
+    `image` is what `to_mnist` takes (a path, an image file's bytes, a PIL image or a pixel
+    array); `predictor` the model (default: the shipped one, loaded once); `name` and
+    `max_memory_bytes` as for `to_mnist`. An image of one digit reads as a one-digit number,
+    the digit `Predictor.predict_files` gives. Raises `to_mnist`'s errors: `NotAnImageError`,
+    `CorruptImageError`, `ImageTooLargeError`, and `NoDigitFoundError` for a blank image.
+    """
+    if name is None:
+        name = str(image) if isinstance(image, (str, os.PathLike)) else "the image"
+    if predictor is None:
+        predictor = shipped_predictor()
+    decoded = decode(image, name, max_memory_bytes)
+    size = _original_size(image, decoded, name)
+    gray = to_grayscale(decoded, name)
+    ink = extract_ink(gray, name)
+    scorer = _Scorer(ink, predictor)
+    pieces = find_digits(ink, scorer)
+    if len(pieces) == 1:
+        # Exactly what `to_mnist` gives: all the ink, specks it keeps included.
+        pieces = [from_mask(ink > 0) or pieces[0]]
+        scorer.use_all_ink(pieces[0])
+    scale = (size[0] / gray.shape[1], size[1] / gray.shape[0])
+    digits = tuple(scorer.reading(piece, scale, size) for piece in pieces)
+    confidence = float(np.prod([digit.confidence for digit in digits]))
+    number = "".join(str(digit.digit) for digit in digits)
+    return NumberReading(number, confidence, digits, size)
+
+
+@functools.cache
+def shipped_predictor() -> Predictor:
+    """The shipped model, loaded on first use and kept (loading takes longer than reading)."""
+    from digitlab.inference.predictor import Predictor
+
+    return Predictor.load()
+
+
+def find_digits(ink: np.ndarray, scorer: _Scorer) -> list[Piece]:
+    """The pieces of `ink` that are one digit each, left to right."""
+    pieces = _join_side_by_side(join_fragments(blobs(ink)), scorer)
+    height = typical_height(pieces)
+    digits: list[Piece] = []
+    for piece in pieces:
+        digits.extend(_split(piece, ink, scorer, height, MAX_CUT_DEPTH))
+    return left_to_right(digits)
+
+
+def _join_side_by_side(pieces: list[Piece], scorer: _Scorer) -> list[Piece]:
+    """Join neighbours (close, and together no wider than a digit) while one of them joined
+    is a more confident digit than both apart: a 0 or a 4 drawn in two strokes."""
+    while len(pieces) > 1:
+        height = typical_height(pieces)
+        pairs = [
+            (index, pieces[index].union(pieces[index + 1]))
+            for index in range(len(pieces) - 1)
+            if pieces[index + 1].left - pieces[index].right <= JOIN_GAP * height
+            and max(pieces[index + 1].right, pieces[index].right)
+            - min(pieces[index].left, pieces[index + 1].left)
+            <= JOIN_WIDTH * height
+        ]
+        if not pairs:
+            return pieces
+        confidences = scorer.confidences([*pieces, *(union for _, union in pairs)])
+        apart, joined = confidences[: len(pieces)], confidences[len(pieces) :]
+        gains = [
+            (float(joined[number]), index, union)
+            for number, (index, union) in enumerate(pairs)
+            if joined[number] > apart[index] * apart[index + 1]
+            and joined[number] > max(apart[index], apart[index + 1])
+        ]
+        if not gains:
+            return pieces
+        _, index, union = max(gains, key=lambda gain: gain[0])
+        pieces = [*pieces[:index], union, *pieces[index + 2 :]]
+    return pieces
+
+
+def _split(
+    piece: Piece, ink: np.ndarray, scorer: _Scorer, height: float, depth: int
+) -> list[Piece]:
+    """`piece` as one digit, or cut where both parts are the most confident digits, when
+    that is more likely than one digit (or the piece is too wide to be one)."""
+    if depth == 0 or piece.width < SPLIT_WIDTH * height:
+        return [piece]
+    candidates = cuts(piece, ink)
+    if not candidates:
+        return [piece]
+    confidences = scorer.confidences([piece, *(part for pair in candidates for part in pair)])
+    whole, parts = float(confidences[0]), confidences[1:].reshape(-1, 2)
+    products = parts.prod(axis=1)
+    best = int(products.argmax())
+    if products[best] <= whole and piece.width <= MUST_SPLIT_WIDTH * height:
+        return [piece]
+    left, right = candidates[best]
+    return [
+        *_split(left, ink, scorer, height, depth - 1),
+        *_split(right, ink, scorer, height, depth - 1),
+    ]
+
+
+class _Scorer:
+    """The classifier's view of pieces of one image's ink: each piece normalised as
+    `to_mnist` normalises a digit, predicted once (answers are kept by piece)."""
+
+    def __init__(self, ink: np.ndarray, predictor: Predictor) -> None:
+        self._ink = ink
+        self._predictor = predictor
+        self._known: dict[
+            tuple[int, int, bytes, tuple[int, int]], tuple[np.ndarray, np.ndarray]
+        ] = {}
+
+    @staticmethod
+    def _key(piece: Piece) -> tuple[int, int, bytes, tuple[int, int]]:
+        return (piece.top, piece.left, piece.mask.tobytes(), (piece.height, piece.width))
+
+    def _score(self, pieces: list[Piece]) -> None:
+        new = {self._key(piece): piece for piece in pieces if self._key(piece) not in self._known}
+        if not new:
+            return
+        images = np.stack([normalize_digit(piece.ink(self._ink)) for piece in new.values()])
+        probabilities = self._predictor.predict(images).probabilities
+        for key, image, row in zip(new, images, probabilities, strict=True):
+            self._known[key] = (image, row)
+
+    def confidences(self, pieces: list[Piece]) -> np.ndarray:
+        """Each piece's top probability as a digit."""
+        self._score(pieces)
+        return np.array([float(self._known[self._key(piece)][1].max()) for piece in pieces])
+
+    def use_all_ink(self, piece: Piece) -> None:
+        """Score `piece` from all the ink in its box, as `to_mnist` does (specks kept)."""
+        self._known.pop(self._key(piece), None)
+        image = normalize_digit(self._ink)
+        self._known[self._key(piece)] = (image, self._predictor.predict(image).probabilities[0])
+
+    def reading(
+        self, piece: Piece, scale: tuple[float, float], size: tuple[int, int]
+    ) -> DigitReading:
+        """The piece's digit, with its box scaled from working pixels to the image's."""
+        self._score([piece])
+        image, probabilities = self._known[self._key(piece)]
+        digit = int(probabilities.argmax())
+        box = (
+            max(0, int(np.floor(piece.left * scale[0]))),
+            max(0, int(np.floor(piece.top * scale[1]))),
+            min(size[0], int(np.ceil(piece.right * scale[0]))),
+            min(size[1], int(np.ceil(piece.bottom * scale[1]))),
+        )
+        return DigitReading(digit, float(probabilities[digit]), probabilities, box, image)
+
+
+def _original_size(
+    image: ImageSource, decoded: Image.Image | np.ndarray, name: str
+) -> tuple[int, int]:
+    """The image's upright (width, height): from the file's header for a path or bytes,
+    since a large JPEG decodes straight to a reduced size."""
+    if isinstance(image, (str, os.PathLike, bytes)):
+        header = read_header(image, name)
+        return header.width, header.height
+    if isinstance(decoded, np.ndarray):
+        return int(decoded.shape[1]), int(decoded.shape[0])
+    return decoded.size

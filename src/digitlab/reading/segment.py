@@ -1,0 +1,216 @@
+"""The geometry of reading a number: a page's ink -> the pieces that may be digits.
+
+The ink (from `images.extract_ink`) falls apart into connected blobs. A blob is usually
+one digit, but a digit may be several blobs (a 5's flag, a 7's bar, ink broken by a light
+pen) and one blob may be several digits (neighbours that touch or overlap). This module
+finds the blobs, joins the pieces that geometry alone says belong together (one above the
+other, or too short to be a digit), and proposes where a blob of several digits could be
+cut: paths from top to bottom that cross as little ink as possible. Which cut is right,
+and whether side-by-side pieces are one digit, is the classifier's call (`number`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+FRAGMENT_HEIGHT = 0.5
+"""A piece shorter than this share of the typical digit height is part of a digit."""
+
+STACKED_OVERLAP = 0.5
+"""Pieces whose columns overlap by this share of the narrower one, one above the other,
+are one digit (a 5's flag over its body, a broken stroke)."""
+
+CUT_POSITIONS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+"""Where cut paths start, as shares of the blob's width."""
+
+CUT_BAND = 0.12
+"""How far a cut path may wander from its start, as a share of the blob's width."""
+
+CUT_TURN_COST = 0.05
+"""The cost of a diagonal step in a cut path, next to crossing full ink (1.0)."""
+
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A set of ink pixels: `mask` (bool) over the box with corner (`top`, `left`)."""
+
+    top: int
+    left: int
+    mask: np.ndarray
+
+    @property
+    def bottom(self) -> int:
+        return self.top + int(self.mask.shape[0])
+
+    @property
+    def right(self) -> int:
+        return self.left + int(self.mask.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.mask.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.mask.shape[1])
+
+    @property
+    def centre_x(self) -> float:
+        return (self.left + self.right) / 2
+
+    def ink(self, ink: np.ndarray) -> np.ndarray:
+        """This piece's ink (float, cropped to its box), zero outside the piece."""
+        box = ink[self.top : self.bottom, self.left : self.right]
+        return np.where(self.mask, box, 0.0).astype(np.float32)
+
+    def union(self, other: Piece) -> Piece:
+        """The piece holding the pixels of both."""
+        top, left = min(self.top, other.top), min(self.left, other.left)
+        bottom, right = max(self.bottom, other.bottom), max(self.right, other.right)
+        mask = np.zeros((bottom - top, right - left), bool)
+        for piece in (self, other):
+            rows = slice(piece.top - top, piece.bottom - top)
+            cols = slice(piece.left - left, piece.right - left)
+            mask[rows, cols] |= piece.mask
+        return Piece(top, left, mask)
+
+
+def from_mask(mask: np.ndarray, top: int = 0, left: int = 0) -> Piece | None:
+    """The piece of the True pixels of `mask` (whose corner is at `top`, `left`), cropped
+    to them; None when there are none."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    cropped = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return Piece(top + int(rows[0]), left + int(cols[0]), cropped)
+
+
+def blobs(ink: np.ndarray) -> list[Piece]:
+    """The 8-connected blobs of nonzero ink, left to right."""
+    labels, _ = ndimage.label(ink > 0, structure=_EIGHT_CONNECTED)
+    pieces = []
+    for number, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is not None:
+            pieces.append(Piece(box[0].start, box[1].start, labels[box] == number))
+    return left_to_right(pieces)
+
+
+def left_to_right(pieces: list[Piece]) -> list[Piece]:
+    """The pieces in reading order: by the middle of their columns."""
+    return sorted(pieces, key=lambda piece: (piece.centre_x, piece.top))
+
+
+def typical_height(pieces: list[Piece]) -> float:
+    """The height of a whole digit here: the median of the pieces at least half as tall
+    as the tallest (shorter ones are fragments, or digits drawn small)."""
+    tallest = max(piece.height for piece in pieces)
+    return float(np.median([piece.height for piece in pieces if 2 * piece.height >= tallest]))
+
+
+def _overlap(start_a: int, end_a: int, start_b: int, end_b: int) -> int:
+    return max(0, min(end_a, end_b) - max(start_a, start_b))
+
+
+def _stacked(a: Piece, b: Piece) -> bool:
+    columns = _overlap(a.left, a.right, b.left, b.right)
+    rows = _overlap(a.top, a.bottom, b.top, b.bottom)
+    return columns >= STACKED_OVERLAP * min(a.width, b.width) and rows <= 0.25 * min(
+        a.height, b.height
+    )
+
+
+def join_fragments(pieces: list[Piece]) -> list[Piece]:
+    """Join the pieces that geometry says are one digit: one above the other, or a piece
+    too short to be a digit with the piece its columns overlap most (or the nearest, when
+    it overlaps none). Returns the joined pieces left to right."""
+    pieces = left_to_right(pieces)
+    joined = True
+    while joined and len(pieces) > 1:
+        joined = False
+        height = typical_height(pieces)
+        for piece in pieces:
+            partner = _partner(piece, pieces, height)
+            if partner is not None:
+                others = [other for other in pieces if other is not piece and other is not partner]
+                pieces = left_to_right([*others, piece.union(partner)])
+                joined = True
+                break
+    return pieces
+
+
+def _partner(piece: Piece, pieces: list[Piece], height: float) -> Piece | None:
+    """The piece `piece` belongs with, or None when it stands as a digit on its own."""
+    others = [other for other in pieces if other is not piece]
+    for other in others:
+        if _stacked(piece, other):
+            return other
+    if piece.height >= FRAGMENT_HEIGHT * height:
+        return None
+
+    def distance(other: Piece) -> float:
+        columns = _overlap(piece.left, piece.right, other.left, other.right)
+        if columns:
+            return -columns
+        return float(max(other.left - piece.right, piece.left - other.right))
+
+    return min(others, key=distance)
+
+
+def cuts(piece: Piece, ink: np.ndarray) -> list[tuple[Piece, Piece]]:
+    """Ways to cut `piece` into a left and a right part along paths from top to bottom that
+    cross little ink, one path started from each of `CUT_POSITIONS`; duplicates and cuts
+    leaving a part with under a tenth of the ink are left out."""
+    local_ink = piece.ink(ink)
+    seams = _cheapest_seams(local_ink, piece.width)
+    total = float(local_ink.sum())
+    columns = np.arange(piece.width)
+    found: list[tuple[Piece, Piece]] = []
+    seen: set[bytes] = set()
+    for seam in seams:
+        if seam.tobytes() in seen:
+            continue
+        seen.add(seam.tobytes())
+        left_side = columns[np.newaxis, :] < seam[:, np.newaxis]
+        left_mask, right_mask = piece.mask & left_side, piece.mask & ~left_side
+        shares = (
+            float(local_ink[left_mask].sum()) / total,
+            float(local_ink[right_mask].sum()) / total,
+        )
+        if min(shares) < 0.1:
+            continue
+        left = from_mask(left_mask, piece.top, piece.left)
+        right = from_mask(right_mask, piece.top, piece.left)
+        if left is not None and right is not None:
+            found.append((left, right))
+    return found
+
+
+def _cheapest_seams(cost: np.ndarray, width: int) -> np.ndarray:
+    """For each start in `CUT_POSITIONS`, the column per row of the path from top to bottom
+    that crosses the least ink within its band (dynamic programming, one row at a time).
+    Returns K x height int: a seam's pixel and everything right of it is the right part."""
+    height = cost.shape[0]
+    starts = np.array(CUT_POSITIONS) * width
+    band = max(1.0, CUT_BAND * width)
+    columns = np.arange(width)
+    allowed = np.abs(columns[np.newaxis, :] - starts[:, np.newaxis]) <= band
+    total = np.where(allowed, cost[0], np.inf)
+    steps = np.zeros((height, len(starts), width), np.int8)
+    for row in range(1, height):
+        from_left = np.pad(total[:, :-1], ((0, 0), (1, 0)), constant_values=np.inf)
+        from_right = np.pad(total[:, 1:], ((0, 0), (0, 1)), constant_values=np.inf)
+        options = np.stack([from_left + CUT_TURN_COST, total, from_right + CUT_TURN_COST])
+        steps[row] = options.argmin(axis=0)
+        total = np.where(allowed, options.min(axis=0) + cost[row], np.inf)
+    seams = np.zeros((len(starts), height), np.int64)
+    seams[:, -1] = total.argmin(axis=1)
+    candidates = np.arange(len(starts))
+    for row in range(height - 1, 0, -1):
+        seams[:, row - 1] = seams[:, row] + steps[row, candidates, seams[:, row]] - 1
+    return seams

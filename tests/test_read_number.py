@@ -1,0 +1,113 @@
+"""Reading whole numbers: real MNIST test digits composed into numbers, the shipped model."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitlab.errors import NoDigitFoundError
+from digitlab.images import extract_ink, to_grayscale, to_mnist
+from digitlab.inference.predictor import FileFailure, FileReading, Predictor
+from digitlab.number_images import compose_number
+from digitlab.reading import read_number
+from digitlab.reading.segment import blobs
+from digitlab.styles import render
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor.load(threads=1)
+
+
+@pytest.fixture(scope="module")
+def test_digits(mnist):
+    _, (x_test, y_test) = mnist
+    return x_test, y_test
+
+
+def _numbers(test_digits, count, gap, seed):
+    x_test, y_test = test_digits
+    rng = np.random.default_rng(seed)
+    numbers = []
+    for _ in range(count):
+        picked = rng.integers(0, len(x_test), size=int(rng.integers(2, 7)))
+        numbers.append(compose_number(x_test[picked], y_test[picked], rng, gap))
+    return numbers
+
+
+def test_read_number_reads_composed_mnist_numbers(test_digits, predictor):
+    numbers = _numbers(test_digits, 20, "ordinary", seed=1)
+    correct = sum(read_number(item.data, predictor).number == item.number for item in numbers)
+    assert correct >= 18
+
+
+def test_touching_neighbours_are_cut_apart(test_digits, predictor):
+    numbers = _numbers(test_digits, 20, "touching", seed=2)
+    lengths = sum(
+        len(read_number(item.data, predictor).number) == len(item.number) for item in numbers
+    )
+    assert lengths >= 14
+
+
+def test_boxes_are_in_the_original_pixels_of_a_large_jpeg(test_digits, predictor):
+    item = _numbers(test_digits, 1, "ordinary", seed=3)[0]
+    small = Image.open(io.BytesIO(item.data)).convert("L")
+    large = small.resize((small.width * 4, small.height * 4))
+    buffer = io.BytesIO()
+    large.save(buffer, format="JPEG", quality=95)
+    reading = read_number(buffer.getvalue(), predictor)
+    assert reading.size == large.size
+    assert reading.number == item.number
+    for digit, (x0, y0, x1, y1) in zip(reading.digits, item.boxes, strict=True):
+        truth = np.array([x0, y0, x1, y1]) * 4
+        assert np.abs(np.array(digit.box) - truth).max() <= 0.1 * (truth[3] - truth[1])
+
+
+def test_a_single_digit_reads_as_predict_gives(test_digits, predictor, tmp_path):
+    x_test, _ = test_digits
+    rng = np.random.default_rng(4)
+    paths = []
+    for index in range(12):
+        data, suffix = render(
+            x_test[index], "blue_ink_photo" if index % 2 else "black_on_white", rng
+        )
+        paths.append(tmp_path / f"{index}{suffix}")
+        paths[-1].write_bytes(data)
+    for path, prediction in zip(paths, predictor.predict_files(paths), strict=True):
+        reading = read_number(path, predictor)
+        assert len(reading.digits) == 1, path
+        assert reading.number == str(prediction.digit)
+        np.testing.assert_array_equal(reading.digits[0].image, prediction.image)
+
+
+def test_pieces_of_one_digit_join_up(test_digits, predictor):
+    x_test, y_test = test_digits
+    zero = x_test[np.flatnonzero(y_test == 0)[0]]
+    big = np.asarray(Image.fromarray(zero).resize((112, 112), Image.Resampling.BICUBIC)).copy()
+    rows = np.flatnonzero(big.max(axis=1) > 80)
+    middle = (rows[0] + rows[-1]) // 2
+    big[middle - 2 : middle + 2] = 0  # a light pen: the 0 breaks into a top and a bottom arc
+    page = 255 - big
+    assert len(blobs(extract_ink(to_grayscale(page)))) == 2
+    reading = read_number(page, predictor)
+    assert len(reading.digits) == 1
+    np.testing.assert_array_equal(reading.digits[0].image, to_mnist(page))
+
+
+def test_a_blank_page_has_no_number(predictor):
+    with pytest.raises(NoDigitFoundError, match="page.png"):
+        read_number(np.full((60, 200), 255, np.uint8), predictor, name="page.png")
+
+
+def test_read_files_reports_bad_files_and_reads_the_rest(test_digits, predictor, tmp_path):
+    item = _numbers(test_digits, 1, "ordinary", seed=5)[0]
+    good = tmp_path / f"number{item.suffix}"
+    good.write_bytes(item.data)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    results = predictor.read_files([bad, good])
+    assert isinstance(results[0], FileFailure) and "broken.png" in results[0].reason
+    assert isinstance(results[1], FileReading) and results[1].reading.number == item.number
