@@ -47,8 +47,11 @@ def test_predict_show_preprocessed_at_a_file_names_it(digit_tree, a_file):
     assert a_file.read_text() == "keep me"
 
 
-def test_evaluate_out_where_report_txt_is_a_folder_names_it(digit_tree, tmp_path):
-    (tmp_path / "report" / "report.txt").mkdir(parents=True)
+@pytest.mark.parametrize("in_the_way", ["report.txt", "misclassified.png"])
+def test_evaluate_out_where_a_report_file_is_a_folder_names_it_and_writes_none(
+    digit_tree, tmp_path, in_the_way
+):
+    (tmp_path / "report" / in_the_way).mkdir(parents=True)
     result = run(
         "evaluate",
         str(pretrained_model_path()),
@@ -57,8 +60,8 @@ def test_evaluate_out_where_report_txt_is_a_folder_names_it(digit_tree, tmp_path
         "--out",
         str(tmp_path / "report"),
     )
-    assert_one_line_error(result, f"{tmp_path / 'report' / 'report.txt'}: Is a directory")
-    assert [path.name for path in (tmp_path / "report").iterdir()] == ["report.txt"]
+    assert_one_line_error(result, f"{tmp_path / 'report' / in_the_way}: Is a directory")
+    assert [path.name for path in (tmp_path / "report").iterdir()] == [in_the_way]
 
 
 def test_export_under_a_file_names_it(a_file):

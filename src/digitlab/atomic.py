@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
@@ -35,6 +36,19 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_paths(targets: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
+    """`atomic_path` for several files that belong together: a temporary path for each, all
+    renamed over their targets when the block ends without error, none if it raises."""
+    targets = [Path(target) for target in targets]
+    # The one failure a rename would meet only at the end, after others were renamed.
+    for target in targets:
+        if target.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(target)) for target in targets]
 
 
 def stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from digitlab.atomic import atomic_write_text
+from digitlab.atomic import atomic_paths
 from digitlab.errors import DataError, ModelError
 from digitlab.inference.modelfile import load_keras_model
 
@@ -144,8 +144,9 @@ def evaluate(
 def write_evaluation(result: EvaluationResult, out: str | os.PathLike[str]) -> dict[str, Path]:
     """Write `report.txt`, `metrics.json`, `confusion_matrix.png` and `misclassified.png`.
 
-    Each file is written atomically into `out` (created if needed); other files there are
-    left alone. Returns a mapping from file name to path.
+    The files are written into `out` (created if needed) together: all of them replace
+    what was there, or, when one cannot be written, none does. Other files there are left
+    alone. Returns a mapping from file name to path.
     """
     from digitlab.plots.evaluation import plot_confusion_matrix, plot_misclassified
 
@@ -153,20 +154,23 @@ def write_evaluation(result: EvaluationResult, out: str | os.PathLike[str]) -> d
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder; choose another output folder")
     paths = {name: out / name for name in REPORT_FILES}
-    atomic_write_text(paths["report.txt"], result.summary_text())
-    atomic_write_text(paths["metrics.json"], json.dumps(result.to_metrics(), indent=2) + "\n")
-    title = f"{result.dataset_name or 'test set'}: accuracy {result.accuracy:.2%}"
-    plot_confusion_matrix(
-        result.confusion, result.class_names, paths["confusion_matrix.png"], title=title
-    )
-    worst = result.most_confident_errors()
-    plot_misclassified(
-        result.images[worst],
-        [result.class_names[label] for label in result.labels[worst]],
-        [result.class_names[label] for label in result.predictions[worst]],
-        result.confidence[worst],
-        paths["misclassified.png"],
-    )
+    with atomic_paths(list(paths.values())) as temporaries:
+        writing = dict(zip(paths, temporaries, strict=True))
+        writing["report.txt"].write_text(result.summary_text(), encoding="utf-8")
+        metrics = json.dumps(result.to_metrics(), indent=2) + "\n"
+        writing["metrics.json"].write_text(metrics, encoding="utf-8")
+        title = f"{result.dataset_name or 'test set'}: accuracy {result.accuracy:.2%}"
+        plot_confusion_matrix(
+            result.confusion, result.class_names, writing["confusion_matrix.png"], title=title
+        )
+        worst = result.most_confident_errors()
+        plot_misclassified(
+            result.images[worst],
+            [result.class_names[label] for label in result.labels[worst]],
+            [result.class_names[label] for label in result.predictions[worst]],
+            result.confidence[worst],
+            writing["misclassified.png"],
+        )
     return paths
 
 
