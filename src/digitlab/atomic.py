@@ -42,13 +42,13 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 def atomic_paths(targets: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
     """`atomic_path` for several files that belong together: a temporary path for each, all
     renamed over their targets when the block ends without error, none if it raises."""
-    targets = [Path(target) for target in targets]
+    paths = [Path(target) for target in targets]
     # The one failure a rename would meet only at the end, after others were renamed.
-    for target in targets:
-        if target.is_dir():
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+    for path in paths:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(atomic_path(target)) for target in targets]
+        yield [stack.enter_context(atomic_path(path)) for path in paths]
 
 
 def stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,7 +17,7 @@ import typer
 from digitlab.cli.app import app, native_stderr_silenced
 
 if TYPE_CHECKING:
-    from digitlab.inference.predictor import FilePrediction
+    from digitlab.inference.predictor import FilePrediction, Predictor
 
 
 class OutputFormat(StrEnum):
@@ -87,14 +88,9 @@ def predict_command(
 
     Exits with 1 if any file could not be read.
     """
-    from digitlab.errors import ImageError
-    from digitlab.inference.predictor import FileFailure, FilePrediction, Predictor, collect_files
+    from digitlab.inference.predictor import FilePrediction
 
-    files = collect_files(paths)
-    if not files:
-        raise ImageError(f"{', '.join(map(str, paths))}: no files to predict")
-    with native_stderr_silenced():
-        predictor = Predictor.load(model)
+    files, predictor = files_and_model(paths, model, "predict")
     results = predictor.predict_files(files)
     predicted = [result for result in results if isinstance(result, FilePrediction)]
     records = [prediction_record(result, top_k, min_confidence) for result in predicted]
@@ -104,14 +100,39 @@ def predict_command(
         typer.echo(records_to_csv(records), nl=False)
     else:
         typer.echo(records_to_table(records, top_k), nl=False)
-    failures = [result for result in results if isinstance(result, FileFailure)]
-    for failure in failures:
-        typer.echo(f"failed: {failure.reason}", err=True)
+    failed = report_failures(results)
     if show_preprocessed is not None:
         save_preprocessed(predicted, show_preprocessed)
         typer.echo(f"saved {len(predicted)} preprocessed images to {show_preprocessed}", err=True)
-    if failures:
+    if failed:
         raise typer.Exit(1)
+
+
+def files_and_model(
+    paths: list[Path], model: Path | None, verb: str
+) -> tuple[list[Path], Predictor]:
+    """The files named by `paths` (folders expanded) and the model to run on them.
+
+    Raises `ImageError` when there are no files, before the model is loaded.
+    """
+    from digitlab.errors import ImageError
+    from digitlab.inference.predictor import Predictor, collect_files
+
+    files = collect_files(paths)
+    if not files:
+        raise ImageError(f"{', '.join(map(str, paths))}: no files to {verb}")
+    with native_stderr_silenced():
+        return files, Predictor.load(model)
+
+
+def report_failures(results: Sequence[object]) -> bool:
+    """Print a `failed:` line on stderr for each `FileFailure` in `results`; whether any."""
+    from digitlab.inference.predictor import FileFailure
+
+    failures = [result for result in results if isinstance(result, FileFailure)]
+    for failure in failures:
+        typer.echo(f"failed: {failure.reason}", err=True)
+    return bool(failures)
 
 
 def prediction_record(result: FilePrediction, top_k: int, min_confidence: float) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from digitlab.cli.app import app, native_stderr_silenced
-from digitlab.cli.predict import OutputFormat, records_to_json
+from digitlab.cli.app import app
+from digitlab.cli.predict import OutputFormat, files_and_model, records_to_json, report_failures
 
 if TYPE_CHECKING:
     from digitlab.inference.predictor import FileReading
@@ -52,14 +52,9 @@ def read_command(
 
     Exits with 1 if any file could not be read.
     """
-    from digitlab.errors import ImageError
-    from digitlab.inference.predictor import FileFailure, FileReading, Predictor, collect_files
+    from digitlab.inference.predictor import FileReading
 
-    files = collect_files(paths)
-    if not files:
-        raise ImageError(f"{', '.join(map(str, paths))}: no files to read")
-    with native_stderr_silenced():
-        predictor = Predictor.load(model)
+    files, predictor = files_and_model(paths, model, "read")
     results = predictor.read_files(files)
     readings = [result for result in results if isinstance(result, FileReading)]
     records = [reading_record(result) for result in readings]
@@ -69,13 +64,11 @@ def read_command(
         typer.echo(records_to_csv(records), nl=False)
     else:
         typer.echo(records_to_table(records), nl=False)
-    failures = [result for result in results if isinstance(result, FileFailure)]
-    for failure in failures:
-        typer.echo(f"failed: {failure.reason}", err=True)
+    failed = report_failures(results)
     if explain is not None:
         save_explanations(readings, explain)
         typer.echo(f"saved {len(readings)} explained images to {explain}", err=True)
-    if failures:
+    if failed:
         raise typer.Exit(1)
 
 
