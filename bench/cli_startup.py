@@ -28,6 +28,7 @@ def cli_command() -> list[str]:
 
 
 def seconds_to_answer(command: list[str]) -> float:
+    """Wall-clock seconds `command` takes, from start to exit."""
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from PIL import Image
@@ -22,15 +20,9 @@ from PIL import Image
 from digitlab.data.sources import load_mnist
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cli_startup import cli_command  # noqa: E402
+from cli_startup import cli_command, seconds_to_answer  # noqa: E402
 
 TARGET_SECONDS = 1.5
-
-
-def seconds_to_answer(command: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
 
 
 def main() -> None:
