@@ -23,13 +23,13 @@ def predictor() -> Predictor:
 
 
 @pytest.fixture(scope="module")
-def test_digits(mnist):
+def held_out_digits(mnist):
     _, (x_test, y_test) = mnist
     return x_test, y_test
 
 
-def _numbers(test_digits, count, gap, seed):
-    x_test, y_test = test_digits
+def _numbers(held_out_digits, count, gap, seed):
+    x_test, y_test = held_out_digits
     rng = np.random.default_rng(seed)
     numbers = []
     for _ in range(count):
@@ -38,22 +38,22 @@ def _numbers(test_digits, count, gap, seed):
     return numbers
 
 
-def test_read_number_reads_composed_mnist_numbers(test_digits, predictor):
-    numbers = _numbers(test_digits, 20, "ordinary", seed=1)
+def test_read_number_reads_composed_mnist_numbers(held_out_digits, predictor):
+    numbers = _numbers(held_out_digits, 20, "ordinary", seed=1)
     correct = sum(read_number(item.data, predictor).number == item.number for item in numbers)
     assert correct >= 18
 
 
-def test_touching_neighbours_are_cut_apart(test_digits, predictor):
-    numbers = _numbers(test_digits, 20, "touching", seed=2)
+def test_touching_neighbours_are_cut_apart(held_out_digits, predictor):
+    numbers = _numbers(held_out_digits, 20, "touching", seed=2)
     lengths = sum(
         len(read_number(item.data, predictor).number) == len(item.number) for item in numbers
     )
     assert lengths >= 14
 
 
-def test_boxes_are_in_the_original_pixels_of_a_large_jpeg(test_digits, predictor):
-    item = _numbers(test_digits, 1, "ordinary", seed=3)[0]
+def test_boxes_are_in_the_original_pixels_of_a_large_jpeg(held_out_digits, predictor):
+    item = _numbers(held_out_digits, 1, "ordinary", seed=3)[0]
     small = Image.open(io.BytesIO(item.data)).convert("L")
     large = small.resize((small.width * 4, small.height * 4))
     buffer = io.BytesIO()
@@ -66,8 +66,8 @@ def test_boxes_are_in_the_original_pixels_of_a_large_jpeg(test_digits, predictor
         assert np.abs(np.array(digit.box) - truth).max() <= 0.1 * (truth[3] - truth[1])
 
 
-def test_a_single_digit_reads_as_predict_gives(test_digits, predictor, tmp_path):
-    x_test, _ = test_digits
+def test_a_single_digit_reads_as_predict_gives(held_out_digits, predictor, tmp_path):
+    x_test, _ = held_out_digits
     rng = np.random.default_rng(4)
     paths = []
     for index in range(12):
@@ -83,8 +83,8 @@ def test_a_single_digit_reads_as_predict_gives(test_digits, predictor, tmp_path)
         np.testing.assert_array_equal(reading.digits[0].image, prediction.image)
 
 
-def test_pieces_of_one_digit_join_up(test_digits, predictor):
-    x_test, y_test = test_digits
+def test_pieces_of_one_digit_join_up(held_out_digits, predictor):
+    x_test, y_test = held_out_digits
     zero = x_test[np.flatnonzero(y_test == 0)[0]]
     big = np.asarray(Image.fromarray(zero).resize((112, 112), Image.Resampling.BICUBIC)).copy()
     rows = np.flatnonzero(big.max(axis=1) > 80)
@@ -102,8 +102,8 @@ def test_a_blank_page_has_no_number(predictor):
         read_number(np.full((60, 200), 255, np.uint8), predictor, name="page.png")
 
 
-def test_read_files_reports_bad_files_and_reads_the_rest(test_digits, predictor, tmp_path):
-    item = _numbers(test_digits, 1, "ordinary", seed=5)[0]
+def test_read_files_reports_bad_files_and_reads_the_rest(held_out_digits, predictor, tmp_path):
+    item = _numbers(held_out_digits, 1, "ordinary", seed=5)[0]
     good = tmp_path / f"number{item.suffix}"
     good.write_bytes(item.data)
     bad = tmp_path / "broken.png"
