@@ -124,7 +124,7 @@ _IMAGE_ERROR_STATUS: tuple[tuple[type[ImageError], int], ...] = (
 
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/tiff", "image/webp")
 
-_PREDICT_REQUEST_BODY: dict[str, Any] = {
+_IMAGE_REQUEST_BODY: dict[str, Any] = {
     "required": True,
     "description": (
         "An image (PNG, JPEG, BMP, GIF, TIFF or WebP; any size; dark ink on light paper or "
@@ -159,6 +159,13 @@ def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         503: "The model is not loaded yet, or the server is busy with large or slow images.",
     }
     return {code: {"model": ErrorResponse, "description": reasons[code]} for code in codes}
+
+
+# What /predict and /read share in the OpenAPI description: the body and the errors.
+_IMAGE_ROUTE: dict[str, Any] = {
+    "openapi_extra": {"requestBody": _IMAGE_REQUEST_BODY},
+    "responses": _error_responses(400, 413, 415, 422, 503),
+}
 
 
 def create_app(
@@ -227,12 +234,7 @@ def create_app(
         """Answer 200 once the model is loaded and warmed up, 503 before."""
         return HealthResponse(status="ok", model=_ready_predictor(request).name)
 
-    @app.post(
-        "/predict",
-        response_model=PredictionResponse,
-        openapi_extra={"requestBody": _PREDICT_REQUEST_BODY},
-        responses=_error_responses(400, 413, 415, 422, 503),
-    )
+    @app.post("/predict", response_model=PredictionResponse, **_IMAGE_ROUTE)
     async def predict(request: Request) -> Response:
         """Classify the digit in one image and show the 28x28 image the model saw."""
         loaded = _ready_predictor(request)
@@ -250,12 +252,7 @@ def create_app(
         # again before serialising them.
         return Response(prediction.model_dump_json(), media_type="application/json")
 
-    @app.post(
-        "/read",
-        response_model=ReadingResponse,
-        openapi_extra={"requestBody": _PREDICT_REQUEST_BODY},
-        responses=_error_responses(400, 413, 415, 422, 503),
-    )
+    @app.post("/read", response_model=ReadingResponse, **_IMAGE_ROUTE)
     async def read(request: Request) -> Response:
         """Read the whole number in one image: its digits left to right, each with its box
         in the image's pixels, its probabilities and the 28x28 image the model saw. One

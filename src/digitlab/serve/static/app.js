@@ -250,7 +250,7 @@ function showAnswer(answer, request) {
   predictionText.dataset.length = String(answer.number.length);
   const several = answer.digits.length > 1;
   const sure = `${formatPercent(answer.confidence)} sure`;
-  confidenceText.textContent = several ? `${sure} of all ${answer.digits.length} digits` : sure;
+  confidenceText.textContent = several ? `${sure}, ${answer.digits.length} digits` : sure;
   statusText.textContent = "";
   showDigits(answer);
   selectDigit(0);
