@@ -1,4 +1,5 @@
-"""Load test of `POST /predict`: concurrent clients posting PNGs of MNIST test digits.
+"""Load test of `POST /predict` (PNGs of MNIST test digits) or, with --read, of `POST /read`
+(numbers of 2 to 5 MNIST test digits, some touching, as PNG or JPEG).
 
 Starts `digitlab serve` itself (default model, or --model) on a free loopback port unless
 --url names a running server (plain http). Each of --clients clients holds one keep-alive
@@ -8,8 +9,8 @@ the throughput (Little's law), so this shows the server's capacity. With --rate,
 send on a fixed schedule of that many requests per second in total (open loop), which shows
 the latency at a given load; several rates are measured one after the other on the same
 server. Prints the requests answered per second, latency percentiles, and the errors (any
-answer but 200, or one without 10 probabilities); for a server it started itself, also the
-CPU time the server's processes spent per answered request.
+answer but 200, or one without 10 probabilities per digit); for a server it started itself,
+also the CPU time the server's processes spent per answered request.
 
 The clients speak HTTP/1.1 over asyncio streams directly. httpx measured about 3 ms of CPU
 per request here, as much as the server itself; on a 2-core machine shared with the server
@@ -18,6 +19,7 @@ it halved the figure being measured. These clients cost about 0.2 ms per request
     .venv/bin/python bench/serve_load.py                    # 32 clients, 60 s
     .venv/bin/python bench/serve_load.py --duration 10 --rate 300
     .venv/bin/python bench/serve_load.py --duration 30 --rate 100 200 300
+    .venv/bin/python bench/serve_load.py --read --duration 30 --rate 50 100
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import psutil
 from PIL import Image
 
 from digitlab.data.sources import load_mnist
+from digitlab.number_images import GAPS, compose_number
 from digitlab.serve.process import server_process
 
 ANSWER_TIMEOUT_S = 30.0
@@ -75,24 +78,57 @@ def mnist_test_pngs(count: int) -> list[bytes]:
     return pngs
 
 
+def mnist_test_numbers(count: int) -> list[bytes]:
+    """`count` image files of numbers of 2 to 5 MNIST test digits (`compose_number`), with
+    each kind of gap in turn and a fixed seed."""
+    _, (x_test, y_test) = load_mnist()
+    rng = np.random.default_rng(0)
+    numbers = []
+    for index in range(count):
+        picked = rng.integers(0, len(x_test), size=int(rng.integers(2, 6)))
+        gap = list(GAPS)[index % len(GAPS)]
+        numbers.append(compose_number(x_test[picked], y_test[picked], rng, gap).data)
+    return numbers
+
+
+def image_type(data: bytes) -> bytes:
+    """The content type of a PNG or JPEG file's bytes."""
+    return b"image/png" if data.startswith(b"\x89PNG") else b"image/jpeg"
+
+
+def answer_problem(path: str, body: bytes) -> str | None:
+    """What is wrong with a 200 answer's JSON from `path`, or None."""
+    answer = json.loads(body)
+    rows = (
+        [answer["probabilities"]]
+        if path == "/predict"
+        else [digit["probabilities"] for digit in answer["digits"]]
+    )
+    if not rows or any(len(row) != 10 for row in rows):
+        return "answer without 10 probabilities per digit"
+    return None
+
+
 class Connection:
     """One keep-alive HTTP/1.1 connection to the server, reopened after any failure."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, path: str = "/predict") -> None:
         address = urlsplit(url)
         if address.scheme != "http" or address.hostname is None:
             raise SystemExit(f"--url must be http://HOST:PORT, not {url!r}")
         self._host, self._port = address.hostname, address.port or 80
+        self._path = path
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def post_png(self, png: bytes) -> str | None:
-        """Post one PNG to /predict; return None for a good answer, else what went wrong."""
+        """Post one image to the path; return None for a good answer, else what went wrong."""
         try:
             status, body = await asyncio.wait_for(self._exchange(png), ANSWER_TIMEOUT_S)
             if status != 200:
                 return f"HTTP {status}"
-            if len(json.loads(body)["probabilities"]) != 10:
-                return "answer without 10 probabilities"
+            problem = answer_problem(self._path, body)
+            if problem:
+                return problem
         except (OSError, asyncio.IncompleteReadError, ValueError, KeyError) as failure:
             # Timeouts are OSErrors; a malformed answer is a ValueError or a KeyError.
             self.close()
@@ -104,8 +140,9 @@ class Connection:
             self._streams = await asyncio.open_connection(self._host, self._port)
         reader, writer = self._streams
         writer.write(
-            b"POST /predict HTTP/1.1\r\nHost: %s\r\nContent-Type: image/png\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (self._host.encode(), len(png), png)
+            b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\n"
+            b"Content-Length: %d\r\n\r\n%s"
+            % (self._path.encode(), self._host.encode(), image_type(png), len(png), png)
         )
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
         status = int(head.split(" ", 2)[1])
@@ -123,6 +160,7 @@ class Connection:
 
 async def client(
     url: str,
+    path: str,
     pngs: list[bytes],
     first: int,
     window: Window,
@@ -135,7 +173,7 @@ async def client(
     Open loop: one request every `interval_s`, the schedule kept even when answers are
     slow, and latency counted from the scheduled time, so that waiting to send counts too.
     """
-    connection = Connection(url)
+    connection = Connection(url, path)
     index = first
     scheduled = time.perf_counter()
     if interval_s is not None:
@@ -165,6 +203,7 @@ async def client(
 
 async def run_load(
     url: str,
+    path: str,
     pngs: list[bytes],
     clients: int,
     duration_s: float,
@@ -185,7 +224,7 @@ async def run_load(
     _, cpu_s = await asyncio.gather(
         asyncio.gather(
             *(
-                client(url, pngs, k * len(pngs) // clients, window, interval_s, tally)
+                client(url, path, pngs, k * len(pngs) // clients, window, interval_s, tally)
                 for k in range(clients)
             )
         ),
@@ -257,11 +296,17 @@ def main() -> None:
     parser.add_argument(
         "--images", type=int, default=1000, help="MNIST test digits (default: 1000)"
     )
+    parser.add_argument(
+        "--read",
+        action="store_true",
+        help="load POST /read with --images numbers of 2 to 5 digits (default: /predict)",
+    )
     args = parser.parse_args()
 
     if args.rate and min(args.rate) <= 0:
         raise SystemExit("--rate must be above 0 requests/s")
-    pngs = mnist_test_pngs(args.images)
+    pngs = mnist_test_numbers(args.images) if args.read else mnist_test_pngs(args.images)
+    path = "/read" if args.read else "/predict"
     with contextlib.ExitStack() as stack:
         url = args.url
         if url is None:
@@ -270,7 +315,9 @@ def main() -> None:
         print(f"server:        {url}")
         cpu_clock = server_cpu_seconds if args.url is None else None
         for rate in args.rate or [None]:
-            load = run_load(url, pngs, args.clients, args.duration, args.warmup, rate, cpu_clock)
+            load = run_load(
+                url, path, pngs, args.clients, args.duration, args.warmup, rate, cpu_clock
+            )
             tally, elapsed_s, cpu_s = asyncio.run(load)
             print(report(tally, elapsed_s, args.clients, rate, cpu_s), flush=True)
 

@@ -66,3 +66,13 @@ def server_url(
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     with server_process(log_path, model=model_path, workers=server_workers) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def shipped_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base URL of a real `digitlab serve` subprocess serving the shipped model (what it
+    serves without --model) in one process: for tests that read whole numbers, which need a
+    stronger model than `model_path`."""
+    log_path = tmp_path_factory.mktemp("shipped-server") / "server.log"
+    with server_process(log_path, workers=1) as url:
+        yield url

@@ -23,7 +23,7 @@ def paper_png(digit: np.ndarray, side: int = 200) -> bytes:
 
 
 # Must match STROKE_FRACTION and UPLOAD_SIZE in serve/static/app.js.
-STROKE_FRACTION = 1 / 13
+STROKE_FRACTION = 1 / 24
 UPLOAD_SIZE = 140
 INK_THRESHOLD = 128
 

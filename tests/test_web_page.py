@@ -2,6 +2,9 @@
 
 Digits are drawn by tracing the ink of real MNIST test digits as pointer strokes (mouse,
 pen and touch), and the page must show the digit the model reads from such a drawing.
+Numbers are several traced MNIST digits side by side, some touching, drawn against a server
+of the shipped model: the page must show the number, a box over each digit and each
+digit's probabilities on hover, focus and tap.
 Set DIGITLAB_UPDATE_SCREENSHOT=1 to rewrite docs/web_app.png (a hand-drawn 2 and its answer).
 """
 
@@ -16,10 +19,20 @@ import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from digit_images import HAND_DRAWN, Stroke, ink_strokes, paper_png, render_strokes
+from digit_images import (
+    HAND_DRAWN,
+    INK_THRESHOLD,
+    Stroke,
+    ink_strokes,
+    paper_png,
+    render_strokes,
+)
 from digitlab.atomic import atomic_write_bytes
-from digitlab.images import to_mnist
+from digitlab.images import extract_ink, to_grayscale, to_mnist
 from digitlab.inference.predictor import Predictor
+from digitlab.number_images import compose_number
+from digitlab.reading import read_number
+from digitlab.reading.segment import blobs
 
 # `model_path` and `server_url` (conftest.py): the trained model and the real server, shared
 # with the other serving tests. Every test here drives Chromium against that server.
@@ -64,17 +77,27 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture
-def page(browser: Browser, server_url: str) -> Iterator[Page]:
+def open_page(browser: Browser, url: str) -> Iterator[Page]:
     # Reduced motion turns off the bars' animation, so a screenshot shows their final widths.
     context = browser.new_context(
         viewport={"width": 1100, "height": 860}, device_scale_factor=2, reduced_motion="reduce"
     )
     page = context.new_page()
-    page.goto(server_url)
+    page.goto(url)
     page.wait_for_function("!document.getElementById('model-name').textContent.includes('loading')")
     yield page
     context.close()
+
+
+@pytest.fixture
+def page(browser: Browser, server_url: str) -> Iterator[Page]:
+    yield from open_page(browser, server_url)
+
+
+@pytest.fixture
+def number_page(browser: Browser, shipped_server_url: str) -> Iterator[Page]:
+    """The page of a server of the shipped model, which reads numbers well."""
+    yield from open_page(browser, shipped_server_url)
 
 
 # ---- driving the page ---------------------------------------------------------------
@@ -233,6 +256,9 @@ def test_drawing_mnist_digits_with_a_mouse_shows_each_digit_quickly(
             "li.top .bar-label"
         ).text_content() == str(label)
         assert shown_preprocessed(page).max() == 255
+        # One digit shows as a lone answer: no boxes, no chips.
+        assert page.get_by_test_id("digit-box").count() == 0
+        assert page.get_by_test_id("digits").is_hidden()
     assert statistics.median(latencies_ms) < RELEASE_TO_PREDICTION_LIMIT_MS, latencies_ms
 
 
@@ -360,3 +386,138 @@ def test_controls_are_reachable_and_usable_with_the_keyboard(page: Page):
     page.keyboard.press("Enter")
     assert canvas_is_blank(page)
     assert page.get_by_test_id("prediction").text_content() == ""
+
+
+# ---- numbers ------------------------------------------------------------------------
+
+NUMBER_SCALE = 0.45
+"""Each traced digit's size on the pad: a 28x28 MNIST digit becomes 45% of the pad."""
+
+NUMBER_GAPS = (1.0, 3.0)
+"""Space between neighbours' ink, in pad units of 1/28: the first pair touches (the pen is
+wider than that), the second does not."""
+
+
+def number_strokes(digits: np.ndarray) -> list[Stroke]:
+    """Strokes tracing MNIST `digits` side by side on one baseline, in pad coordinates."""
+    strokes: list[Stroke] = []
+    cursor = 2.0
+    for position, digit in enumerate(digits):
+        inked = digit >= INK_THRESHOLD
+        columns, rows = np.flatnonzero(inked.any(axis=0)), np.flatnonzero(inked.any(axis=1))
+        dx, dy = cursor - columns[0] * NUMBER_SCALE, 18.0 - (rows[-1] + 1) * NUMBER_SCALE
+        strokes += [
+            [(x * NUMBER_SCALE + dx, y * NUMBER_SCALE + dy) for x, y in stroke]
+            for stroke in ink_strokes(digit)
+        ]
+        cursor += (columns[-1] + 1 - columns[0]) * NUMBER_SCALE
+        cursor += NUMBER_GAPS[position] if position < len(NUMBER_GAPS) else 0.0
+    return strokes
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Predictor:
+    return Predictor.load(threads=1)
+
+
+@pytest.fixture(scope="module")
+def drawable_number(mnist, shipped: Predictor) -> tuple[str, list[Stroke]]:
+    """Three MNIST test digits traced side by side, two of them touching, that the shipped
+    model reads right from the page's own drawing: the number and its strokes."""
+    _, (x_test, y_test) = mnist
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        picked = rng.integers(0, 2000, size=3)
+        strokes = number_strokes(x_test[picked])
+        drawing = render_strokes(strokes)
+        number = "".join(str(int(label)) for label in y_test[picked])
+        reading = read_number(drawing, shipped)
+        touching = len(blobs(extract_ink(to_grayscale(drawing)))) < 3
+        if (
+            touching
+            and reading.number == number
+            and min(d.confidence for d in reading.digits) > 0.6
+        ):
+            return number, strokes
+    raise AssertionError("the shipped model reads none of 100 traced numbers")
+
+
+def top_bar_label(page: Page) -> str | None:
+    return page.get_by_test_id("probabilities").locator("li.top .bar-label").text_content()
+
+
+def test_drawing_a_number_with_touching_digits_shows_it_with_a_box_over_each_digit(
+    number_page: Page, drawable_number: tuple[str, list[Stroke]], tmp_path: Path
+):
+    number, strokes = drawable_number
+    shown, _ = draw(number_page, strokes)
+    assert shown == number
+    boxes = number_page.get_by_test_id("digit-box")
+    assert boxes.count() == len(number)
+    assert boxes.all_text_contents() == list(number)
+    canvas = number_page.get_by_test_id("canvas").bounding_box()
+    assert canvas is not None
+    placed = [boxes.nth(index).bounding_box() for index in range(len(number))]
+    assert all(box is not None for box in placed)
+    lefts = [box["x"] for box in placed]
+    assert lefts == sorted(lefts)
+    for box in placed:
+        assert canvas["x"] <= box["x"] and box["x"] + box["width"] <= canvas["x"] + canvas["width"]
+        # The digits were drawn about 40% of the pad tall, between 5/28 and 18/28 of it.
+        assert 0.25 * canvas["height"] < box["height"] < 0.6 * canvas["height"]
+    chips = number_page.get_by_test_id("digit-chip")
+    assert [text[0] for text in chips.all_text_contents()] == list(number)
+    assert top_bar_label(number_page) == number[0]
+
+    # Hover: the pen up over the second digit's box shows that digit's probabilities.
+    second = placed[1]
+    number_page.mouse.move(second["x"] + second["width"] / 2, second["y"] + second["height"] / 2)
+    assert top_bar_label(number_page) == number[1]
+    assert "digit 2 of 3" in number_page.get_by_test_id("probabilities-of").text_content()
+    assert boxes.nth(1).get_attribute("class") == "box selected"
+    # Keyboard focus on the third digit's chip, then a tap on the first.
+    chips.nth(2).focus()
+    assert top_bar_label(number_page) == number[2]
+    assert chips.nth(2).get_attribute("aria-pressed") == "true"
+    chips.nth(0).click()
+    assert top_bar_label(number_page) == number[0]
+    assert shown_preprocessed(number_page).max() == 255
+    label = chips.nth(0).get_attribute("aria-label")
+    assert label is not None and label.startswith(f"Digit 1 of 3: {number[0]},")
+    screenshot = number_page.screenshot(path=tmp_path / "number.png", full_page=True)
+    if os.environ.get("DIGITLAB_UPDATE_SCREENSHOT") == "1":
+        atomic_write_bytes(SCREENSHOT, screenshot)
+
+
+def test_uploading_a_photo_of_a_number_shows_it_with_boxes_over_the_image(
+    number_page: Page, mnist, shipped: Predictor, tmp_path: Path
+):
+    _, (x_test, y_test) = mnist
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        picked = rng.integers(0, len(x_test), size=4)
+        item = compose_number(x_test[picked], y_test[picked], rng, "ordinary")
+        if read_number(item.data, shipped).number == item.number:
+            break
+    else:
+        raise AssertionError("the shipped model reads none of 20 composed numbers")
+    path = tmp_path / f"number{item.suffix}"
+    path.write_bytes(item.data)
+    number_page.get_by_test_id("upload").set_input_files(path)
+    number_page.wait_for_function(
+        f"document.querySelector('[data-testid=prediction]').textContent === '{item.number}'"
+    )
+    wait_until_idle(number_page)
+    boxes = number_page.get_by_test_id("digit-box")
+    assert boxes.all_text_contents() == list(item.number)
+    canvas = number_page.get_by_test_id("canvas").bounding_box()
+    assert canvas is not None
+    # The image is drawn across the pad's width: its boxes, scaled alike, are where its
+    # digits were composed.
+    image_width = max(box[2] for box in item.boxes) + 30  # compose_number's right margin
+    scale = (canvas["width"] - 4) / image_width
+    for index, (x0, _, x1, _) in enumerate(item.boxes):
+        shown = boxes.nth(index).bounding_box()
+        assert shown is not None
+        centre = canvas["x"] + 2 + (x0 + x1) / 2 * scale
+        assert abs(shown["x"] + shown["width"] / 2 - centre) < 0.1 * canvas["width"]

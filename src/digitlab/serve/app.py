@@ -1,4 +1,4 @@
-"""The FastAPI app: the drawing page at `/`, `POST /predict` and `GET /health`.
+"""The FastAPI app: the drawing page at `/`, `POST /predict`, `POST /read` and `GET /health`.
 
 `create_app()` builds the app; the model is loaded once, in the lifespan handler, and kept
 on `app.state`. Inference runs on one worker thread fed by `InferenceBatcher`. Small
@@ -9,7 +9,8 @@ to a few threads, so that one photo does not stall the other connections. Progre
 JPEGs, whose decoding cost grows with their count of scans rather than their size (the
 decoder refuses more scans than encoders write, which bounds it), go to a lane of their own,
 so that the slowest kind delays no other kind of image. A request that finds its lane busy
-for `DECODE_WAIT_S` gets 503 rather than waiting behind it.
+for `DECODE_WAIT_S` gets 503 rather than waiting behind it. `/read` takes the same body and
+lanes, except that a small image is read on a thread of its own lane (`serve/read.py`).
 
 Hostile clients are bounded before the app: the server's protocol (`protocol.py`) limits
 header size and the time a request may take to arrive; `UploadSlotsMiddleware` the large
@@ -27,11 +28,11 @@ import functools
 import io
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import numpy as np
@@ -52,10 +53,17 @@ from digitlab.errors import (
     NotAnImageError,
 )
 from digitlab.images import to_mnist
+from digitlab.reading import read_number
 from digitlab.serve.batching import InferenceBatcher
 from digitlab.serve.head import HeadAsGetMiddleware
 from digitlab.serve.limits import BodySizeLimitMiddleware, UploadSlotsMiddleware
-from digitlab.serve.schemas import ErrorResponse, HealthResponse, PredictionResponse
+from digitlab.serve.read import batched_predictor, reading_response
+from digitlab.serve.schemas import (
+    ErrorResponse,
+    HealthResponse,
+    PredictionResponse,
+    ReadingResponse,
+)
 
 if TYPE_CHECKING:
     from digitlab.inference.predictor import Predictor
@@ -79,6 +87,10 @@ DECODE_THREADS = min(4, os.cpu_count() or 1)
 INLINE_MAX_BYTES = 64 * 1024
 INLINE_MAX_IMAGE_MEMORY = 5_000_000
 
+#: Small images read at once by `/read`: the reading runs on threads (its model calls wait
+#: for the batcher on the event loop), in a lane of its own so that no photo delays it.
+SMALL_READ_THREADS = min(4, os.cpu_count() or 1)
+
 #: Progressive JPEGs decoded at once: their cost grows with their scans, so they have a
 #: lane of their own and wait only for each other.
 PROGRESSIVE_DECODE_THREADS = 1
@@ -97,6 +109,8 @@ ALLOWED_HOSTS_ENVIRONMENT_VARIABLE = "DIGITLAB_SERVE_ALLOWED_HOSTS"
 
 _log = logging.getLogger(__name__)
 
+_Decoded = TypeVar("_Decoded")
+
 _STATIC_DIR = Path(str(files("digitlab.serve") / "static"))
 
 # Most specific first: the first class an error is an instance of decides its status.
@@ -110,7 +124,7 @@ _IMAGE_ERROR_STATUS: tuple[tuple[type[ImageError], int], ...] = (
 
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/tiff", "image/webp")
 
-_PREDICT_REQUEST_BODY: dict[str, Any] = {
+_IMAGE_REQUEST_BODY: dict[str, Any] = {
     "required": True,
     "description": (
         "An image (PNG, JPEG, BMP, GIF, TIFF or WebP; any size; dark ink on light paper or "
@@ -147,6 +161,13 @@ def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse, "description": reasons[code]} for code in codes}
 
 
+# What /predict and /read share in the OpenAPI description: the body and the errors.
+_IMAGE_ROUTE: dict[str, Any] = {
+    "openapi_extra": {"requestBody": _IMAGE_REQUEST_BODY},
+    "responses": _error_responses(400, 413, 415, 422, 503),
+}
+
+
 def create_app(
     model_path: str | os.PathLike[str] | None = None,
     *,
@@ -170,8 +191,10 @@ def create_app(
             else await anyio.to_thread.run_sync(load_served_model, model_path)
         )
         batcher = InferenceBatcher(lambda images: serving.predict(images).probabilities)
+        app.state.reader = await anyio.to_thread.run_sync(batched_predictor, batcher, serving)
         app.state.predictor = serving
         app.state.batcher = batcher
+        app.state.small_read_limiter = anyio.CapacityLimiter(SMALL_READ_THREADS)
         app.state.decode_limiter = anyio.CapacityLimiter(DECODE_THREADS)
         app.state.progressive_decode_limiter = anyio.CapacityLimiter(PROGRESSIVE_DECODE_THREADS)
         try:
@@ -182,7 +205,7 @@ def create_app(
 
     app = FastAPI(
         title="digitlab",
-        summary="Handwritten-digit recognition: draw a digit or post an image.",
+        summary="Handwritten-digit recognition: draw a digit or a number, or post an image.",
         version=__version__,
         lifespan=lifespan,
         exception_handlers={
@@ -211,12 +234,7 @@ def create_app(
         """Answer 200 once the model is loaded and warmed up, 503 before."""
         return HealthResponse(status="ok", model=_ready_predictor(request).name)
 
-    @app.post(
-        "/predict",
-        response_model=PredictionResponse,
-        openapi_extra={"requestBody": _PREDICT_REQUEST_BODY},
-        responses=_error_responses(400, 413, 415, 422, 503),
-    )
+    @app.post("/predict", response_model=PredictionResponse, **_IMAGE_ROUTE)
     async def predict(request: Request) -> Response:
         """Classify the digit in one image and show the 28x28 image the model saw."""
         loaded = _ready_predictor(request)
@@ -233,6 +251,18 @@ def create_app(
         # Validated once, here: returned as a model, FastAPI would validate its 784 pixels
         # again before serialising them.
         return Response(prediction.model_dump_json(), media_type="application/json")
+
+    @app.post("/read", response_model=ReadingResponse, **_IMAGE_ROUTE)
+    async def read(request: Request) -> Response:
+        """Read the whole number in one image: its digits left to right, each with its box
+        in the image's pixels, its probabilities and the 28x28 image the model saw. One
+        digit reads as /predict answers."""
+        loaded = _ready_predictor(request)
+        data, name = await _read_image_bytes(request)
+        reader = functools.partial(read_number, predictor=request.app.state.reader)
+        reading = await _in_decode_lane(request, data, name, reader, small_on_loop=False)
+        answer = reading_response(reading, loaded.name)
+        return Response(answer.model_dump_json(), media_type="application/json")
 
     return app
 
@@ -300,15 +330,38 @@ def app_from_environment() -> FastAPI:
 
 
 async def _preprocess(request: Request, data: bytes, name: str) -> np.ndarray:
-    """`to_mnist` within this server's bounds on decoding memory: on the event loop for
-    small images, on the progressive-JPEG lane or the decode threads for the rest. Raises
-    its `ImageError`s, and 503 when the lane stays busy for `DECODE_WAIT_S`."""
+    """`to_mnist` within this server's bounds on decoding memory (`_in_decode_lane`)."""
+    return await _in_decode_lane(request, data, name, to_mnist, small_on_loop=True)
+
+
+async def _in_decode_lane(
+    request: Request,
+    data: bytes,
+    name: str,
+    decode: Callable[..., _Decoded],
+    small_on_loop: bool,
+) -> _Decoded:
+    """`decode(data, name=name, max_memory_bytes=...)` within this server's bounds on decoding
+    memory: small images on the event loop (`small_on_loop`) or the small-read threads,
+    the rest on the progressive-JPEG lane or the decode threads. Raises its `ImageError`s,
+    and 503 when the lane stays busy for `DECODE_WAIT_S`."""
     progressive = _is_progressive_jpeg(data)
+    state = request.app.state
     if len(data) <= INLINE_MAX_BYTES and not progressive:
         with contextlib.suppress(ImageTooLargeError):
-            return to_mnist(data, name, max_memory_bytes=INLINE_MAX_IMAGE_MEMORY)
-    state = request.app.state
+            small = functools.partial(decode, name=name, max_memory_bytes=INLINE_MAX_IMAGE_MEMORY)
+            if small_on_loop:
+                return small(data)
+            return await _on_lane(state.small_read_limiter, small, data)
     lane = state.progressive_decode_limiter if progressive else state.decode_limiter
+    large = functools.partial(decode, name=name, max_memory_bytes=MAX_IMAGE_MEMORY)
+    return await _on_lane(lane, large, data)
+
+
+async def _on_lane(
+    lane: anyio.CapacityLimiter, decode: Callable[[bytes], _Decoded], data: bytes
+) -> _Decoded:
+    """`decode(data)` on a thread once `lane` has room; 503 after `DECODE_WAIT_S`."""
     try:
         with anyio.fail_after(DECODE_WAIT_S):
             await lane.acquire()
@@ -317,9 +370,7 @@ async def _preprocess(request: Request, data: bytes, name: str) -> np.ndarray:
             503, "the server is busy decoding other images; try again in a moment"
         ) from None
     try:
-        return await anyio.to_thread.run_sync(
-            functools.partial(to_mnist, max_memory_bytes=MAX_IMAGE_MEMORY), data, name
-        )
+        return await anyio.to_thread.run_sync(decode, data)
     finally:
         lane.release()
 

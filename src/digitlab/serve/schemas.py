@@ -36,3 +36,33 @@ class ErrorResponse(BaseModel):
     """Every error answer: one sentence saying what was wrong."""
 
     detail: str
+
+
+class DigitResponse(BaseModel):
+    """One digit of a number read from an image."""
+
+    digit: int = Field(ge=0, description="The predicted class (the digit 0..9 for MNIST models).")
+    confidence: Probability = Field(description="The probability of the predicted class.")
+    box: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=4, max_length=4)] = Field(
+        description="The digit's ink box [x0, y0, x1, y1] in the image's pixels (x1 and y1 "
+        "exclusive), from its top-left corner."
+    )
+    probabilities: list[Probability] = Field(
+        description="The probability of each class for this digit, indexed by class."
+    )
+    preprocessed: Annotated[list[PixelRow], Field(min_length=28, max_length=28)] = Field(
+        description="The 28x28 grayscale image of this digit the model saw."
+    )
+
+
+class ReadingResponse(BaseModel):
+    """The number read from one image, its digits left to right."""
+
+    number: str = Field(description="The digits read, left to right (one digit: as /predict).")
+    confidence: Probability = Field(
+        description="The chance that every digit is right: the product of their confidences."
+    )
+    digits: list[DigitResponse] = Field(min_length=1, description="Each digit, left to right.")
+    width: int = Field(ge=1, description="The image's width in pixels, which boxes refer to.")
+    height: int = Field(ge=1, description="The image's height in pixels.")
+    model: str = Field(description="The name of the model that answered.")

@@ -1,4 +1,5 @@
-// digitlab draw-a-digit page: pointer drawing, live prediction, probability bars.
+// digitlab draw-a-digit page: pointer drawing, live reading of the digit or number drawn
+// (POST /read), a box over each digit, probability bars of the digit chosen.
 // Plain JavaScript, no dependencies, no build step: the page works offline.
 "use strict";
 
@@ -8,9 +9,10 @@ const LIVE_INTERVAL_MS = 120;
 // The picture sent to the server; the server crops and scales it to 28x28 anyway, so
 // a smaller copy than the screen's canvas is quicker to encode and to decode.
 const UPLOAD_SIZE = 140;
-// MNIST strokes are about an eighth of a digit's height; a digit drawn across most of
-// the pad gets a similar stroke with this width.
-const STROKE_FRACTION = 1 / 13;
+// MNIST strokes are about an eighth of a digit's height. A number's digits, drawn about a
+// third of the pad tall, get such a stroke with this width; a lone digit drawn across the
+// pad gets a finer one, which reads as well.
+const STROKE_FRACTION = 1 / 24;
 
 const canvas = document.getElementById("canvas");
 const pad = document.getElementById("pad");
@@ -26,6 +28,9 @@ const barList = document.getElementById("probabilities");
 const seenCanvas = document.getElementById("preprocessed");
 const seenContext = seenCanvas.getContext("2d");
 const modelName = document.getElementById("model-name");
+const chipList = document.getElementById("digits");
+const boxLayer = document.getElementById("boxes");
+const probabilitiesOf = document.getElementById("probabilities-of");
 
 const uploadCanvas = document.createElement("canvas");
 uploadCanvas.width = UPLOAD_SIZE;
@@ -38,6 +43,10 @@ let latestRequest = 0; // id of the newest request; answers to older ones are dr
 let inFlight = null; // AbortController of the request on the wire, if any
 let liveTimer = null;
 let releasedAt = null; // {time, request}: when the pen was lifted, for the latency note
+// Where the picture sent sits on the canvas, in canvas pixels (boxes are in its pixels);
+// null when the browser cannot show it (a TIFF, say): then no boxes are drawn.
+let placement = null;
+let digitsShown = []; // the last answer's digits, each with its box in canvas pixels
 
 // ---- drawing ------------------------------------------------------------------------
 
@@ -102,6 +111,16 @@ canvas.addEventListener("pointermove", (event) => {
   scheduleLivePrediction();
 });
 
+// Hovering over a digit's box (pen up) shows that digit's probabilities; drawing is never
+// blocked, since the boxes themselves take no pointer events.
+canvas.addEventListener("pointermove", (event) => {
+  if (strokes.size > 0 || event.pointerType === "touch" || digitsShown.length < 2) return;
+  const point = canvasPoint(event);
+  const index = digitsShown.findIndex(({ canvasBox: box }) =>
+    box && point.x >= box[0] && point.x <= box[2] && point.y >= box[1] && point.y <= box[3]);
+  if (index >= 0) selectDigit(index);
+});
+
 function endStroke(event) {
   if (!strokes.delete(event.pointerId)) return;
   if (strokes.size === 0) predictDrawing(true);
@@ -148,6 +167,7 @@ async function predictDrawing(released) {
   setBusy(true);
   const request = ++latestRequest;
   if (released) releasedAt = { time: performance.now(), request };
+  placement = { x: 0, y: 0, width: canvas.width, height: canvas.height };
   const png = await drawingAsPng();
   if (request !== latestRequest) return;
   await ask(request, { body: png, headers: { "Content-Type": "image/png" } });
@@ -168,7 +188,7 @@ async function ask(request, options) {
   inFlight = controller;
   setBusy(true);
   try {
-    const response = await fetch("/predict", { method: "POST", signal: controller.signal, ...options });
+    const response = await fetch("/read", { method: "POST", signal: controller.signal, ...options });
     const answer = await response.json();
     if (request !== latestRequest) return;
     if (response.ok) showAnswer(answer, request);
@@ -226,17 +246,94 @@ function showSeen(pixels) {
 }
 
 function showAnswer(answer, request) {
-  predictionText.textContent = String(answer.digit);
-  confidenceText.textContent = `${formatPercent(answer.confidence)} sure`;
+  predictionText.textContent = answer.number;
+  predictionText.dataset.length = String(answer.number.length);
+  const several = answer.digits.length > 1;
+  const sure = `${formatPercent(answer.confidence)} sure`;
+  confidenceText.textContent = several ? `${sure}, ${answer.digits.length} digits` : sure;
   statusText.textContent = "";
-  showBars(answer.probabilities);
-  showSeen(answer.preprocessed);
+  showDigits(answer);
+  selectDigit(0);
   modelName.textContent = `model: ${answer.model}`;
   if (releasedAt && request >= releasedAt.request) {
     const milliseconds = Math.round(performance.now() - releasedAt.time);
     predictionText.dataset.releaseMs = String(milliseconds);
     latencyText.textContent = `answered ${milliseconds} ms after you lifted the pen`;
     releasedAt = null;
+  }
+}
+
+// One digit shows as a lone answer; several get a box each on the pad and a chip each
+// under the number, and hovering, tapping or focusing either shows that digit's bars.
+function showDigits(answer) {
+  const scaleX = placement ? placement.width / answer.width : 0;
+  const scaleY = placement ? placement.height / answer.height : 0;
+  digitsShown = answer.digits.map((digit) => ({
+    ...digit,
+    canvasBox: placement
+      ? [
+          placement.x + digit.box[0] * scaleX,
+          placement.y + digit.box[1] * scaleY,
+          placement.x + digit.box[2] * scaleX,
+          placement.y + digit.box[3] * scaleY,
+        ]
+      : null,
+  }));
+  const several = digitsShown.length > 1;
+  chipList.hidden = !several;
+  chipList.replaceChildren(...(several ? digitsShown.map(digitChip) : []));
+  boxLayer.replaceChildren(
+    ...(several ? digitsShown.filter((digit) => digit.canvasBox).map(digitBox) : []),
+  );
+}
+
+function digitChip(digit, index) {
+  const item = document.createElement("li");
+  const chip = document.createElement("button");
+  chip.type = "button";
+  chip.className = "chip";
+  chip.dataset.testid = "digit-chip";
+  chip.dataset.index = String(index);
+  chip.setAttribute(
+    "aria-label",
+    `Digit ${index + 1} of ${digitsShown.length}: ${digit.digit}, ` +
+      `${formatPercent(digit.confidence)} sure. Show its probabilities.`,
+  );
+  chip.innerHTML =
+    `<span class="chip-digit">${digit.digit}</span>` +
+    `<span class="chip-value">${formatPercent(digit.confidence)}</span>`;
+  for (const kind of ["mouseenter", "focus", "click"]) {
+    chip.addEventListener(kind, () => selectDigit(index));
+  }
+  item.append(chip);
+  return item;
+}
+
+function digitBox(digit, index) {
+  const [x0, y0, x1, y1] = digit.canvasBox;
+  const box = document.createElement("div");
+  box.className = "box";
+  box.dataset.testid = "digit-box";
+  box.dataset.index = String(index);
+  box.style.left = `${(x0 / canvas.width) * 100}%`;
+  box.style.top = `${(y0 / canvas.height) * 100}%`;
+  box.style.width = `${((x1 - x0) / canvas.width) * 100}%`;
+  box.style.height = `${((y1 - y0) / canvas.height) * 100}%`;
+  box.innerHTML = `<span class="box-tag">${digit.digit}</span>`;
+  return box;
+}
+
+function selectDigit(index) {
+  const digit = digitsShown[index];
+  if (!digit) return;
+  showBars(digit.probabilities);
+  showSeen(digit.preprocessed);
+  probabilitiesOf.textContent =
+    digitsShown.length > 1 ? ` · digit ${index + 1} of ${digitsShown.length}` : "";
+  for (const element of [...chipList.querySelectorAll(".chip"), ...boxLayer.children]) {
+    const chosen = Number(element.dataset.index) === index;
+    element.classList.toggle("selected", chosen);
+    if (element.matches(".chip")) element.setAttribute("aria-pressed", String(chosen));
   }
 }
 
@@ -248,6 +345,12 @@ function showProblem(message) {
 
 function resetAnswer() {
   predictionText.textContent = "";
+  delete predictionText.dataset.length;
+  digitsShown = [];
+  chipList.hidden = true;
+  chipList.replaceChildren();
+  boxLayer.replaceChildren();
+  probabilitiesOf.textContent = "";
   delete predictionText.dataset.releaseMs;
   confidenceText.textContent = "Draw something to start.";
   latencyText.textContent = "";
@@ -276,12 +379,14 @@ function clearAll() {
 
 async function showFileOnPaper(file) {
   resetPaper();
+  placement = null;
   try {
     const bitmap = await createImageBitmap(file);
     const scale = Math.min(canvas.width / bitmap.width, canvas.height / bitmap.height);
     const width = bitmap.width * scale;
     const height = bitmap.height * scale;
-    context.drawImage(bitmap, (canvas.width - width) / 2, (canvas.height - height) / 2, width, height);
+    placement = { x: (canvas.width - width) / 2, y: (canvas.height - height) / 2, width, height };
+    context.drawImage(bitmap, placement.x, placement.y, width, height);
     bitmap.close();
     markInk();
   } catch {
