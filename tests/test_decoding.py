@@ -63,6 +63,17 @@ def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(digit_page, tmp
     assert time.process_time() - started < 1.0
 
 
+def test_junk_before_a_scan_does_not_hide_the_scans_after_it(digit_page):
+    """libjpeg skips stray bytes where a marker should be and decodes every scan after
+    them, so the count must go on past them too."""
+    hostile = with_scans_repeated(_jpeg(digit_page, progressive=True), 500)
+    first_scan = hostile.index(b"\xff\xda")
+    junk_first = hostile[:first_scan] + b"\x00" + hostile[first_scan:]
+    assert count_scans(junk_first) > MAX_JPEG_SCANS
+    with pytest.raises(ImageTooLargeError, match="more than 64 scans"):
+        decode(junk_first, "upload.jpg")
+
+
 def _with_first_scan_repeated(jpeg: bytes, times: int) -> bytes:
     """The file with its first scan written `times` over: a first scan sets coefficients
     rather than refining them, so the image decodes the same, through more scans."""

@@ -28,15 +28,19 @@ def count_scans(data: bytes, stop_after: int = MAX_JPEG_SCANS + 1) -> int:
 
     Walks the marker segments (skipping each one's length) and the entropy-coded data
     after each scan header (where 0xFF is followed by 0x00 stuffing or a restart marker).
-    Stops at the end of the image, at the end of the bytes, or at anything that is not a
-    marker: a damaged file is left for the decoder to report, with the scans seen so far.
+    Bytes where a marker should be are skipped up to the next 0xFF, as libjpeg skips them
+    (with a warning) before decoding every scan after them. Stops at the end of the image
+    or of the bytes.
     """
     if not data.startswith(_START_OF_IMAGE):
         return 0
     scans, position = 0, len(_START_OF_IMAGE)
     while scans < stop_after and position + 1 < len(data):
         if data[position] != 0xFF:
-            break
+            position = data.find(b"\xff", position)
+            if position < 0:
+                break
+            continue
         while position + 1 < len(data) and data[position + 1] == 0xFF:
             position += 1  # fill bytes before a marker
         if position + 1 >= len(data):
