@@ -173,6 +173,16 @@ def test_image_with_too_many_pixels_is_413(client: TestClient):
     assert "too large" in response.json()["detail"]
 
 
+def test_progressive_jpeg_claiming_60000_pixels_a_side_is_413_not_500(client: TestClient):
+    photo = io.BytesIO()
+    Image.new("L", (16, 16), 255).save(photo, "JPEG", progressive=True)
+    data = bytearray(photo.getvalue())
+    frame = data.index(b"\xff\xc2")  # SOF2: length (2), precision (1), height, width
+    data[frame + 5 : frame + 9] = (60000).to_bytes(2, "big") * 2
+    response = post_image(client, bytes(data), content_type="image/jpeg")
+    assert response.status_code == 413
+
+
 def test_png_too_large_to_decode_in_a_server_is_413_at_once(client: TestClient):
     started = time.perf_counter()
     response = post_image(client, png_with_size_in_header(6000, 4000))
