@@ -247,3 +247,19 @@ def test_split_manifest_is_valid_csv_with_relative_paths(tmp_path):
     assert rows[0] == ["path", "label", "subset", "source"]
     assert {row[2] for row in rows[1:]} == {"train", "val", "test"}
     assert all(not row[0].startswith("/") for row in rows[1:])
+
+
+def test_an_overwriting_export_that_fails_keeps_the_old_image(tmp_path, mnist, monkeypatch):
+    _, (x_test, y_test) = mnist
+    export_image_folder(x_test[:1], y_test[:1], tmp_path)
+    (old,) = tmp_path.rglob("*.png")
+    before = old.read_bytes()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    with pytest.raises(DataError, match="No space left on device"):
+        export_image_folder(255 - x_test[:1], y_test[:1], tmp_path, overwrite=True)
+    assert old.read_bytes() == before
+    assert [path.name for path in old.parent.iterdir()] == [old.name]

@@ -104,6 +104,9 @@ def test_readers_name_the_file_they_cannot_read(tmp_path):
     folder.history.write_text("epoch,val_loss\n1,low\n")
     with pytest.raises(DataError, match="history.csv: a val_loss value is not a number"):
         folder.read_history(("val_loss",))
+    folder.history.write_bytes(b"epoch,val_loss\n1,\xff\n")
+    with pytest.raises(DataError, match="history.csv: not a readable CSV file"):
+        folder.read_history(("val_loss",))
 
 
 def test_remove_leftovers_deletes_only_what_the_killed_run_left(tmp_path):

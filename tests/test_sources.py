@@ -210,3 +210,13 @@ def test_a_cache_header_claiming_a_huge_array_is_reported_without_allocating_it(
         f"{cache_copy}: x_train's header claims uint8 (1000000, 1000000), "
         "expected uint8 (60000, 28, 28)"
     )
+
+
+def test_a_lone_npy_array_as_the_cache_is_reported_as_unreadable(cache_copy, mnist):
+    _, (_, y_test) = mnist
+    with open(cache_copy, "wb") as handle:
+        np.save(handle, y_test)
+
+    _, state = mnist_cache_status(cache_copy.parent)
+
+    assert state == f"{cache_copy}: unreadable cache (not an .npz archive)"

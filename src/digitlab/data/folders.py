@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from digitlab.atomic import atomic_path
 from digitlab.errors import DataError, ImageError
 from digitlab.images import decode_file
 
@@ -241,9 +242,14 @@ def export_image_folder(
 
 
 def _write_png(pixels: np.ndarray, target: Path, overwrite: bool) -> None:
-    # "x" mode refuses to replace a file that appeared since the clash check.
     try:
-        with open(target, "wb" if overwrite else "xb") as handle:
+        if overwrite:
+            # The old image stays until the new one is whole (Ctrl-C or a full disk included).
+            with atomic_path(target) as tmp:
+                Image.fromarray(pixels).save(tmp, format="PNG")
+            return
+        # "x" mode refuses to replace a file that appeared since the clash check.
+        with open(target, "xb") as handle:
             try:
                 Image.fromarray(pixels).save(handle, format="PNG")
             except BaseException:

@@ -94,6 +94,10 @@ def _check_cache_headers(archive: zipfile.ZipFile, path: Path) -> None:
 def read_cache(path: Path) -> Arrays:
     """The arrays in the cache file at `path`, unverified; `ChecksumError` when unreadable."""
     try:
+        with open(path, "rb") as handle:
+            # np.load would read a lone .npy array whole, whatever size its header claims.
+            if handle.read(4) != b"PK\x03\x04":
+                raise ValueError("not an .npz archive")
         with np.load(path, allow_pickle=False) as npz:
             _check_cache_headers(npz.zip, path)
             return (npz["x_train"], npz["y_train"]), (npz["x_test"], npz["y_test"])

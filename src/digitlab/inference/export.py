@@ -234,9 +234,15 @@ def _size(path: Path) -> int:
 
 
 def _replace(staged: Path, out: Path) -> None:
-    """Move the checked export to `out`, removing what was there (the caller allowed it)."""
-    if out.is_dir() and not out.is_symlink():
-        shutil.rmtree(out)
-    elif out.exists() or out.is_symlink():
-        out.unlink()
+    """Move the checked export to `out`, replacing what was there (the caller allowed it).
+
+    A file is replaced in one atomic rename; a SavedModel folder is renamed aside first and
+    removed only once the new one is in place.
+    """
+    if not out.is_dir() or out.is_symlink():
+        os.replace(staged, out)
+        return
+    aside = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+    os.replace(out, aside)
     os.replace(staged, out)
+    shutil.rmtree(aside)

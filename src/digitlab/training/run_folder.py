@@ -210,8 +210,11 @@ class RunFolder:
         """
         if not self.history.is_file():
             raise DataError(f"{self.path}: not a run folder (no {HISTORY_FILE})")
-        with open(self.history, newline="", encoding="utf-8") as handle:
-            records = list(csv.DictReader(handle))
+        try:
+            with open(self.history, newline="", encoding="utf-8") as handle:
+                records = list(csv.DictReader(handle))
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise DataError(f"{self.history}: not a readable CSV file ({error})") from None
         if not records or any(column not in records[0] for column in columns):
             raise DataError(f"{self.history}: expected a header with {' and '.join(columns)}")
         values: dict[str, list[float]] = {}
