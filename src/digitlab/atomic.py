@@ -21,34 +21,46 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     is left untouched. The new file gets the old file's permissions (readable by its
     owner at least), or the usual ones for a new file (0o666 less the umask).
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    prefix, suffix = _temporary_affixes(target)
-    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_paths([target]) as (tmp,):
         yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        # mkstemp creates the file private (0o600); a model or report should not be.
-        os.chmod(tmp, _mode_for(target))
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
 def atomic_paths(targets: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
-    """`atomic_path` for several files that belong together: a temporary path for each, all
-    renamed over their targets when the block ends without error, none if it raises."""
+    """`atomic_path` for several files that belong together: a temporary path for each,
+    all renamed over their targets when the block ends without error, none if it raises.
+
+    Every temporary is flushed to disk before the first rename, and a folder standing at
+    a target is refused before any, so that the renames, done one after the other, fail
+    only for reasons outside the program (a full disk is met before them).
+    """
     paths = [Path(target) for target in targets]
-    # The one failure a rename would meet only at the end, after others were renamed.
     for path in paths:
         if path.is_dir():
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-    with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(atomic_path(path)) for path in paths]
+    temporaries: list[Path] = []
+    try:
+        temporaries.extend(_temporary_beside(path) for path in paths)
+        yield list(temporaries)
+        for tmp, path in zip(temporaries, paths, strict=True):
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            # mkstemp creates the file private (0o600); a model or report should not be.
+            os.chmod(tmp, _mode_for(path))
+        for tmp, path in zip(temporaries, paths, strict=True):
+            os.replace(tmp, path)
+    finally:
+        for tmp in temporaries:
+            tmp.unlink(missing_ok=True)
+
+
+def _temporary_beside(target: Path) -> Path:
+    """A new empty file in `target`'s folder (made if needed), named after `target`."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix, suffix = _temporary_affixes(target)
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=target.parent)
+    os.close(fd)
+    return Path(name)
 
 
 def stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
