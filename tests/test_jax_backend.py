@@ -26,7 +26,7 @@ import keras, numpy as np
 from digitlab.training.config import TrainConfig
 from digitlab.data.sources import load_mnist
 from digitlab.models import MODELS, build_model
-from digitlab.training.loop import build_training_model
+from digitlab.training.compilation import build_training_model
 
 (x, y), (x_test, _) = load_mnist()
 report = {"backend": keras.backend.backend(), "tensorflow_loaded": "tensorflow" in sys.modules}

@@ -140,3 +140,24 @@ def test_remove_leftovers_deletes_only_what_the_killed_run_left(tmp_path):
     assert committed.is_file() and folder.best_checkpoint.is_file() and folder.config.is_file()
     assert all(path.read_text() == "keep" for path in user_files)
     assert folder.remove_leftovers(state, epochs=10) == []
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_folder(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    with folder.writing():
+        with pytest.raises(ConfigError, match="another process is training this run"):
+            with RunFolder(tmp_path / "run").writing():
+                pass
+    with RunFolder(tmp_path / "run").writing():
+        pass  # free again once the first writer is done
+
+
+def test_a_run_that_fails_before_its_first_epoch_leaves_its_folder_free(tmp_path):
+    from digitlab.training.loop import train
+
+    run = tmp_path / "run"
+    config = TrainConfig(dataset=str(tmp_path / "no-such-dataset"), epochs=1)
+    with pytest.raises(DataError, match="no-such-dataset"):
+        train(config, out=run, verbose=0)
+    assert run.is_dir() and list(run.iterdir()) == []
+    RunFolder(run).prepare(TrainConfig().to_dict())

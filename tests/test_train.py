@@ -20,8 +20,9 @@ from digitlab.cli import app
 from digitlab.errors import ConfigError, TrainingDivergedError
 from digitlab.inference.modelfile import load_keras_model
 from digitlab.models import build_model
+from digitlab.training.compilation import uses_xla
 from digitlab.training.config import TrainConfig, make_config, parse_override
-from digitlab.training.loop import split_train_validation, train, uses_xla
+from digitlab.training.loop import split_train_validation, train
 from digitlab.training.run_folder import HISTORY_COLUMNS, RunFolder, train_state_name
 from killed_writer import leave_temporary
 

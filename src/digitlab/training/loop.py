@@ -9,6 +9,7 @@ the inference model is saved as `.keras`, so it loads with plain Keras, without 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -25,7 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from digitlab.atomic import atomic_path, atomic_write_text
-from digitlab.errors import ConfigError, DataError
+from digitlab.errors import ConfigError, DataError, DigitlabError
+from digitlab.training import compilation
 from digitlab.training.config import TrainConfig
 from digitlab.training.devices import prepare_training
 from digitlab.training.run_folder import RunFolder, RunState
@@ -101,99 +103,6 @@ def split_train_validation(
     return x_train, y_train, x_val, y_val
 
 
-def _learning_rate(
-    config: TrainConfig, steps_per_epoch: int
-) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """The constant `lr`, or a cosine decay over all steps after a linear warm-up."""
-    import keras
-
-    if config.lr_schedule == "constant":
-        return config.lr
-    total = config.epochs * steps_per_epoch
-    warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
-    return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else config.lr,
-        decay_steps=total - warmup,
-        alpha=0.0,
-        warmup_target=config.lr if warmup else None,
-        warmup_steps=warmup,
-    )
-
-
-def _loss(config: TrainConfig) -> str | keras.losses.Loss:
-    """Cross-entropy on integer labels, or on one-hot targets when labels are smoothed
-    (Keras's sparse cross-entropy has no label smoothing)."""
-    import keras
-
-    if config.label_smoothing:
-        return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-    return "sparse_categorical_crossentropy"
-
-
-def _targets(config: TrainConfig, labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """The labels in the form `_loss(config)` takes."""
-    if config.label_smoothing:
-        one_hot: np.ndarray = np.eye(num_classes, dtype="float32")[labels]
-        return one_hot
-    return labels
-
-
-def build_training_model(inner: keras.Model, config: TrainConfig) -> keras.Model:
-    """The model `fit` trains: augmentation (when on) followed by the inference model `inner`.
-
-    The augmentation layer is the identity outside training, so validation sees real images.
-    """
-    import keras
-
-    from digitlab.training.augment import build_augmentation
-
-    pixels = keras.Input(shape=inner.input_shape[1:], name="pixels")
-    x = pixels
-    if config.augment:
-        x = build_augmentation(seed=config.seed, **config.augmentation)(x)
-    return keras.Model(pixels, inner(x), name=f"{inner.name}_training")
-
-
-def uses_xla(config: TrainConfig, model: keras.Model, replicas: int = 1) -> bool:
-    """Whether training `model` under `config` on `replicas` devices compiles with XLA.
-
-    `config.jit_compile` decides when set. Auto (None): always on the JAX backend, which
-    runs eagerly (far slower) without it; on TensorFlow only for models without
-    convolutions, the one kind XLA sped up on a CPU (docs/results.md), and on one device
-    (see `_refuse_xla_across_devices`).
-    """
-    import keras
-
-    if config.jit_compile is not None:
-        return config.jit_compile
-    if keras.backend.backend() != "tensorflow":
-        return True
-    if replicas > 1:
-        return False
-    return not any(isinstance(layer, keras.layers.Conv2D) for layer in _all_layers(model))
-
-
-def _refuse_xla_across_devices(config: TrainConfig, replicas: int) -> None:
-    """TensorFlow's XLA cannot compile a step whose variables are mirrored on several devices."""
-    import keras
-
-    if config.jit_compile and replicas > 1 and keras.backend.backend() == "tensorflow":
-        raise ConfigError(
-            f"jit_compile=true cannot train across {replicas} devices on TensorFlow "
-            "(XLA needs every variable on one device); leave jit_compile unset"
-        )
-
-
-def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """The layers of `model`, those inside nested models included."""
-    found = []
-    for layer in model.layers:
-        found.append(layer)
-        if hasattr(layer, "layers"):
-            found.extend(_all_layers(layer))
-    return found
-
-
 def _write_augmentation_figure(
     path: Path, x: np.ndarray, y: np.ndarray, config: TrainConfig
 ) -> None:
@@ -235,7 +144,7 @@ def _finish(
         "dataset": dataset.name,
         "class_names": list(dataset.class_names),
         "num_classes": dataset.num_classes,
-        "xla": uses_xla(config, inner, placement.replicas),
+        "xla": compilation.uses_xla(config, inner, placement.replicas),
         # The high-water mark of this process (the one that finished the run), in MiB.
         "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         **placement.summary(),
@@ -304,18 +213,35 @@ def train(
     # Threads and logical devices are fixed when TensorFlow starts, so this comes before
     # anything runs; and before a new folder is made, so a missing GPU leaves none behind.
     placement = prepare_training(config)
-    _refuse_xla_across_devices(config, placement.replicas)
-    if process.is_writer:
-        if resume is None:
-            folder.prepare({**config.to_dict(), "versions": versions()})
-        else:
-            folder.remove_leftovers(state, config.epochs)
-    # The other processes of a distributed run make the same Keras calls as process 0 (saving
-    # a model can be a collective operation) but write into a scratch folder.
-    with scratch_run_dir(process, folder.path) as write_dir:
-        result = _train_and_record(
-            config, state, process, placement, folder, RunFolder(write_dir), verbose, callbacks
-        )
+    compilation.refuse_xla_across_devices(config, placement.replicas)
+    with folder.writing() if process.is_writer else contextlib.nullcontext():
+        if process.is_writer:
+            if resume is None:
+                folder.prepare({**config.to_dict(), "versions": versions()})
+            else:
+                # Read again now that no other writer can commit an epoch meanwhile.
+                state = folder.read_state()
+                folder.remove_leftovers(state, config.epochs)
+        try:
+            # The other processes of a distributed run make the same Keras calls as process
+            # 0 (saving a model can be a collective operation) but write into a scratch folder.
+            with scratch_run_dir(process, folder.path) as write_dir:
+                result = _train_and_record(
+                    config,
+                    state,
+                    process,
+                    placement,
+                    folder,
+                    RunFolder(write_dir),
+                    verbose,
+                    callbacks,
+                )
+        except DigitlabError:
+            # Settings that fail before the first epoch (a missing dataset, bad model
+            # options) would fail a resume the same way: leave the folder free to reuse.
+            if resume is None and process.is_writer:
+                folder.discard_unstarted()
+            raise
     return dataclasses.replace(result, run_dir=folder.path, model_path=folder.model)
 
 
@@ -352,16 +278,18 @@ def _train_and_record(
     # Variables made in the strategy's scope are mirrored on each of its devices.
     with placement.scope():
         inner = build_model(config.model, num_classes=dataset.num_classes, **model_options)
-        model = build_training_model(inner, config)
+        model = compilation.build_training_model(inner, config)
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=_learning_rate(config, steps_per_epoch)),
-            loss=_loss(config),
+            optimizer=keras.optimizers.Adam(
+                learning_rate=compilation.learning_rate(config, steps_per_epoch)
+            ),
+            loss=compilation.loss(config),
             metrics=["accuracy"],
             # More steps per execution than an epoch has confuses Keras's progress bar.
             steps_per_execution=placement.steps_per_execution(
                 min(config.steps_per_execution, steps_per_epoch)
             ),
-            jit_compile=uses_xla(config, inner, placement.replicas),
+            jit_compile=compilation.uses_xla(config, inner, placement.replicas),
         )
 
     if config.augment and not write_to.augmentation.exists():
@@ -378,11 +306,11 @@ def _train_and_record(
     if state.epochs_completed < config.epochs:
         model.fit(
             x_train,
-            _targets(config, y_train, dataset.num_classes),
+            compilation.targets(config, y_train, dataset.num_classes),
             batch_size=batch_size,
             epochs=config.epochs,
             initial_epoch=state.epochs_completed,
-            validation_data=(x_val, _targets(config, y_val, dataset.num_classes)),
+            validation_data=(x_val, compilation.targets(config, y_val, dataset.num_classes)),
             shuffle=True,
             verbose=verbose,
             callbacks=[

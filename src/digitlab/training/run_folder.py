@@ -23,10 +23,13 @@ config.json is written before anything else, so a folder holding it is a run tha
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -130,6 +133,39 @@ class RunFolder:
     def holds_run(self) -> bool:
         """Whether this folder is a run that `train(resume=...)` can continue or finish."""
         return self.config.is_file()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold this folder for one writer: the block runs while no other process writes it.
+
+        The folder is made if it does not exist. Raises `ConfigError` when another process
+        holds it (a run still training, or a second `train` given the same folder).
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = os.open(self.path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConfigError(
+                    f"{self.path}: another process is training this run; "
+                    "wait for it to end or stop it first"
+                ) from None
+            yield
+        finally:
+            os.close(handle)
+
+    def discard_unstarted(self) -> None:
+        """Empty a run that failed before committing an epoch, so that the same folder can
+        be used again; a run with a committed epoch is left as it is. Call it only on a
+        folder that `prepare` accepted (new or empty), whose files are all the run's own."""
+        if self.state.exists():
+            return
+        for child in self.path.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
 
     def prepare(self, settings: Mapping[str, Any]) -> None:
         """Start a new run here: check the folder is new or empty, write config.json
@@ -237,7 +273,7 @@ class RunFolder:
     def remove_leftovers(self, state: RunState, epochs: int) -> list[Path]:
         """Delete `leftovers(state, epochs)`; return what was deleted.
 
-        Call it only with no writer of this run running, as `train(resume=...)` does.
+        Call it only while holding the folder (`writing`), as `train(resume=...)` does.
         """
         removed = self.leftovers(state, epochs)
         for path in removed:
