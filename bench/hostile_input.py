@@ -40,7 +40,7 @@ import psutil
 from PIL import Image
 
 from digitlab.data.sources import load_mnist
-from digitlab.serve.attacks import tiny_scan_jpeg
+from digitlab.serve.attacks import tiny_scan_jpeg, with_stray_byte
 from digitlab.serve.process import server_process
 
 NORMAL_EVERY_S = 0.5
@@ -289,6 +289,9 @@ def main() -> None:
         ),
         "4 x 400 KB tiny-scan progressive JPEG": jpeg_attack(
             tiny_scan_jpeg(2000, 1500, 400_000), 4
+        ),
+        "4 x 400 KB tiny-scan JPEG, a stray byte before its scans": jpeg_attack(
+            with_stray_byte(tiny_scan_jpeg(2000, 1500, 400_000)), 4
         ),
         "8 MB header": huge_header,
         "20 trickled headers (a byte a second)": trickled_headers,

@@ -25,7 +25,7 @@ from PIL import Image
 from digit_images import paper_png, png_bytes
 from digitlab.cli.serve import default_allowed_hosts
 from digitlab.serve.app import INLINE_MAX_BYTES, MAX_LARGE_UPLOADS
-from digitlab.serve.attacks import tiny_scan_jpeg
+from digitlab.serve.attacks import tiny_scan_jpeg, with_stray_byte
 from digitlab.serve.process import server_process
 
 # Every test here starts or talks to a real server.
@@ -263,14 +263,14 @@ def test_a_many_scan_progressive_jpeg_is_refused_quickly_and_ordinary_ones_are_r
     url, _ = quick_server
     _, (x_test, _) = mnist
     headers = {"Content-Type": "image/jpeg"}
-    started = time.monotonic()
-    hostile = httpx.post(
-        f"{url}/predict", content=tiny_scan_jpeg(2000, 1500, 400_000), headers=headers, timeout=60
-    )
-    waited = time.monotonic() - started
-    assert hostile.status_code == 413
-    assert "more than 64 scans" in hostile.json()["detail"]
-    assert waited < 1.0
+    many_scans = tiny_scan_jpeg(2000, 1500, 400_000)
+    for hostile_bytes in (many_scans, with_stray_byte(many_scans)):
+        started = time.monotonic()
+        hostile = httpx.post(f"{url}/predict", content=hostile_bytes, headers=headers, timeout=60)
+        waited = time.monotonic() - started
+        assert hostile.status_code == 413
+        assert "more than 64 scans" in hostile.json()["detail"]
+        assert waited < 1.0
     photo = io.BytesIO()
     Image.open(io.BytesIO(noisy_scan_png(x_test[0]))).save(photo, "JPEG", progressive=True)
     ordinary = httpx.post(f"{url}/predict", content=photo.getvalue(), headers=headers, timeout=60)

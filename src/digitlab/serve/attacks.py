@@ -27,6 +27,13 @@ def tiny_scan_jpeg(width: int, height: int, size_bytes: int) -> bytes:
     return head + smallest * copies + b"\xff\xd9"
 
 
+def with_stray_byte(jpeg: bytes) -> bytes:
+    """The JPEG with a 0x00 byte before its first scan, where a marker should be: libjpeg
+    skips it with a warning and decodes every scan after it."""
+    first_scan = jpeg.index(b"\xff\xda")
+    return jpeg[:first_scan] + b"\x00" + jpeg[first_scan:]
+
+
 def _jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
     """The marker segments after SOI, each with its bytes; a scan's entropy-coded data
     (up to the next marker that is neither a stuffed FF00 nor a restart) goes with it."""
