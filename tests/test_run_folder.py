@@ -144,10 +144,12 @@ def test_remove_leftovers_deletes_only_what_the_killed_run_left(tmp_path):
 
 def test_a_second_writer_is_refused_while_the_first_holds_the_folder(tmp_path):
     folder = RunFolder(tmp_path / "run")
-    with folder.writing():
-        with pytest.raises(ConfigError, match="another process is training this run"):
-            with RunFolder(tmp_path / "run").writing():
-                pass
+    with (
+        folder.writing(),
+        pytest.raises(ConfigError, match="another process is training this run"),
+        RunFolder(tmp_path / "run").writing(),
+    ):
+        pass
     with RunFolder(tmp_path / "run").writing():
         pass  # free again once the first writer is done
 
