@@ -128,3 +128,24 @@ def test_ordinary_gaps_keep_neighbours_apart_in_every_look(test_digits):
             left = set(np.unique(labels[y0:y1, x0:x1])) - {0}
             right = set(np.unique(labels[v0:v1, u0:u1])) - {0}
             assert not left & right, (look, item.number)
+
+
+@pytest.mark.parametrize("digit", [5, 7])
+def test_a_digit_broken_in_two_strokes_reads_as_one(test_digits, predictor, digit):
+    # A 5's flag or a 7's bar drawn apart from its stem: rows a third of the way down
+    # are erased, so the digit's ink falls into a top and a bottom piece.
+    x_test, y_test = test_digits
+    rng = np.random.default_rng(10 + digit)
+    right = 0
+    for index in np.flatnonzero(y_test == digit)[:10]:
+        broken = x_test[index].copy()
+        rows = np.flatnonzero(broken.max(axis=1) > 0)
+        cut = rows[0] + (rows[-1] - rows[0]) // 3
+        broken[cut : cut + 2] = 0
+        neighbours = rng.choice(np.flatnonzero(y_test != digit), size=2)
+        digits = np.stack([x_test[neighbours[0]], broken, x_test[neighbours[1]]])
+        labels = np.array([y_test[neighbours[0]], digit, y_test[neighbours[1]]])
+        item = compose_number(digits, labels, rng)
+        assert len(blobs(extract_ink(to_grayscale(decode(item.data))))) > 3
+        right += read_number(item.data, predictor).number == item.number
+    assert right >= 9
