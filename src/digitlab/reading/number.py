@@ -118,6 +118,7 @@ def read_number(
         # Exactly what `to_mnist` gives: all the ink, specks it keeps included.
         pieces = [from_mask(ink > 0) or pieces[0]]
         scorer.use_all_ink(pieces[0])
+    scorer.score(pieces)
     scale = (size[0] / gray.shape[1], size[1] / gray.shape[0])
     digits = tuple(scorer.reading(piece, scale, size) for piece in pieces)
     confidence = float(np.prod([digit.confidence for digit in digits]))
@@ -236,7 +237,8 @@ class _Scorer:
     def _key(piece: Piece) -> tuple[int, int, bytes, tuple[int, int]]:
         return (piece.top, piece.left, piece.mask.tobytes(), (piece.height, piece.width))
 
-    def _score(self, pieces: list[Piece]) -> None:
+    def score(self, pieces: list[Piece]) -> None:
+        """Predict the pieces not yet predicted, all in one classifier call."""
         new = {self._key(piece): piece for piece in pieces if self._key(piece) not in self._known}
         if not new:
             return
@@ -247,7 +249,7 @@ class _Scorer:
 
     def confidences(self, pieces: list[Piece]) -> np.ndarray:
         """Each piece's top probability as a digit."""
-        self._score(pieces)
+        self.score(pieces)
         return np.array([float(self._known[self._key(piece)][1].max()) for piece in pieces])
 
     def use_all_ink(self, piece: Piece) -> None:
@@ -260,7 +262,7 @@ class _Scorer:
         self, piece: Piece, scale: tuple[float, float], size: tuple[int, int]
     ) -> DigitReading:
         """The piece's digit, with its box scaled from working pixels to the image's."""
-        self._score([piece])
+        self.score([piece])
         image, probabilities = self._known[self._key(piece)]
         digit = int(probabilities.argmax())
         box = (

@@ -30,7 +30,7 @@ far from their start."""
 MIN_PART = 0.1
 """No part of a cut is narrower than this share of the typical digit height (a thin 1)."""
 
-CUTS_PER_HEIGHT = 3.0
+CUTS_PER_HEIGHT = 2.0
 """At most this many cut paths are kept per digit height of a piece's width."""
 
 CUT_TURN_COST = 0.05
@@ -214,14 +214,17 @@ def _cheapest_seams(
     allowed = (np.abs(columns[np.newaxis, :] - starts[:, np.newaxis]) <= band) & (
         (columns >= inside[0]) & (columns <= inside[1])
     )
-    total = np.where(allowed, cost[0], np.inf)
-    steps = np.zeros((height, len(starts), width), np.int8)
+    barred = np.where(allowed, 0.0, np.inf)
+    total = cost[0] + barred
+    steps = np.ones((height, len(starts), width), np.int8)
+    options = np.full((3, len(starts), width), np.inf)
     for row in range(1, height):
-        from_left = np.pad(total[:, :-1], ((0, 0), (1, 0)), constant_values=np.inf)
-        from_right = np.pad(total[:, 1:], ((0, 0), (0, 1)), constant_values=np.inf)
-        options = np.stack([from_left + CUT_TURN_COST, total, from_right + CUT_TURN_COST])
+        options[0, :, 1:] = total[:, :-1] + CUT_TURN_COST
+        options[1] = total
+        options[2, :, :-1] = total[:, 1:] + CUT_TURN_COST
         steps[row] = options.argmin(axis=0)
-        total = np.where(allowed, options.min(axis=0) + cost[row], np.inf)
+        total = np.take_along_axis(options, steps[row][np.newaxis], axis=0)[0]
+        total += cost[row] + barred
     seams = np.zeros((len(starts), height), np.int64)
     seams[:, -1] = total.argmin(axis=1)
     candidates = np.arange(len(starts))
