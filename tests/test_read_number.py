@@ -149,3 +149,14 @@ def test_a_digit_broken_in_two_strokes_reads_as_one(test_digits, predictor, digi
         assert len(blobs(extract_ink(to_grayscale(decode(item.data))))) > 3
         right += read_number(item.data, predictor).number == item.number
     assert right >= 9
+
+
+def test_a_number_is_read_in_few_classifier_calls(test_digits, predictor, monkeypatch):
+    # Speed: the candidate parts of a blob are scored in one batch, and so are the digits.
+    calls = []
+    predict = predictor.predict
+    monkeypatch.setattr(predictor, "predict", lambda images: calls.append(1) or predict(images))
+    numbers = _numbers(test_digits, 10, "touching", seed=12)
+    for item in numbers:
+        read_number(item.data, predictor)
+    assert len(calls) <= 2.5 * len(numbers)
