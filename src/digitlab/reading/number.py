@@ -5,8 +5,9 @@ The ink is found as `to_mnist` finds it (`extract_ink`), cut into pieces by `seg
 and every piece is normalised as `to_mnist` normalises a digit (`normalize_digit`) before
 the classifier sees it. The classifier also settles what geometry cannot: side-by-side
 pieces are one digit when the joined piece is a more confident digit than the two apart,
-and a wide blob is cut where both parts are confident digits, when that beats reading it
-as one (the classifier-scored cut search of the issue).
+and a wide blob is read as the run of parts between its candidate seams that the
+classifier finds most likely, with a prior against parts too wide to be one digit (the
+classifier-scored cut search of the issue).
 """
 
 from __future__ import annotations

@@ -168,8 +168,8 @@ def _partner(piece: Piece, pieces: list[Piece], height: float) -> Piece | None:
 
 def cut_seams(piece: Piece, ink: np.ndarray, height: float) -> list[np.ndarray]:
     """Where `piece` could be cut into digits: paths from top to bottom that cross little
-    ink. A path starts every `CUT_STEP` digit heights across the piece
-    and may wander as far; of paths closer than that, only the cheapest is kept, and at most
+    ink. A path starts every `CUT_STEP` digit heights across the piece and may wander as
+    far; of paths closer than that, only the cheapest is kept, and at most
     `CUTS_PER_HEIGHT` per digit height of width. Returns the seams left to right, each a
     column per row: its pixel and everything right of it are on the right side."""
     local_ink = piece.ink(ink)
