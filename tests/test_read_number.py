@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from digitlab.errors import NoDigitFoundError
-from digitlab.images import extract_ink, to_grayscale, to_mnist
+from digitlab.images import decode, extract_ink, to_grayscale, to_mnist
 from digitlab.inference.predictor import FileFailure, FileReading, Predictor
-from digitlab.number_images import compose_number
+from digitlab.number_images import LOOKS, compose_number
 from digitlab.reading import read_number
 from digitlab.reading.segment import blobs
 from digitlab.styles import render
@@ -111,3 +113,50 @@ def test_read_files_reports_bad_files_and_reads_the_rest(held_out_digits, predic
     results = predictor.read_files([bad, good])
     assert isinstance(results[0], FileFailure) and "broken.png" in results[0].reason
     assert isinstance(results[1], FileReading) and results[1].reading.number == item.number
+
+
+def test_ordinary_gaps_keep_neighbours_apart_in_every_look(test_digits):
+    x_test, y_test = test_digits
+    rng = np.random.default_rng(8)
+    for index in range(120):
+        picked = rng.integers(0, len(x_test), size=6)
+        look = LOOKS[index % len(LOOKS)]
+        item = compose_number(x_test[picked], y_test[picked], rng, "ordinary", look)
+        ink = extract_ink(to_grayscale(decode(item.data)))
+        labels, _ = ndimage.label(ink > 0, structure=np.ones((3, 3), bool))
+        for (x0, y0, x1, y1), (u0, v0, u1, v1) in itertools.pairwise(item.boxes):
+            left = set(np.unique(labels[y0:y1, x0:x1])) - {0}
+            right = set(np.unique(labels[v0:v1, u0:u1])) - {0}
+            assert not left & right, (look, item.number)
+
+
+@pytest.mark.parametrize("digit", [5, 7])
+def test_a_digit_broken_in_two_strokes_reads_as_one(test_digits, predictor, digit):
+    # A 5's flag or a 7's bar drawn apart from its stem: rows a third of the way down
+    # are erased, so the digit's ink falls into a top and a bottom piece.
+    x_test, y_test = test_digits
+    rng = np.random.default_rng(10 + digit)
+    right = 0
+    for index in np.flatnonzero(y_test == digit)[:10]:
+        broken = x_test[index].copy()
+        rows = np.flatnonzero(broken.max(axis=1) > 0)
+        cut = rows[0] + (rows[-1] - rows[0]) // 3
+        broken[cut : cut + 2] = 0
+        neighbours = rng.choice(np.flatnonzero(y_test != digit), size=2)
+        digits = np.stack([x_test[neighbours[0]], broken, x_test[neighbours[1]]])
+        labels = np.array([y_test[neighbours[0]], digit, y_test[neighbours[1]]])
+        item = compose_number(digits, labels, rng)
+        assert len(blobs(extract_ink(to_grayscale(decode(item.data))))) > 3
+        right += read_number(item.data, predictor).number == item.number
+    assert right >= 9
+
+
+def test_a_number_is_read_in_few_classifier_calls(test_digits, predictor, monkeypatch):
+    # Speed: the candidate parts of a blob are scored in one batch, and so are the digits.
+    calls = []
+    predict = predictor.predict
+    monkeypatch.setattr(predictor, "predict", lambda images: calls.append(1) or predict(images))
+    numbers = _numbers(test_digits, 10, "touching", seed=12)
+    for item in numbers:
+        read_number(item.data, predictor)
+    assert len(calls) <= 2.5 * len(numbers)

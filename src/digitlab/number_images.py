@@ -32,6 +32,10 @@ LOOKS = ("plain", "thick_pen", "thin_pen", "ballpoint_photo")
 DIGIT_HEIGHT = 60
 """The tallest digit's height in pixels; the others are 85% to 100% of it."""
 
+MIN_GAP = DIGIT_HEIGHT // 6
+"""The narrowest ordinary gap in pixels: a share of a narrow 1's width alone can be a
+pixel or two, which a photograph's blur or JPEG's ringing bridges, so the digits touch."""
+
 
 @dataclass(frozen=True)
 class ComposedNumber:
@@ -93,12 +97,15 @@ def _lay_out(
     strokes: list[np.ndarray], rng: np.random.Generator, gap_range: tuple[float, float]
 ) -> tuple[np.ndarray, tuple[tuple[int, int, int, int], ...]]:
     """Place the digits left to right on a baseline that wanders by up to 8% of their
-    height; overlapping ink keeps the darker stroke. Returns the canvas and the boxes."""
+    height, a positive gap never under `MIN_GAP`; overlapping ink keeps the darker stroke.
+    Returns the canvas and the boxes."""
     margin = DIGIT_HEIGHT // 2
     lefts, tops = [margin], []
     for previous, current in zip(strokes, strokes[1:], strict=False):
         narrower = min(previous.shape[1], current.shape[1])
         gap = round(rng.uniform(*gap_range) * narrower)
+        if gap_range[0] > 0:
+            gap = max(gap, MIN_GAP)
         lefts.append(lefts[-1] + previous.shape[1] + gap)
     baseline = margin + DIGIT_HEIGHT
     for stroke in strokes:

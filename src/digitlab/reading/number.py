@@ -5,8 +5,9 @@ The ink is found as `to_mnist` finds it (`extract_ink`), cut into pieces by `seg
 and every piece is normalised as `to_mnist` normalises a digit (`normalize_digit`) before
 the classifier sees it. The classifier also settles what geometry cannot: side-by-side
 pieces are one digit when the joined piece is a more confident digit than the two apart,
-and a wide blob is cut where both parts are confident digits, when that beats reading it
-as one (the classifier-scored cut search of the issue).
+and a wide blob is read as the run of parts between its candidate seams that the
+classifier finds most likely, with a prior against parts too wide to be one digit (the
+classifier-scored cut search of the issue).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from digitlab.images import (
 )
 from digitlab.reading.segment import (
     Piece,
+    between,
     blobs,
-    cuts,
+    cut_seams,
     from_mask,
     join_fragments,
     left_to_right,
@@ -44,17 +46,24 @@ if TYPE_CHECKING:
 SPLIT_WIDTH = 0.85
 """Blobs at least this wide (a share of the typical digit height) may be several digits."""
 
-MUST_SPLIT_WIDTH = 1.6
-"""Blobs wider than this are never one digit: their best cut is taken."""
+MAX_PART_WIDTH = 1.8
+"""No part of a cut blob is wider than this share of the typical digit height."""
+
+WIDE_PART = 1.5
+"""A part wider than this share of the typical digit height is rarely one digit ..."""
+
+WIDE_COST = 20.0
+"""... and each digit height of width beyond it costs this much log probability (two
+touching digits are read with confidence as one wide digit otherwise)."""
+
+MIN_INK_SHARE = 0.1
+"""A part of a cut blob holds at least this share of its ink (no slivers of a stroke)."""
 
 JOIN_WIDTH = 1.1
 """Side-by-side pieces are tried as one digit only when together at most this wide."""
 
 JOIN_GAP = 0.1
 """... and at most this far apart (a share of the typical digit height)."""
-
-MAX_CUT_DEPTH = 3
-"""A blob is cut at most this deep: up to 8 touching digits."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,7 @@ def read_number(
         # Exactly what `to_mnist` gives: all the ink, specks it keeps included.
         pieces = [from_mask(ink > 0) or pieces[0]]
         scorer.use_all_ink(pieces[0])
+    scorer.score(pieces)
     scale = (size[0] / gray.shape[1], size[1] / gray.shape[0])
     digits = tuple(scorer.reading(piece, scale, size) for piece in pieces)
     confidence = float(np.prod([digit.confidence for digit in digits]))
@@ -131,7 +141,7 @@ def find_digits(ink: np.ndarray, scorer: _Scorer) -> list[Piece]:
     height = typical_height(pieces)
     digits: list[Piece] = []
     for piece in pieces:
-        digits.extend(_split(piece, ink, scorer, height, MAX_CUT_DEPTH))
+        digits.extend(_segment(piece, ink, scorer, height))
     return left_to_right(digits)
 
 
@@ -165,27 +175,52 @@ def _join_side_by_side(pieces: list[Piece], scorer: _Scorer) -> list[Piece]:
     return pieces
 
 
-def _split(
-    piece: Piece, ink: np.ndarray, scorer: _Scorer, height: float, depth: int
-) -> list[Piece]:
-    """`piece` as one digit, or cut where both parts are the most confident digits, when
-    that is more likely than one digit (or the piece is too wide to be one)."""
-    if depth == 0 or piece.width < SPLIT_WIDTH * height:
+def _segment(piece: Piece, ink: np.ndarray, scorer: _Scorer, height: float) -> list[Piece]:
+    """`piece` read as its most likely run of digits: every way to cut it along its
+    candidate seams into parts no wider than `MAX_PART_WIDTH` is weighed, each part by the
+    classifier's log probability less `WIDE_COST` for width beyond `WIDE_PART`, and the
+    best sum wins (dynamic programming, left to right). All candidate parts go to the
+    classifier in one batch."""
+    if piece.width < SPLIT_WIDTH * height:
         return [piece]
-    candidates = cuts(piece, ink)
-    if not candidates:
+    seams = cut_seams(piece, ink, height)
+    if not seams:
         return [piece]
-    confidences = scorer.confidences([piece, *(part for pair in candidates for part in pair)])
-    whole, parts = float(confidences[0]), confidences[1:].reshape(-1, 2)
-    products = parts.prod(axis=1)
-    best = int(products.argmax())
-    if products[best] <= whole and piece.width <= MUST_SPLIT_WIDTH * height:
+    nodes: list[np.ndarray | None] = [None, *seams, None]
+    centres = [0.0, *(float(seam.mean()) for seam in seams), float(piece.width)]
+    parts: dict[tuple[int, int], Piece] = {}
+    for start in range(len(nodes) - 1):
+        for end in range(start + 1, len(nodes)):
+            if centres[end] - centres[start] > MAX_PART_WIDTH * height:
+                break
+            part = between(piece, nodes[start], nodes[end])
+            if part is not None and part.mask.sum() >= MIN_INK_SHARE * piece.mask.sum():
+                parts[start, end] = part
+    confidences = scorer.confidences(list(parts.values()))
+    widths = np.array([part.width for part in parts.values()]) / height
+    scores = np.log(np.maximum(confidences, 1e-12)) - WIDE_COST * np.maximum(
+        0.0, widths - WIDE_PART
+    )
+    path = _best_path(dict(zip(parts, scores.tolist(), strict=True)), len(nodes) - 1)
+    if path is None:
         return [piece]
-    left, right = candidates[best]
-    return [
-        *_split(left, ink, scorer, height, depth - 1),
-        *_split(right, ink, scorer, height, depth - 1),
-    ]
+    return [parts[edge] for edge in zip(path, path[1:], strict=False)]
+
+
+def _best_path(scores: dict[tuple[int, int], float], last: int) -> list[int] | None:
+    """The path of nodes 0 -> `last` whose edges (start, end) have the highest summed
+    score; None when no path joins them."""
+    best = [0.0] + [-np.inf] * last
+    back = [0] * (last + 1)
+    for (start, end), score in sorted(scores.items(), key=lambda item: item[0][1]):
+        if best[start] + score > best[end]:
+            best[end], back[end] = best[start] + score, start
+    if best[last] == -np.inf:
+        return None
+    path = [last]
+    while path[-1] > 0:
+        path.append(back[path[-1]])
+    return path[::-1]
 
 
 class _Scorer:
@@ -203,7 +238,8 @@ class _Scorer:
     def _key(piece: Piece) -> tuple[int, int, bytes, tuple[int, int]]:
         return (piece.top, piece.left, piece.mask.tobytes(), (piece.height, piece.width))
 
-    def _score(self, pieces: list[Piece]) -> None:
+    def score(self, pieces: list[Piece]) -> None:
+        """Predict the pieces not yet predicted, all in one classifier call."""
         new = {self._key(piece): piece for piece in pieces if self._key(piece) not in self._known}
         if not new:
             return
@@ -214,7 +250,7 @@ class _Scorer:
 
     def confidences(self, pieces: list[Piece]) -> np.ndarray:
         """Each piece's top probability as a digit."""
-        self._score(pieces)
+        self.score(pieces)
         return np.array([float(self._known[self._key(piece)][1].max()) for piece in pieces])
 
     def use_all_ink(self, piece: Piece) -> None:
@@ -227,7 +263,7 @@ class _Scorer:
         self, piece: Piece, scale: tuple[float, float], size: tuple[int, int]
     ) -> DigitReading:
         """The piece's digit, with its box scaled from working pixels to the image's."""
-        self._score([piece])
+        self.score([piece])
         image, probabilities = self._known[self._key(piece)]
         digit = int(probabilities.argmax())
         box = (

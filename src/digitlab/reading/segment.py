@@ -23,11 +23,15 @@ STACKED_OVERLAP = 0.5
 """Pieces whose columns overlap by this share of the narrower one, one above the other,
 are one digit (a 5's flag over its body, a broken stroke)."""
 
-CUT_POSITIONS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-"""Where cut paths start, as shares of the blob's width."""
+CUT_STEP = 0.1
+"""Cut paths start this far apart (a share of the typical digit height) and may wander as
+far from their start."""
 
-CUT_BAND = 0.12
-"""How far a cut path may wander from its start, as a share of the blob's width."""
+MIN_PART = 0.1
+"""No part of a cut is narrower than this share of the typical digit height (a thin 1)."""
+
+CUTS_PER_HEIGHT = 3.0
+"""At most this many cut paths are kept per digit height of a piece's width."""
 
 CUT_TURN_COST = 0.05
 """The cost of a diagonal step in a cut path, next to crossing full ink (1.0)."""
@@ -162,55 +166,68 @@ def _partner(piece: Piece, pieces: list[Piece], height: float) -> Piece | None:
     return min(others, key=distance)
 
 
-def cuts(piece: Piece, ink: np.ndarray) -> list[tuple[Piece, Piece]]:
-    """Ways to cut `piece` into a left and a right part along paths from top to bottom that
-    cross little ink, one path started from each of `CUT_POSITIONS`; duplicates and cuts
-    leaving a part with under a tenth of the ink are left out."""
+def cut_seams(piece: Piece, ink: np.ndarray, height: float) -> list[np.ndarray]:
+    """Where `piece` could be cut into digits: paths from top to bottom that cross little
+    ink. A path starts every `CUT_STEP` digit heights across the piece and may wander as
+    far; of paths closer than that, only the cheapest is kept, and at most
+    `CUTS_PER_HEIGHT` per digit height of width. Returns the seams left to right, each a
+    column per row: its pixel and everything right of it are on the right side."""
     local_ink = piece.ink(ink)
-    seams = _cheapest_seams(local_ink, piece.width)
-    total = float(local_ink.sum())
-    columns = np.arange(piece.width)
-    found: list[tuple[Piece, Piece]] = []
-    seen: set[bytes] = set()
-    for seam in seams:
-        if seam.tobytes() in seen:
-            continue
-        seen.add(seam.tobytes())
-        left_side = columns[np.newaxis, :] < seam[:, np.newaxis]
-        left_mask, right_mask = piece.mask & left_side, piece.mask & ~left_side
-        shares = (
-            float(local_ink[left_mask].sum()) / total,
-            float(local_ink[right_mask].sum()) / total,
-        )
-        if min(shares) < 0.1:
-            continue
-        left = from_mask(left_mask, piece.top, piece.left)
-        right = from_mask(right_mask, piece.top, piece.left)
-        if left is not None and right is not None:
-            found.append((left, right))
-    return found
+    step = max(1.0, CUT_STEP * height)
+    starts = np.arange(MIN_PART * height, piece.width - MIN_PART * height + 1, step)
+    if starts.size == 0:
+        return []
+    inside = (MIN_PART * height, piece.width - 1 - MIN_PART * height)
+    paths, totals = _cheapest_seams(local_ink, starts, step, inside)
+    centres = paths.mean(axis=1)
+    kept: list[int] = []
+    for index in np.argsort(totals, kind="stable"):
+        if all(abs(centres[index] - centres[other]) >= step for other in kept):
+            kept.append(int(index))
+    kept = sorted(
+        kept[: max(1, round(CUTS_PER_HEIGHT * piece.width / height))], key=centres.__getitem__
+    )
+    return [paths[index] for index in kept]
 
 
-def _cheapest_seams(cost: np.ndarray, width: int) -> np.ndarray:
-    """For each start in `CUT_POSITIONS`, the column per row of the path from top to bottom
-    that crosses the least ink within its band (dynamic programming, one row at a time).
-    Returns K x height int: a seam's pixel and everything right of it is the right part."""
-    height = cost.shape[0]
-    starts = np.array(CUT_POSITIONS) * width
-    band = max(1.0, CUT_BAND * width)
+def between(piece: Piece, left: np.ndarray | None, right: np.ndarray | None) -> Piece | None:
+    """The part of `piece` right of seam `left` and left of seam `right` (None: its edge)."""
+    columns = np.arange(piece.width)[np.newaxis, :]
+    mask = piece.mask.copy()
+    if left is not None:
+        mask &= columns >= left[:, np.newaxis]
+    if right is not None:
+        mask &= columns < right[:, np.newaxis]
+    return from_mask(mask, piece.top, piece.left)
+
+
+def _cheapest_seams(
+    cost: np.ndarray, starts: np.ndarray, band: float, inside: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each start column, the path from top to bottom (one column per row, steps of at
+        most one column) that crosses the least ink within `band` columns of its start and
+    between the columns `inside` (a cut by the edge would cut nothing off), by
+        dynamic programming one row at a time, all starts at once. Returns (K x height columns,
+        K total costs)."""
+    height, width = cost.shape
     columns = np.arange(width)
-    allowed = np.abs(columns[np.newaxis, :] - starts[:, np.newaxis]) <= band
-    total = np.where(allowed, cost[0], np.inf)
-    steps = np.zeros((height, len(starts), width), np.int8)
+    allowed = (np.abs(columns[np.newaxis, :] - starts[:, np.newaxis]) <= band) & (
+        (columns >= inside[0]) & (columns <= inside[1])
+    )
+    barred = np.where(allowed, 0.0, np.inf)
+    total = cost[0] + barred
+    steps = np.ones((height, len(starts), width), np.int8)
+    options = np.full((3, len(starts), width), np.inf)
     for row in range(1, height):
-        from_left = np.pad(total[:, :-1], ((0, 0), (1, 0)), constant_values=np.inf)
-        from_right = np.pad(total[:, 1:], ((0, 0), (0, 1)), constant_values=np.inf)
-        options = np.stack([from_left + CUT_TURN_COST, total, from_right + CUT_TURN_COST])
+        options[0, :, 1:] = total[:, :-1] + CUT_TURN_COST
+        options[1] = total
+        options[2, :, :-1] = total[:, 1:] + CUT_TURN_COST
         steps[row] = options.argmin(axis=0)
-        total = np.where(allowed, options.min(axis=0) + cost[row], np.inf)
+        total = np.take_along_axis(options, steps[row][np.newaxis], axis=0)[0]
+        total += cost[row] + barred
     seams = np.zeros((len(starts), height), np.int64)
     seams[:, -1] = total.argmin(axis=1)
     candidates = np.arange(len(starts))
     for row in range(height - 1, 0, -1):
         seams[:, row - 1] = seams[:, row] + steps[row, candidates, seams[:, row]] - 1
-    return seams
+    return seams, total.min(axis=1)
