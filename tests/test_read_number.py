@@ -115,8 +115,8 @@ def test_read_files_reports_bad_files_and_reads_the_rest(held_out_digits, predic
     assert isinstance(results[1], FileReading) and results[1].reading.number == item.number
 
 
-def test_ordinary_gaps_keep_neighbours_apart_in_every_look(test_digits):
-    x_test, y_test = test_digits
+def test_ordinary_gaps_keep_neighbours_apart_in_every_look(held_out_digits):
+    x_test, y_test = held_out_digits
     rng = np.random.default_rng(8)
     for index in range(120):
         picked = rng.integers(0, len(x_test), size=6)
@@ -131,10 +131,10 @@ def test_ordinary_gaps_keep_neighbours_apart_in_every_look(test_digits):
 
 
 @pytest.mark.parametrize("digit", [5, 7])
-def test_a_digit_broken_in_two_strokes_reads_as_one(test_digits, predictor, digit):
+def test_a_digit_broken_in_two_strokes_reads_as_one(held_out_digits, predictor, digit):
     # A 5's flag or a 7's bar drawn apart from its stem: rows a third of the way down
     # are erased, so the digit's ink falls into a top and a bottom piece.
-    x_test, y_test = test_digits
+    x_test, y_test = held_out_digits
     rng = np.random.default_rng(10 + digit)
     right = 0
     for index in np.flatnonzero(y_test == digit)[:10]:
@@ -151,12 +151,12 @@ def test_a_digit_broken_in_two_strokes_reads_as_one(test_digits, predictor, digi
     assert right >= 9
 
 
-def test_a_number_is_read_in_few_classifier_calls(test_digits, predictor, monkeypatch):
+def test_a_number_is_read_in_few_classifier_calls(held_out_digits, predictor, monkeypatch):
     # Speed: the candidate parts of a blob are scored in one batch, and so are the digits.
     calls = []
     predict = predictor.predict
     monkeypatch.setattr(predictor, "predict", lambda images: calls.append(1) or predict(images))
-    numbers = _numbers(test_digits, 10, "touching", seed=12)
+    numbers = _numbers(held_out_digits, 10, "touching", seed=12)
     for item in numbers:
         read_number(item.data, predictor)
     assert len(calls) <= 2.5 * len(numbers)
