@@ -329,7 +329,8 @@ def test_run_killed_with_sigkill_resumes_and_completes(tmp_path):
 @pytest.mark.slow
 def test_run_interrupted_before_its_first_epoch_resumes_from_epoch_zero(tmp_path):
     run_dir = tmp_path / "run"
-    settings = ["--limit", "600", "--epochs", "1", "--batch-size", "32", "--no-augment"]
+    # An epoch long enough (hundreds of steps) that the interrupt lands in it on a busy machine.
+    settings = ["--limit", "20000", "--epochs", "1", "--batch-size", "32", "--no-augment"]
     settings += ["--set", "model_options.hidden_units=[64]"]
     process = subprocess.Popen(
         [sys.executable, "-m", "digitlab", "train", *settings, "--out", str(run_dir)],
