@@ -124,3 +124,12 @@ def test_data_split_of_an_unreadable_file_as_a_user_leaves_no_partial_tree(mnist
         assert "Permission denied" in last and "Traceback" not in done.stderr
     finally:
         shutil.rmtree(base)
+
+
+def test_predict_show_preprocessed_writes_all_its_images_or_none(digit_tree, tmp_path):
+    second = sorted(path.stem for path in (digit_tree / "3").iterdir())[1]
+    in_the_way = tmp_path / "seen" / f"0002_{second}.png"
+    in_the_way.mkdir(parents=True)  # a folder where the second image goes
+    result = run("predict", str(digit_tree / "3"), "--show-preprocessed", str(in_the_way.parent))
+    assert_one_line_error(result, str(in_the_way), "Is a directory")
+    assert list(in_the_way.parent.iterdir()) == [in_the_way]

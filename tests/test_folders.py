@@ -263,3 +263,20 @@ def test_an_overwriting_export_that_fails_keeps_the_old_image(tmp_path, mnist, m
         export_image_folder(255 - x_test[:1], y_test[:1], tmp_path, overwrite=True)
     assert old.read_bytes() == before
     assert [path.name for path in old.parent.iterdir()] == [old.name]
+
+
+def test_an_export_that_fails_part_way_takes_back_the_files_it_added(tmp_path, mnist, monkeypatch):
+    _, (x_test, y_test) = mnist
+    real_save = Image.Image.save
+    saved = []
+
+    def disk_full_after_five(image, *args, **kwargs):
+        if len(saved) == 5:
+            raise OSError(28, "No space left on device")
+        saved.append(1)
+        return real_save(image, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", disk_full_after_five)
+    with pytest.raises(DataError, match="No space left on device"):
+        export_image_folder(x_test[:20], y_test[:20], tmp_path / "out")
+    assert list((tmp_path / "out").rglob("*")) == []

@@ -205,13 +205,18 @@ def records_to_table(records: list[dict[str, Any]], top_k: int) -> str:
 
 
 def save_preprocessed(predictions: list[FilePrediction], folder: Path) -> None:
-    """Save each 28x28 model input as `<folder>/<number>_<file stem>.png`."""
+    """Save each 28x28 model input as `<folder>/<number>_<file stem>.png`: all of them, or
+    none when one cannot be written."""
     from PIL import Image
 
-    from digitlab.atomic import atomic_path
+    from digitlab.atomic import atomic_paths
 
-    for number, prediction in enumerate(predictions, start=1):
-        with atomic_path(folder / f"{number:04d}_{prediction.path.stem}.png") as tmp:
+    targets = [
+        folder / f"{number:04d}_{prediction.path.stem}.png"
+        for number, prediction in enumerate(predictions, start=1)
+    ]
+    with atomic_paths(targets) as temporaries:
+        for tmp, prediction in zip(temporaries, predictions, strict=True):
             Image.fromarray(prediction.image).save(tmp, format="PNG")
 
 

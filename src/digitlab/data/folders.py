@@ -10,6 +10,7 @@ the decoder every user image goes through, with its formats, limits and errors.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -206,7 +207,7 @@ def export_image_folder(
     the class names ("/" replaced by "-") instead of the label numbers; note that
     `load_image_folder` then numbers classes by sorted name. Existing files are never
     replaced unless `overwrite` is true: without it, any clash raises `DataError`
-    before anything is written.
+    before anything is written. An export that fails part-way removes the files it added.
     """
     x, y, out = np.asarray(x), np.asarray(y), Path(out)
     if x.dtype != np.uint8 or x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
@@ -232,12 +233,27 @@ def export_image_folder(
                 f"{clashes[0]}: already exists ({len(clashes)} files would be replaced); "
                 "choose another folder or allow overwriting"
             )
-    for name in names.values():
-        (out / name).mkdir(parents=True, exist_ok=True)
-    for index, target in enumerate(targets):
-        _write_png(x[index], target, overwrite)
-        if progress:
-            progress(index + 1, len(targets))
+    made = [out / name for name in names.values() if not (out / name).exists()]
+    for folder in made:
+        folder.mkdir(parents=True)
+    written: list[Path] = []
+    try:
+        for index, target in enumerate(targets):
+            is_new = not target.exists()
+            _write_png(x[index], target, overwrite)
+            if is_new:
+                written.append(target)
+            if progress:
+                progress(index + 1, len(targets))
+    except BaseException:
+        # A failed export (a full disk, Ctrl-C) takes back the files it added, so no
+        # partial tree is left; files it replaced with `overwrite` stay replaced.
+        for path in written:
+            path.unlink(missing_ok=True)
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     return len(targets)
 
 
