@@ -413,3 +413,21 @@ def test_nan_loss_stops_the_run_keeping_the_last_good_epoch(tmp_path):
     assert not any(path.exists() for path in leftovers)
     assert notes.read_text() == "mine"
     assert [p.name for p in folder.checkpoints.glob("train-state-*")] == [train_state_name(2)]
+
+
+def test_resume_from_truncated_weights_names_the_file(tmp_path):
+    config = make_config(
+        overrides={
+            "limit": 600,
+            "epochs": 1,
+            "batch_size": 32,
+            "augment": False,
+            **_dotted(SMALL_MLP),
+        }
+    )
+    run_dir = tmp_path / "run"
+    train(config, out=run_dir, verbose=0)
+    weights = run_dir / "checkpoints" / RunFolder(run_dir).read_state().train_state
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ConfigError, match=rf"{weights}: cannot resume from these weights"):
+        train(resume=run_dir, verbose=0)

@@ -296,9 +296,16 @@ def _train_and_record(
         with process_local():
             _write_augmentation_figure(write_to.augmentation, x_train, y_train, config)
     if state.train_state is not None:
+        weights = folder.checkpoints / state.train_state
         with placement.scope():
             model.optimizer.build(model.trainable_variables)
-            model.load_weights(folder.checkpoints / state.train_state)
+            try:
+                model.load_weights(weights)
+            except (OSError, ValueError) as error:  # missing, truncated or not this model's
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+                raise ConfigError(
+                    f"{weights}: cannot resume from these weights ({reason})"
+                ) from None
         # The state file may have been committed just before a kill: redo what follows it.
         write_derived(write_to, inner, state)
 
