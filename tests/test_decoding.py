@@ -13,7 +13,7 @@ from PIL import Image
 
 from digitlab.errors import ImageError, ImageTooLargeError
 from digitlab.images import MAX_JPEG_SCANS, decode, memory_needed, read_header, to_mnist
-from digitlab.images.jpeg_scans import count_scans
+from digitlab.images.jpeg_scans import count_scans, is_progressive
 from hostile_files import png_claiming, with_scans_repeated
 
 
@@ -41,6 +41,16 @@ def test_count_scans_matches_what_encoders_write(digit_page):
     assert count_scans(_jpeg(colour, progressive=True, optimize=True)) == 10
     assert count_scans(with_scans_repeated(_jpeg(colour, progressive=True), 3)) == 30
     assert count_scans(b"\x89PNG\r\n\x1a\n") == 0
+
+
+def test_is_progressive_reads_the_frame_marker_whatever_size_it_claims(digit_page):
+    progressive = bytearray(_jpeg(digit_page, progressive=True))
+    assert is_progressive(bytes(progressive))
+    assert not is_progressive(_jpeg(digit_page))
+    assert not is_progressive(b"\x89PNG\r\n\x1a\n")
+    frame = progressive.index(b"\xff\xc2")  # SOF2: length (2), precision (1), height, width
+    progressive[frame + 5 : frame + 9] = (60000).to_bytes(2, "big") * 2
+    assert is_progressive(bytes(progressive))
 
 
 def test_a_jpeg_of_thousands_of_scans_is_refused_before_decoding(digit_page, tmp_path):

@@ -11,6 +11,7 @@ a baseline file one per component at most), so the decoder refuses files with mo
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 MAX_JPEG_SCANS = 64
 """Most scans (SOS segments) a JPEG may have: several times what real encoders write,
@@ -21,6 +22,9 @@ _START_OF_SCAN = 0xDA
 _END_OF_IMAGE = 0xD9
 # Markers without a length field: TEM, RST0..RST7 (and SOI, handled before the walk).
 _STANDALONE = {0x01, *range(0xD0, 0xD8)}
+# Start-of-frame markers: 0xC0..0xCF but DHT (C4), JPG (C8) and DAC (CC); the progressive ones.
+_FRAMES = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_PROGRESSIVE_FRAMES = {0xC2, 0xC6, 0xCA, 0xCE}
 
 
 def count_scans(data: bytes, stop_after: int = MAX_JPEG_SCANS + 1) -> int:
@@ -32,33 +36,52 @@ def count_scans(data: bytes, stop_after: int = MAX_JPEG_SCANS + 1) -> int:
     (with a warning) before decoding every scan after them. Stops at the end of the image
     or of the bytes.
     """
+    scans = 0
+    for marker in _markers(data):
+        if marker == _START_OF_SCAN:
+            scans += 1
+            if scans >= stop_after:
+                break
+    return scans
+
+
+def is_progressive(data: bytes) -> bool:
+    """Whether `data` is a progressive JPEG: its frame header (SOF2, SOF6, SOF10 or SOF14)
+    says so. Read from the markers alone, whatever size the header claims."""
+    for marker in _markers(data):
+        if marker in _FRAMES:
+            return marker in _PROGRESSIVE_FRAMES
+    return False
+
+
+def _markers(data: bytes) -> Iterator[int]:
+    """The markers of the JPEG file `data` after SOI, in order, up to EOI or the end."""
     if not data.startswith(_START_OF_IMAGE):
-        return 0
-    scans, position = 0, len(_START_OF_IMAGE)
-    while scans < stop_after and position + 1 < len(data):
+        return
+    position = len(_START_OF_IMAGE)
+    while position + 1 < len(data):
         if data[position] != 0xFF:
             position = data.find(b"\xff", position)
             if position < 0:
-                break
+                return
             continue
         while position + 1 < len(data) and data[position + 1] == 0xFF:
             position += 1  # fill bytes before a marker
         if position + 1 >= len(data):
-            break
+            return
         marker = data[position + 1]
         position += 2
         if marker == _END_OF_IMAGE:
-            break
+            return
+        yield marker
         if marker in _STANDALONE:
             continue
         if position + 2 > len(data):
-            break
+            return
         (length,) = struct.unpack_from(">H", data, position)
         position += length
         if marker == _START_OF_SCAN:
-            scans += 1
             position = _end_of_entropy_coded_data(data, position)
-    return scans
 
 
 def _end_of_entropy_coded_data(data: bytes, position: int) -> int:

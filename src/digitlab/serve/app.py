@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -40,7 +39,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 
@@ -53,6 +51,7 @@ from digitlab.errors import (
     NotAnImageError,
 )
 from digitlab.images import to_mnist
+from digitlab.images.jpeg_scans import is_progressive
 from digitlab.reading import read_number
 from digitlab.serve.batching import InferenceBatcher
 from digitlab.serve.head import HeadAsGetMiddleware
@@ -345,7 +344,7 @@ async def _in_decode_lane(
     memory: small images on the event loop (`small_on_loop`) or the small-read threads,
     the rest on the progressive-JPEG lane or the decode threads. Raises its `ImageError`s,
     and 503 when the lane stays busy for `DECODE_WAIT_S`."""
-    progressive = _is_progressive_jpeg(data)
+    progressive = is_progressive(data)
     state = request.app.state
     if len(data) <= INLINE_MAX_BYTES and not progressive:
         with contextlib.suppress(ImageTooLargeError):
@@ -373,19 +372,6 @@ async def _on_lane(
         return await anyio.to_thread.run_sync(decode, data)
     finally:
         lane.release()
-
-
-def _is_progressive_jpeg(data: bytes) -> bool:
-    """Whether `data` is a progressive JPEG, from its header (Pillow reads up to the frame)."""
-    if not data.startswith(b"\xff\xd8"):
-        return False
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return bool(image.info.get("progressive"))
-    except Image.DecompressionBombError:
-        return True  # the decoder refuses it (413); on the lane, it delays no other image
-    except (OSError, ValueError, SyntaxError):
-        return False
 
 
 async def _image_error_handler(request: Request, error: Exception) -> JSONResponse:
