@@ -26,6 +26,12 @@ def has_not_digit_head(raw: np.ndarray) -> bool:
     return int(np.shape(raw)[-1]) == NOT_DIGIT_OUTPUTS
 
 
+def class_count(output_width: int) -> int:
+    """The classes a model with outputs this wide tells apart: the width, less the digit
+    score column of a model that knows non-digits."""
+    return 10 if output_width == NOT_DIGIT_OUTPUTS else output_width
+
+
 def split_outputs(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A model's N x C outputs -> (N x classes probabilities, N digit scores), float32.
 
