@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from playwright.sync_api import sync_playwright
 
 from cli_run import run
 from digit_images import paper_png
@@ -30,6 +31,8 @@ from digitlab.inference.ensemble import build_ensemble
 from digitlab.inference.modelfile import load_keras_model
 from digitlab.inference.predictor import FilePrediction, Predictor
 from digitlab.serve.app import app_from_environment, create_app
+from digitlab.serve.process import server_process
+from test_web_page import CHROMIUM, CHROMIUM_ARGS
 from trained_models import ink_head_score, with_ink_head
 
 SQUARE_SCORE = 0.30
@@ -283,3 +286,32 @@ def test_an_ensemble_mixing_11_and_10_output_models_is_refused_saying_why(
 def test_keras_reloads_the_11_output_model_in_safe_mode(headed_model_path):
     model = keras.models.load_model(headed_model_path, safe_mode=True)
     assert model.output_shape == (None, 11)
+
+
+@pytest.mark.slow
+def test_the_page_shows_a_faded_best_guess_and_says_it_is_not_a_digit(
+    headed_model_path, image_files, tmp_path
+):
+    expected_guess = Predictor.load(headed_model_path).predict_files([image_files["square"]])[0]
+    assert isinstance(expected_guess, FilePrediction)
+    prediction = "document.querySelector('[data-testid=prediction]')"
+    with (
+        server_process(tmp_path / "server.log", model=headed_model_path, workers=1) as url,
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(url)
+        page.get_by_test_id("upload").set_input_files(image_files["square"])
+        page.wait_for_function(f"{prediction}.classList.contains('not-digit')")
+        shown = page.get_by_test_id("prediction")
+        assert shown.text_content() == str(expected_guess.digit)
+        assert float(shown.evaluate("element => getComputedStyle(element).opacity")) < 0.5
+        note = page.get_by_test_id("not-digit")
+        assert note.is_visible() and "does not look like a digit" in note.text_content()
+
+        page.get_by_test_id("upload").set_input_files(image_files["digit"])
+        page.wait_for_function(f"!{prediction}.classList.contains('not-digit')")
+        assert not note.is_visible()
+        assert float(shown.evaluate("element => getComputedStyle(element).opacity")) == 1
+        browser.close()
