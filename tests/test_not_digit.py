@@ -28,6 +28,7 @@ from digitlab.evaluation import evaluate
 from digitlab.images import to_mnist
 from digitlab.inference.digit_score import DEFAULT_NOT_DIGIT_THRESHOLD, split_outputs
 from digitlab.inference.ensemble import build_ensemble
+from digitlab.inference.export import export_model
 from digitlab.inference.modelfile import load_keras_model
 from digitlab.inference.predictor import FilePrediction, Predictor
 from digitlab.serve.app import app_from_environment, create_app
@@ -289,6 +290,19 @@ def test_keras_reloads_the_11_output_model_in_safe_mode(headed_model_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("format", ["onnx", "tflite"])
+def test_an_export_carries_the_digit_score(headed_model_path, image_files, tmp_path, format):
+    out = tmp_path / f"headed.{format}"
+    report = export_model(headed_model_path, format, out)
+    assert report.passed
+    images = np.stack([to_mnist(image_files["digit"]), to_mnist(image_files["square"])])
+    exported = Predictor.load(out).predict(images)
+    assert Predictor.load(out).has_not_digit_head
+    np.testing.assert_allclose(exported.digit_scores, ink_head_score(images), atol=1e-5)
+    assert exported.is_digit.tolist() == [True, False]
+
+
+@pytest.mark.slow
 def test_the_page_shows_a_faded_best_guess_and_says_it_is_not_a_digit(
     headed_model_path, image_files, tmp_path
 ):
@@ -303,7 +317,7 @@ def test_the_page_shows_a_faded_best_guess_and_says_it_is_not_a_digit(
         page = browser.new_page()
         page.goto(url)
         page.get_by_test_id("upload").set_input_files(image_files["square"])
-        page.wait_for_function(f"{prediction}.classList.contains('not-digit')")
+        page.wait_for_function(f"{prediction}.classList.contains('not-digit')", timeout=20_000)
         shown = page.get_by_test_id("prediction")
         assert shown.text_content() == str(expected_guess.digit)
         assert float(shown.evaluate("element => getComputedStyle(element).opacity")) < 0.5
@@ -311,7 +325,7 @@ def test_the_page_shows_a_faded_best_guess_and_says_it_is_not_a_digit(
         assert note.is_visible() and "does not look like a digit" in note.text_content()
 
         page.get_by_test_id("upload").set_input_files(image_files["digit"])
-        page.wait_for_function(f"!{prediction}.classList.contains('not-digit')")
+        page.wait_for_function(f"!{prediction}.classList.contains('not-digit')", timeout=20_000)
         assert not note.is_visible()
         assert float(shown.evaluate("element => getComputedStyle(element).opacity")) == 1
         browser.close()
