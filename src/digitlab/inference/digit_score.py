@@ -6,13 +6,19 @@ so that the threshold chosen on held-out data maps to exactly 0.5, so that thres
 travels with the model into every export. Any other model answers N x classes, and its
 digit score is its top probability (the max-softmax baseline). Either way an image is a
 digit when its score reaches the threshold, 0.5 unless the user chooses another.
+
+The command line reads its default threshold from here while building `--help`, so numpy is
+imported by the functions that use it, not by the module.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from digitlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_NOT_DIGIT_THRESHOLD = 0.5
 """Digit scores below this say "not a digit"; a model with a head maps its own choice here."""
@@ -23,6 +29,8 @@ NOT_DIGIT_OUTPUTS = 11
 
 def has_not_digit_head(raw: np.ndarray) -> bool:
     """Whether N x C model outputs carry a digit score column (C is 11)."""
+    import numpy as np
+
     return int(np.shape(raw)[-1]) == NOT_DIGIT_OUTPUTS
 
 
@@ -40,6 +48,8 @@ def split_outputs(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     digitlab's models end in a softmax; probabilities given as logits are turned into
     probabilities first.
     """
+    import numpy as np
+
     outputs = np.asarray(raw, dtype=np.float32)
     if has_not_digit_head(outputs):
         return _as_probabilities(outputs[:, :10]), np.clip(outputs[:, 10], 0.0, 1.0)
@@ -49,6 +59,8 @@ def split_outputs(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def is_digit(digit_scores: np.ndarray | float, threshold: float) -> np.ndarray:
     """Bool, shaped like `digit_scores`: which digit scores reach `threshold`."""
+    import numpy as np
+
     return np.asarray(digit_scores) >= threshold
 
 
@@ -62,6 +74,8 @@ def check_threshold(threshold: float, name: str = "the not-digit threshold") -> 
 
 def _as_probabilities(outputs: np.ndarray) -> np.ndarray:
     """Rows that already are probabilities unchanged; any other rows through a softmax."""
+    import numpy as np
+
     rows_are_probabilities = bool(
         (outputs >= 0).all() and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3)
     )
