@@ -172,7 +172,7 @@ def plot_reliability_diagram(
             "o",
             color="tab:red",
             markersize=4,
-            label="mean confidence",
+            label="accuracy at the mean confidence",
         )
         accuracy_axes.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
         accuracy_axes.set_xlim(0, 1)
