@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from matplotlib.colors import PowerNorm
@@ -155,17 +156,8 @@ def plot_reliability_diagram(
     )
     for column, panel in enumerate(panels):
         accuracy_axes, count_axes = axes_grid[0, column], axes_grid[1, column]
-        widths = np.diff(panel.edges)
         filled = panel.count > 0
-        accuracy_axes.bar(
-            panel.edges[:-1][filled],
-            panel.accuracy[filled],
-            width=widths[filled],
-            align="edge",
-            edgecolor="black",
-            color="tab:blue",
-            label="accuracy",
-        )
+        _bin_bars(accuracy_axes, panel, panel.accuracy, color="tab:blue", label="accuracy")
         accuracy_axes.plot(
             panel.confidence[filled],
             panel.accuracy[filled],
@@ -180,18 +172,27 @@ def plot_reliability_diagram(
         accuracy_axes.set_ylabel("accuracy")
         accuracy_axes.set_title(panel.title, fontsize=10)
         accuracy_axes.legend(fontsize=8, loc="upper left")
-        count_axes.bar(
-            panel.edges[:-1][filled],
-            panel.count[filled],
-            width=widths[filled],
-            align="edge",
-            edgecolor="black",
-            color="tab:gray",
-        )
+        _bin_bars(count_axes, panel, panel.count, color="tab:gray")
         count_axes.set_yscale("log")
         count_axes.set_xlabel("top-1 confidence")
         count_axes.set_ylabel("images")
     figure_to_png(figure, path)
+
+
+def _bin_bars(
+    axes: Any, panel: ReliabilityPanel, heights: np.ndarray, color: str, label: str | None = None
+) -> None:
+    """One bar per non-empty bin of `panel`, spanning the bin, `heights` tall."""
+    filled = panel.count > 0
+    axes.bar(
+        panel.edges[:-1][filled],
+        heights[filled],
+        width=np.diff(panel.edges)[filled],
+        align="edge",
+        edgecolor="black",
+        color=color,
+        label=label,
+    )
 
 
 def plot_validation_curves(series: Sequence[CurveSeries], path: str | os.PathLike[str]) -> None:
