@@ -233,22 +233,24 @@ def test_training_saves_the_model_calibrated_on_its_validation_split(tmp_path, m
 _JAX_ROUND_TRIP = """
 import sys
 import keras, numpy as np
-from digitlab.inference.calibration import temperature_of, with_temperature
+from digitlab.inference.calibration import calibrate, temperature_of, with_temperature
 loaded = keras.models.load_model(sys.argv[1], compile=False, safe_mode=True)
 again = with_temperature(loaded, 2 * temperature_of(loaded))
 again.save(sys.argv[2])
 reloaded = keras.models.load_model(sys.argv[2], compile=False, safe_mode=True)
-np.save(sys.argv[3], reloaded.predict(np.load(sys.argv[4]), verbose=0))
-print(keras.backend.backend(), temperature_of(reloaded))
+x, y = np.load(sys.argv[4]), np.load(sys.argv[5])
+np.save(sys.argv[3], reloaded.predict(x, verbose=0))
+refitted = temperature_of(calibrate(reloaded, x, y))
+print(keras.backend.backend(), temperature_of(reloaded), refitted)
 """
 
 
 @pytest.mark.slow
-def test_a_calibrated_model_is_recalibrated_saved_and_run_on_jax(
-    calibrated, calibrated_path, test_set, tmp_path
+def test_a_calibrated_model_is_fitted_recalibrated_saved_and_run_on_jax(
+    calibrated, calibrated_path, held_out, tmp_path
 ):
-    x, _ = test_set
-    np.save(tmp_path / "x.npy", x[:200])
+    np.save(tmp_path / "y.npy", held_out[1])
+    np.save(tmp_path / "x_val.npy", held_out[0])
     completed = subprocess.run(
         [
             sys.executable,
@@ -257,7 +259,8 @@ def test_a_calibrated_model_is_recalibrated_saved_and_run_on_jax(
             calibrated_path,
             str(tmp_path / "jax.keras"),
             str(tmp_path / "out.npy"),
-            str(tmp_path / "x.npy"),
+            str(tmp_path / "x_val.npy"),
+            str(tmp_path / "y.npy"),
         ],
         env={**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"},
         capture_output=True,
@@ -265,10 +268,12 @@ def test_a_calibrated_model_is_recalibrated_saved_and_run_on_jax(
         timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    backend, temperature = completed.stdout.split()[-2:]
+    backend, temperature, refitted = completed.stdout.split()[-3:]
     assert backend == "jax"
     assert float(temperature) == pytest.approx(2 * temperature_of(calibrated))
+    # Fitted on JAX from the same held-out images, the temperature is the one TensorFlow found.
+    assert float(refitted) == pytest.approx(temperature_of(calibrated), rel=1e-3)
     expected = with_temperature(calibrated, 2 * temperature_of(calibrated)).predict(
-        x[:200], verbose=0
+        held_out[0], verbose=0
     )
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-5)
