@@ -2,9 +2,11 @@
 
 Writes MNIST *test* digits (never training ones) as image files in every style of
 `digitlab.styles` (dark ink on white, light ink off-centre, blue ink photographed on grey
-paper as JPEG, low resolution, thick and thin strokes, ...), then predicts each style's folder
-the way `digitlab predict` does (`collect_files` + `Predictor.predict_files`, the default
-model unless --model) and prints the accuracy per style against the 92% target. The UCI
+paper as JPEG, low resolution, thick and thin strokes, ..., and soft, thick dark digits that
+fill the whole frame: a tight scan crop, a 10-16 px digit scaled up bilinear or bicubic, a
+blurred phone crop), then predicts each style's folder the way `digitlab predict` does
+(`collect_files` + `Predictor.predict_files`, the default model unless --model) and prints
+the accuracy per style against its target: 92%, and 95% for the frame-filling ones. The UCI
 8x8 digits shipped with scikit-learn (43 writers outside MNIST, 1,797 images at 8 x 8
 pixels) are added as one more, real, style. Writes the table into docs/results.md under its
 own heading.
@@ -31,6 +33,8 @@ from digitlab.tables import markdown_table
 from publishing import publish
 
 TARGET = 0.92
+FRAME_FILLING_TARGET = 0.95
+"""Issue 18's target for soft, thick digits that fill the frame: read as well as with a margin."""
 OUTSIDE_WRITERS = "uci_8x8_outside_writers"
 
 
@@ -58,8 +62,13 @@ def score(predictor: Predictor, folder: Path) -> tuple[int, float, int, float]:
     return len(results), right / len(results), failed, seconds
 
 
+def target(style: str) -> float:
+    """The accuracy a style must reach."""
+    return FRAME_FILLING_TARGET if style.startswith("frame_filling") else TARGET
+
+
 def table(rows: list[list[object]]) -> str:
-    headers = ["style", "images", "accuracy", "unreadable", "ms per image", "target 92%"]
+    headers = ["style", "images", "accuracy", "unreadable", "ms per image", "target"]
     return markdown_table(headers, rows, right=range(1, 5))
 
 
@@ -100,7 +109,7 @@ def main() -> None:
         rows: list[list[object]] = []
         for style in [*STYLES, OUTSIDE_WRITERS]:
             images, accuracy, failed, seconds = score(predictor, root / style)
-            verdict = "met" if accuracy >= TARGET else "MISSED"
+            verdict = f"{target(style):.0%} " + ("met" if accuracy >= target(style) else "MISSED")
             if style == OUTSIDE_WRITERS:
                 side = "above" if accuracy >= TARGET else "below"
                 verdict = f"none set for these real digits ({side} 92%)"

@@ -4,7 +4,9 @@ People hand a classifier photos, scans and drawings, not MNIST arrays. To measur
 the real-world path (`to_mnist` + a model) copes, each style here renders an MNIST digit
 as such an image file: dark ink on white paper, light ink off-centre on a large dark canvas,
 blue ink photographed on grey paper (uneven light, blur, noise, JPEG), low resolution,
-thick and thin strokes, tight crops, a small digit on a large canvas, a transparent canvas.
+thick and thin strokes, tight crops, a small digit on a large canvas, a transparent canvas,
+and soft, thick digits that fill the whole frame (a tight scan crop, a small digit scaled up,
+a blurred phone crop).
 
 Render only MNIST *test* digits with these, never training digits: the point is to measure
 on images the model has not seen.
@@ -170,6 +172,53 @@ def transparent_canvas(digit: np.ndarray, rng: np.random.Generator) -> tuple[byt
     return encode(pixels, "PNG"), ".png"
 
 
+def fill_frame(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Crop soft `ink` so that the digit fills the frame: no margin, the blurred rim cut
+    at a level drawn from 0.1..0.4, so strokes run into the edges."""
+    inked = ink >= rng.uniform(0.1, 0.4) * float(ink.max())
+    rows = np.flatnonzero(inked.any(axis=1))
+    cols = np.flatnonzero(inked.any(axis=0))
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def soft_thick_pen(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A felt-tip digit, 4 to 8 times MNIST's size, blurred as by a soft scan or a lens."""
+    scale = rng.uniform(4, 8)
+    ink = change_thickness(pen_strokes(digit, scale), round(scale * rng.uniform(0.2, 1.0)))
+    soft = ndimage.gaussian_filter(ink, scale * rng.uniform(0.3, 0.9))
+    return np.asarray(soft / soft.max(), np.float32)
+
+
+def frame_filling_scan(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    """A tight crop of a scan: soft, thick dark strokes filling the frame, no margin. PNG."""
+    ink = fill_frame(soft_thick_pen(digit, rng), rng)
+    return encode(_gray_on(ink, 255, 0), "PNG"), ".png"
+
+
+def frame_filling_upscaled(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    """A small digit (10 to 16 px tall) scaled up 8 to 20 times, bilinear or bicubic, so its
+    strokes are blurred, filling the frame with no margin; dark on white. PNG."""
+    ink = change_thickness(pen_strokes(digit, 2.0), int(rng.integers(0, 3)))
+    height = int(rng.integers(10, 17))
+    width = max(1, round(ink.shape[1] * height / ink.shape[0]))
+    small = Image.fromarray(ink, mode="F").resize((width, height), Image.Resampling.BOX)
+    factor = rng.uniform(8, 20)
+    method = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)[int(rng.integers(2))]
+    large = small.resize((round(width * factor), round(height * factor)), method)
+    ink = fill_frame(np.clip(np.asarray(large, np.float32), 0.0, 1.0), rng)
+    return encode(_gray_on(ink, 255, 0), "PNG"), ".png"
+
+
+def frame_filling_photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    """A phone photo of a page with a soft, thick ballpoint digit (`photograph`: uneven
+    light, blur, noise, JPEG), cropped to the digit with no margin and saved again. JPEG."""
+    ink = fill_frame(soft_thick_pen(digit, rng), rng)
+    margin = ink.shape[0]
+    page = Image.open(io.BytesIO(photograph(np.pad(ink, margin), rng)))
+    crop = page.crop((margin, margin, margin + ink.shape[1], margin + ink.shape[0]))
+    return encode(np.asarray(crop), "JPEG", quality=int(rng.integers(75, 95))), ".jpg"
+
+
 STYLES: dict[str, Renderer] = {
     "black_on_white": black_on_white,
     "white_on_black_offcentre": white_on_black_offcentre,
@@ -180,6 +229,9 @@ STYLES: dict[str, Renderer] = {
     "small_on_large_canvas": small_on_large_canvas,
     "tight_crop": tight_crop,
     "transparent_canvas": transparent_canvas,
+    "frame_filling_scan": frame_filling_scan,
+    "frame_filling_upscaled": frame_filling_upscaled,
+    "frame_filling_photo": frame_filling_photo,
 }
 """Every style by name, in the order reports list them."""
 

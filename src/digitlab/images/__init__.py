@@ -3,7 +3,8 @@
 `decoding` is the one guarded decoder every image file a user hands in goes through
 (uploads, `predict`, class-folder trees, `explore`'s size scan): supported formats, pixel,
 memory and JPEG-scan limits, one family of errors. `mnist_style` turns decoded pixels into
-a 28x28 MNIST-style array (`to_mnist`). The names below are what other modules import.
+a 28x28 MNIST-style array (`to_mnist`), subtracting the paper's level that `paper` fits.
+The names below are what other modules import.
 """
 
 from digitlab.images.decoding import (
@@ -32,7 +33,6 @@ from digitlab.images.mnist_style import (
     extract_ink,
     ink_is_dark,
     normalize_digit,
-    paper_level,
     remove_specks,
     scale_to_box,
     shrink,
@@ -42,6 +42,7 @@ from digitlab.images.mnist_style import (
     to_mnist,
     to_uint8,
 )
+from digitlab.images.paper import paper_level
 
 __all__ = [
     "BOX_SIDE",

@@ -14,7 +14,6 @@ Each step is a public function, so each can be tested and looked at on its own. 
 
 from __future__ import annotations
 
-import functools
 import os
 
 import numpy as np
@@ -23,7 +22,8 @@ from scipy import ndimage
 
 from digitlab.errors import CorruptImageError, ImageError, NoDigitFoundError
 from digitlab.images.decoding import WORKING_SIDE, ImageSource, decode
-from digitlab.images.fast_paths import centre_of_mass, eroded, lower_quartiles, median, smooth
+from digitlab.images.fast_paths import centre_of_mass, eroded, median, smooth
+from digitlab.images.paper import paper_level
 
 BOX_SIDE = 20
 FIELD_SIDE = 28
@@ -221,61 +221,6 @@ def _border(gray: np.ndarray) -> np.ndarray:
     width = max(1, round(0.03 * min(gray.shape)))
     edges = (gray[:width], gray[-width:], gray[:, :width], gray[:, -width:])
     return np.concatenate([edge.ravel() for edge in edges])
-
-
-def paper_level(signal: np.ndarray) -> np.ndarray:
-    """The paper's level under the ink: a smooth surface fitted to the background.
-
-    `signal` has ink high and paper low. Uneven lighting in a photo makes the paper a slope
-    or a vignette rather than one level; a quadratic surface fitted to the darkest quarter of
-    each block (ink-filled blocks rejected as outliers) follows it without eating strokes.
-    """
-    height, width = signal.shape
-    grid = max(1, min(8, min(height, width) // 4))
-    block_height, block_width = height // grid, width // grid
-    blocks = signal[: grid * block_height, : grid * block_width].reshape(
-        grid, block_height, grid, block_width
-    )
-    levels = lower_quartiles(blocks.transpose(0, 2, 1, 3).reshape(grid * grid, -1))
-    terms = _block_terms(grid, block_height / height, block_width / width)
-    coefficients = np.array([median(levels), 0, 0, 0, 0, 0])
-    for _ in range(3):
-        residual = levels - terms @ coefficients
-        spread = max(0.02, 3 * 1.4826 * median(np.abs(residual)))
-        inliers = residual <= spread
-        if inliers.sum() < terms.shape[1]:
-            break
-        coefficients = np.linalg.lstsq(terms[inliers], levels[inliers], rcond=None)[0]
-    return _quadratic_surface(coefficients.astype(np.float32), height, width)
-
-
-@functools.lru_cache(maxsize=16)
-def _block_terms(grid: int, block_height: float, block_width: float) -> np.ndarray:
-    """The quadratic terms at the centres of a grid x grid set of blocks (block sides as
-    shares of the image's), one row per block; read-only, as it is shared."""
-    y_centres = (np.arange(grid) + 0.5) * block_height
-    x_centres = (np.arange(grid) + 0.5) * block_width
-    y, x = (centres.ravel() for centres in np.meshgrid(y_centres, x_centres, indexing="ij"))
-    terms = np.stack(_quadratic_terms(y, x), axis=1)
-    terms.flags.writeable = False
-    return terms
-
-
-def _quadratic_surface(coefficients: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The quadratic surface with these coefficients (of `_quadratic_terms`) at every pixel,
-    float32, summed from its row and column parts: no height x width array per term."""
-    y = np.arange(height, dtype=np.float32)[:, np.newaxis] / height
-    x = np.arange(width, dtype=np.float32)[np.newaxis, :] / width
-    constant, c_y, c_x, c_yy, c_xy, c_xx = coefficients
-    surface: np.ndarray = (c_xy * y) * x
-    surface += constant + y * (c_y + c_yy * y)
-    surface += x * (c_x + c_xx * x)
-    return surface
-
-
-def _quadratic_terms(y: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
-    """The six terms of a quadratic surface in (y, x), broadcast against each other."""
-    return [np.ones_like(y * x), y, x, y * y, x * y, x * x]
 
 
 def extract_ink(gray: np.ndarray, name: str = "the image") -> np.ndarray:
