@@ -8,8 +8,12 @@ trained, so that a session without one starts in a second instead of several.
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The user data folder (where servers keep people's samples) is a fresh one per session, so
+# that no test, nor any server it starts, reads or writes the user's own.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="digitlab-test-data-")
 
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from digitlab.errors import SamplesError, SamplesFullError, TeachingBusyError, TeachingError
-from digitlab.serve.app import _preprocess, _read_image_bytes
+from digitlab.serve.app import _IMAGE_ROUTE, _preprocess, _read_image_bytes
 from digitlab.serve.samples import SAMPLE_ID_PATTERN
 from digitlab.serve.schemas import ErrorResponse, FinetuneStatus, SampleCounts, SampleCreated
 from digitlab.serve.teaching import (
@@ -40,6 +40,12 @@ _CONFLICTS: dict[int | str, dict[str, Any]] = {
     }
 }
 
+# /predict's body and errors, and the full store.
+_SAMPLE_ROUTE: dict[str, Any] = {
+    "openapi_extra": _IMAGE_ROUTE["openapi_extra"],
+    "responses": {**_IMAGE_ROUTE["responses"], **_CONFLICTS},
+}
+
 
 def add_teaching(
     app: FastAPI,
@@ -61,7 +67,7 @@ def _teaching(request: Request) -> Teaching:
     return teaching
 
 
-@_router.post("/samples", status_code=201, responses=_CONFLICTS)
+@_router.post("/samples", status_code=201, **_SAMPLE_ROUTE)
 async def add_sample(
     request: Request,
     label: Annotated[int, Query(ge=0, le=9, description="The digit the image shows, 0..9.")],
