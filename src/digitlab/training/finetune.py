@@ -30,15 +30,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from digitlab.atomic import atomic_write_text
 from digitlab.errors import ConfigError, ModelError
-from digitlab.training.person_digits import DIGIT_COLUMNS, DIGIT_LABELS, PersonDigits
 from digitlab.training.run_folder import RunFolder
 
 if TYPE_CHECKING:
     import keras
+    import numpy as np
+
+    from digitlab.training.person_digits import PersonDigits
+
+# numpy, the image readers and Keras are imported inside the functions, so that the
+# command line can read this module's defaults without loading them.
 
 DEFAULT_EPOCHS = 4
 DEFAULT_REPLAY = 3000
@@ -187,6 +190,8 @@ def _check_settings(folder: RunFolder, epochs: int, replay: int) -> None:
 
 
 def _check_outputs(model: keras.Model, path: Path) -> None:
+    from digitlab.training.person_digits import DIGIT_COLUMNS
+
     shape = tuple(model.output_shape)
     if len(shape) != 2 or shape[1] not in (DIGIT_COLUMNS, DIGIT_COLUMNS + 1):
         raise ModelError(
@@ -217,6 +222,10 @@ class _Reporter:
 
 
 def _digit_accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    import numpy as np
+
+    from digitlab.training.person_digits import DIGIT_COLUMNS
+
     outputs = model.predict(x.astype(np.float32), batch_size=1000, verbose=0)
     digits = np.argmax(outputs[:, :DIGIT_COLUMNS], axis=1)
     return float(np.mean(digits == y))
@@ -301,6 +310,7 @@ def _write_run(
 ) -> None:
     from digitlab.inference.export import export_model
     from digitlab.plots.training import plot_training_curves
+    from digitlab.training.person_digits import DIGIT_LABELS
     from digitlab.training.recorder import save_model
 
     folder.write_history(history)
