@@ -80,3 +80,19 @@ def shipped_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     log_path = tmp_path_factory.mktemp("shipped-server") / "server.log"
     with server_process(log_path, workers=1) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def teachable_server(
+    tiny_model_path: Path, server_workers: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """The base URL and samples folder of a real `digitlab serve` of `tiny_model_path` with
+    `server_workers` processes, whose "Teach the model" runs one short epoch: for tests of
+    teaching, which change the model it serves."""
+    folder = tmp_path_factory.mktemp("teachable-server")
+    samples_dir = folder / "samples"
+    options = ["--samples-dir", str(samples_dir), "--teach-epochs", "1", "--teach-replay", "256"]
+    with server_process(
+        folder / "server.log", model=tiny_model_path, workers=server_workers, extra_args=options
+    ) as url:
+        yield url, samples_dir

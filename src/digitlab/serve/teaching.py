@@ -250,6 +250,8 @@ class Teaching:
     async def refresh(self, app: FastAPI) -> None:
         """Make `app` answer with the model `current.json` names, if that changed since
         the last call: one `stat` when it has not."""
+        if self._base is None:
+            self._base = app.state.predictor
         pointer = self.folder / "current.json"
         if _signature(pointer) == self._seen:
             return
@@ -257,8 +259,6 @@ class Teaching:
             signature = _signature(pointer)
             if signature == self._seen:
                 return
-            if self._base is None:
-                self._base = app.state.predictor
             taught = self._read_pointer(pointer)
             if taught != self._taught:
                 await self._swap_to(app, taught)
