@@ -8,17 +8,25 @@ trained, so that a session without one starts in a second instead of several.
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The user data folder (where servers keep people's samples) is a fresh one per session, so
+# that no test, nor any server it starts, reads or writes the user's own.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="digitlab-test-data-")
 
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from digitlab.data.sources import load_mnist  # noqa: E402
 from digitlab.serve.process import server_process  # noqa: E402
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 MnistArrays = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -76,3 +84,32 @@ def shipped_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     log_path = tmp_path_factory.mktemp("shipped-server") / "server.log"
     with server_process(log_path, workers=1) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def teachable_server(
+    tiny_model_path: Path, server_workers: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """The base URL and samples folder of a real `digitlab serve` of `tiny_model_path` with
+    `server_workers` processes, whose "Teach the model" runs one short epoch: for tests of
+    teaching, which change the model it serves."""
+    folder = tmp_path_factory.mktemp("teachable-server")
+    samples_dir = folder / "samples"
+    options = ["--samples-dir", str(samples_dir), "--teach-epochs", "1", "--teach-replay", "256"]
+    with server_process(
+        folder / "server.log", model=tiny_model_path, workers=server_workers, extra_args=options
+    ) as url:
+        yield url, samples_dir
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for every browser test (Playwright imported only when used)."""
+    from playwright.sync_api import sync_playwright
+
+    from web_pages import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -48,7 +48,7 @@ def held_out(mnist) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def test_set(mnist) -> tuple[np.ndarray, np.ndarray]:
+def mnist_test_images(mnist) -> tuple[np.ndarray, np.ndarray]:
     _, (x_test, y_test) = mnist
     return x_test[:TEST_IMAGES], y_test[:TEST_IMAGES]
 
@@ -75,17 +75,17 @@ def test_fit_temperature_recovers_the_temperature_that_drew_the_labels(tiny_mode
     assert fit_temperature(logits, labels) == pytest.approx(true_temperature, rel=0.1)
 
 
-def test_logits_are_those_behind_the_models_softmax(tiny_model, test_set):
-    x, _ = test_set
+def test_logits_are_those_behind_the_models_softmax(tiny_model, mnist_test_images):
+    x, _ = mnist_test_images
     logits = logits_of(tiny_model, x)
     probabilities = tiny_model.predict(x, verbose=0)
     np.testing.assert_allclose(softmax(logits, axis=1), probabilities, atol=1e-5)
 
 
 def test_calibration_lowers_the_calibration_error_and_keeps_every_answer(
-    tiny_model, calibrated, test_set
+    tiny_model, calibrated, mnist_test_images
 ):
-    x, y = test_set
+    x, y = mnist_test_images
     before = tiny_model.predict(x, verbose=0)
     after = calibrated.predict(x, verbose=0)
     assert temperature_of(tiny_model) == 1.0
@@ -93,8 +93,8 @@ def test_calibration_lowers_the_calibration_error_and_keeps_every_answer(
     assert expected_calibration_error(after, y) < 0.75 * expected_calibration_error(before, y)
 
 
-def test_baked_model_gives_softmax_of_logits_over_the_temperature(calibrated, test_set):
-    x, _ = test_set
+def test_baked_model_gives_softmax_of_logits_over_the_temperature(calibrated, mnist_test_images):
+    x, _ = mnist_test_images
     temperature = temperature_of(calibrated)
     expected = softmax(logits_of(calibrated, x) / temperature, axis=1)
     np.testing.assert_allclose(calibrated.predict(x, verbose=0), expected, atol=1e-5)
@@ -103,8 +103,8 @@ def test_baked_model_gives_softmax_of_logits_over_the_temperature(calibrated, te
     assert calibrated.layers[-3].get_config()["activation"] == "linear"
 
 
-def test_recalibrating_replaces_the_temperature_instead_of_stacking_it(calibrated, test_set):
-    x, _ = test_set
+def test_recalibrating_replaces_the_temperature_instead_of_stacking_it(calibrated, mnist_test_images):
+    x, _ = mnist_test_images
     recalibrated = with_temperature(calibrated, 3.0)
     assert temperature_of(recalibrated) == pytest.approx(3.0)
     assert [layer.name for layer in recalibrated.layers].count(TEMPERATURE_LAYER) == 1
@@ -114,9 +114,9 @@ def test_recalibrating_replaces_the_temperature_instead_of_stacking_it(calibrate
 
 
 def test_calibrated_model_loads_with_safe_mode_and_keeps_its_temperature(
-    calibrated, calibrated_path, test_set
+    calibrated, calibrated_path, mnist_test_images
 ):
-    x, _ = test_set
+    x, _ = mnist_test_images
     loaded = keras.models.load_model(calibrated_path, compile=False, safe_mode=True)
     assert temperature_of(loaded) == pytest.approx(temperature_of(calibrated))
     np.testing.assert_allclose(
@@ -125,9 +125,9 @@ def test_calibrated_model_loads_with_safe_mode_and_keeps_its_temperature(
 
 
 def test_uncalibrated_probabilities_are_recovered_from_the_calibrated_ones(
-    tiny_model, calibrated, test_set
+    tiny_model, calibrated, mnist_test_images
 ):
-    x, _ = test_set
+    x, _ = mnist_test_images
     recovered = uncalibrated_probabilities(
         calibrated.predict(x, verbose=0), temperature_of(calibrated)
     )
@@ -139,9 +139,9 @@ def test_uncalibrated_probabilities_are_recovered_from_the_calibrated_ones(
     [("onnx", "model.onnx"), ("tflite", "model.tflite"), ("savedmodel", "saved")],
 )
 def test_every_export_gives_the_calibrated_probabilities(
-    format, name, tiny_model, calibrated, calibrated_path, test_set, tmp_path
+    format, name, tiny_model, calibrated, calibrated_path, mnist_test_images, tmp_path
 ):
-    x, _ = test_set
+    x, _ = mnist_test_images
     report = export_model(calibrated_path, format, tmp_path / name)
     assert report.passed
     exported = Predictor.load(tmp_path / name).predict(x).probabilities
@@ -193,9 +193,9 @@ def test_ece_weights_each_bins_gap_by_its_share_of_images():
 
 
 def test_evaluation_reports_ece_before_and_after_with_a_reliability_diagram(
-    tiny_model, calibrated, calibrated_path, test_set, tmp_path
+    tiny_model, calibrated, calibrated_path, mnist_test_images, tmp_path
 ):
-    x, y = test_set
+    x, y = mnist_test_images
     result = evaluate(calibrated_path, x, y, out=tmp_path / "report")
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     before = expected_calibration_error(tiny_model.predict(x, verbose=0), y)

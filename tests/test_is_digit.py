@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from playwright.sync_api import sync_playwright
 
 from cli_run import run
 from digit_images import paper_png
@@ -33,7 +32,6 @@ from digitlab.inference.modelfile import load_keras_model
 from digitlab.inference.predictor import FilePrediction, Predictor
 from digitlab.serve.app import app_from_environment, create_app
 from digitlab.serve.process import server_process
-from test_web_page import CHROMIUM, CHROMIUM_ARGS
 from trained_models import ink_head_score, with_ink_head
 
 SQUARE_SCORE = 0.30
@@ -304,16 +302,12 @@ def test_an_export_carries_the_digit_score(headed_model_path, image_files, tmp_p
 
 @pytest.mark.slow
 def test_the_page_shows_a_faded_best_guess_and_says_it_is_not_a_digit(
-    headed_model_path, image_files, tmp_path
+    browser, headed_model_path, image_files, tmp_path
 ):
     expected_guess = Predictor.load(headed_model_path).predict_files([image_files["square"]])[0]
     assert isinstance(expected_guess, FilePrediction)
     prediction = "document.querySelector('[data-testid=prediction]')"
-    with (
-        server_process(tmp_path / "server.log", model=headed_model_path, workers=1) as url,
-        sync_playwright() as playwright,
-    ):
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with server_process(tmp_path / "server.log", model=headed_model_path, workers=1) as url:
         page = browser.new_page()
         page.goto(url)
         page.get_by_test_id("upload").set_input_files(image_files["square"])
@@ -328,4 +322,4 @@ def test_the_page_shows_a_faded_best_guess_and_says_it_is_not_a_digit(
         page.wait_for_function(f"!{prediction}.classList.contains('not-digit')", timeout=20_000)
         assert not note.is_visible()
         assert float(shown.evaluate("element => getComputedStyle(element).opacity")) == 1
-        browser.close()
+        page.close()

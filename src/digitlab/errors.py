@@ -52,3 +52,20 @@ class ImageTooLargeError(ImageError):
 
 class TrainingDivergedError(DigitlabError):
     """The loss stopped being a number: the weights no longer hold a model."""
+
+
+class SamplesError(DigitlabError):
+    """A person's stored samples cannot be stored, read or used as asked."""
+
+
+class SamplesFullError(SamplesError):
+    """The samples folder already holds as many samples as its cap allows."""
+
+
+class TeachingError(DigitlabError):
+    """The server cannot start teaching its model now: too few samples, or a model it
+    cannot fine-tune."""
+
+
+class TeachingBusyError(TeachingError):
+    """A fine-tune of the served model is already running."""

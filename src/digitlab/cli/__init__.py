@@ -7,7 +7,18 @@ import os
 # TensorFlow's C++ start-up chatter hides the output people came for.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from digitlab.cli import data, ensemble, evaluate, explore, info, predict, read, serve, train  # noqa: E402,F401  (registers the verbs)
+from digitlab.cli import (  # noqa: E402,F401  (registers the verbs)
+    data,
+    ensemble,
+    evaluate,
+    explore,
+    finetune,
+    info,
+    predict,
+    read,
+    serve,
+    train,
+)
 from digitlab.cli.app import app  # noqa: E402
 
 

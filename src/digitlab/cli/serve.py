@@ -82,6 +82,39 @@ def serve_command(
             show_default=False,
         ),
     ] = None,
+    samples_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder keeping the digits people correct on the page, to teach the model "
+            "from (default: samples in the user data folder).",
+            show_default=False,
+        ),
+    ] = None,
+    max_samples: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Samples the folder holds at most; more are refused (default: 10000).",
+            show_default=False,
+        ),
+    ] = None,
+    teach_epochs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Epochs of each fine-tune the page starts (default: finetune's).",
+            show_default=False,
+        ),
+    ] = None,
+    teach_replay: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="MNIST training images replayed in each fine-tune the page starts, so that "
+            "nothing else is forgotten (default: finetune's).",
+            show_default=False,
+        ),
+    ] = None,
     request_timeout: Annotated[
         float,
         typer.Option(
@@ -93,7 +126,8 @@ def serve_command(
     ] = 10.0,
     not_digit_threshold: NotDigitThreshold = DEFAULT_NOT_DIGIT_THRESHOLD,
 ) -> None:
-    """Serve the draw-a-digit page at / and the REST API (/predict, /health, /docs)."""
+    """Serve the draw-a-digit page at / and the REST API (/predict, /read, /samples,
+    /finetune, /health, /docs)."""
     import uvicorn
 
     from digitlab.serve.app import (
@@ -104,6 +138,7 @@ def serve_command(
         load_served_model,
     )
     from digitlab.serve.protocol import ConnectionLimits, GuardedHttpToolsProtocol
+    from digitlab.serve.teaching import TEACHING_ENVIRONMENT_VARIABLE, TeachingSettings
     from digitlab.training.devices import usable_cores
 
     processes = workers or min(4, usable_cores())
@@ -117,6 +152,12 @@ def serve_command(
         err=True,
     )
     hosts = [*default_allowed_hosts(host), *(allowed_host or [])]
+    teaching = TeachingSettings(
+        samples_dir=samples_dir.resolve() if samples_dir is not None else None,
+        epochs=teach_epochs,
+        replay=teach_replay,
+        **({"max_samples": max_samples} if max_samples is not None else {}),
+    )
     options: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -130,7 +171,8 @@ def serve_command(
         "limit_concurrency": MAX_CONNECTIONS,
     }
     if processes == 1:
-        uvicorn.run(create_app(predictor=predictor, allowed_hosts=hosts), **options)
+        served = create_app(model, predictor=predictor, allowed_hosts=hosts, teaching=teaching)
+        uvicorn.run(served, **options)
         return
     # Each worker process loads its own copy (uvicorn starts them afresh and imports the
     # app factory by name); this process only hands out connections. Its own load above
@@ -139,6 +181,7 @@ def serve_command(
     os.environ[MODEL_ENVIRONMENT_VARIABLE] = str(model.resolve()) if model is not None else ""
     os.environ[ALLOWED_HOSTS_ENVIRONMENT_VARIABLE] = ",".join(hosts)
     os.environ[NOT_DIGIT_THRESHOLD_ENVIRONMENT_VARIABLE] = repr(not_digit_threshold)
+    os.environ[TEACHING_ENVIRONMENT_VARIABLE] = teaching.model_dump_json()
     uvicorn.run(
         "digitlab.serve.app:app_from_environment", factory=True, workers=processes, **options
     )

@@ -70,6 +70,7 @@ from digitlab.serve.schemas import (
     PredictionResponse,
     ReadingResponse,
 )
+from digitlab.serve.teaching import TeachingSettings
 
 if TYPE_CHECKING:
     from digitlab.inference.predictor import Predictor
@@ -201,6 +202,7 @@ def create_app(
     predictor: Predictor | None = None,
     allowed_hosts: Sequence[str] | None = None,
     not_digit_threshold: float = DEFAULT_NOT_DIGIT_THRESHOLD,
+    teaching: TeachingSettings | None = None,
 ) -> FastAPI:
     """Build the digitlab web app.
 
@@ -210,8 +212,9 @@ def create_app(
     report a bad model cleanly before the server starts) passes it as `predictor` instead,
     and its own `not_digit_threshold` is the default; else `not_digit_threshold` is, which
     a request may override (`?not_digit_threshold=`). `allowed_hosts` lists the Host names
-    answered (others get 400); None answers any. Raises `ConfigError` for a threshold
-    outside 0..1.
+    answered (others get 400); None answers any. `teaching` says where a person's samples
+    live and how the model is taught from them (`serve/teaching.py`), which starts from
+    `model_path`'s `.keras` file. Raises `ConfigError` for a threshold outside 0..1.
     """
     check_threshold(not_digit_threshold)
 
@@ -222,12 +225,7 @@ def create_app(
             if predictor is not None
             else await anyio.to_thread.run_sync(load_served_model, model_path, not_digit_threshold)
         )
-        # The model's own outputs go through the batcher, digit scores included, so that
-        # /read's reader splits them as `serving` itself would.
-        batcher = InferenceBatcher(serving.outputs)
-        app.state.reader = await anyio.to_thread.run_sync(batched_predictor, batcher, serving)
-        app.state.predictor = serving
-        app.state.batcher = batcher
+        await serve_predictor(app, serving)
         app.state.small_read_limiter = anyio.CapacityLimiter(SMALL_READ_THREADS)
         app.state.decode_limiter = anyio.CapacityLimiter(DECODE_THREADS)
         app.state.progressive_decode_limiter = anyio.CapacityLimiter(PROGRESSIVE_DECODE_THREADS)
@@ -235,7 +233,7 @@ def create_app(
             yield
         finally:
             app.state.predictor = None
-            batcher.close()
+            app.state.batcher.close()
 
     app = FastAPI(
         title="digitlab",
@@ -249,7 +247,12 @@ def create_app(
         },
     )
     app.state.predictor = None
-    # The last added runs first: the Host check, then HEAD, then the upload bounds.
+    # Imported here: its routes take their bodies through this module's functions.
+    from digitlab.serve.teach_routes import add_teaching
+
+    add_teaching(app, teaching or TeachingSettings(), model_path, serve_predictor)
+    # The last added runs first: the Host check, then HEAD, then the upload bounds, then
+    # the check for a newly taught model.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=MAX_BODY_BYTES)
     app.add_middleware(
         UploadSlotsMiddleware, max_uploads=MAX_LARGE_UPLOADS, small_body_bytes=INLINE_MAX_BYTES
@@ -273,9 +276,12 @@ def create_app(
         """Classify the digit in one image and show the 28x28 image the model saw."""
         loaded = _ready_predictor(request)
         threshold = _requested_threshold(request, loaded)
+        # Taken with the predictor: a request in flight when the model is swapped ends on
+        # the model it started with.
+        batcher: InferenceBatcher = request.app.state.batcher
         data, name = await _read_image_bytes(request)
         image = await _preprocess(request, data, name)
-        answer = await request.app.state.batcher.predict(image)
+        answer = await batcher.predict(image)
         probabilities, digit_scores = split_outputs(answer.probabilities[np.newaxis])
         digit = int(probabilities[0].argmax())
         prediction = PredictionResponse(
@@ -306,6 +312,19 @@ def create_app(
         return Response(answer.model_dump_json(), media_type="application/json")
 
     return app
+
+
+async def serve_predictor(app: FastAPI, predictor: Predictor) -> InferenceBatcher | None:
+    """Make `predictor` answer `app`'s later requests, on an inference thread of its own;
+    return the batcher it replaces (None at start-up), which the caller closes once the
+    requests holding it are done."""
+    # The model's own outputs go through the batcher, digit scores included, so that
+    # /read's reader splits them as `predictor` itself would.
+    batcher = InferenceBatcher(predictor.outputs)
+    reader = await anyio.to_thread.run_sync(batched_predictor, batcher, predictor)
+    previous: InferenceBatcher | None = getattr(app.state, "batcher", None)
+    app.state.reader, app.state.batcher, app.state.predictor = reader, batcher, predictor
+    return previous
 
 
 def _ready_predictor(request: Request) -> Predictor:
@@ -381,7 +400,8 @@ def load_served_model(
 def app_from_environment() -> FastAPI:
     """`create_app` for the model named by `$DIGITLAB_SERVE_MODEL` (default: the shipped
     one) answering the Host names in `$DIGITLAB_SERVE_ALLOWED_HOSTS`, with the not-digit
-    threshold in `$DIGITLAB_SERVE_NOT_DIGIT_THRESHOLD` (default: 0.5): the factory each
+    threshold in `$DIGITLAB_SERVE_NOT_DIGIT_THRESHOLD` (default: 0.5), teaching as
+    `$DIGITLAB_SERVE_TEACHING` says: the factory each
     `digitlab serve --workers N` process starts."""
     hosts = os.environ.get(ALLOWED_HOSTS_ENVIRONMENT_VARIABLE)
     threshold = os.environ.get(NOT_DIGIT_THRESHOLD_ENVIRONMENT_VARIABLE)
@@ -389,6 +409,7 @@ def app_from_environment() -> FastAPI:
         os.environ.get(MODEL_ENVIRONMENT_VARIABLE) or None,
         allowed_hosts=hosts.split(",") if hosts is not None else None,
         not_digit_threshold=float(threshold) if threshold else DEFAULT_NOT_DIGIT_THRESHOLD,
+        teaching=TeachingSettings.from_environment(),
     )
 
 

@@ -33,12 +33,14 @@ def server_process(
     workers: int | None = None,
     request_timeout_s: float | None = None,
     allowed_hosts: Sequence[str] = (),
+    extra_args: Sequence[str] = (),
 ) -> Iterator[str]:
     """Start `python -m digitlab serve` on loopback; yield its base URL once /health is ok.
 
     `model` defaults to the shipped model, `port` to a free one, and `workers` and
     `request_timeout_s` (`--request-timeout`) to the command's own defaults;
-    `allowed_hosts` are passed as `--allowed-host`. The server's output is written to
+    `allowed_hosts` are passed as `--allowed-host`, and `extra_args` (other options of
+    `digitlab serve`) as they are. The server's output is written to
     `log_path`. On exit the server gets SIGTERM, then SIGKILL after 15 s.
     Raises `DigitlabError` with the server's output if it exits or is not healthy within
     `start_timeout_s`.
@@ -53,12 +55,13 @@ def server_process(
         command += ["--request-timeout", str(request_timeout_s)]
     for host in allowed_hosts:
         command += ["--allowed-host", host]
+    command += extra_args
     log_path = Path(log_path)
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_healthy(process, url, log_path, start_timeout_s)
+        wait_until_healthy(process, url, log_path, start_timeout_s)
         yield url
     finally:
         process.terminate()
@@ -69,9 +72,11 @@ def server_process(
             process.wait()
 
 
-def _wait_until_healthy(
+def wait_until_healthy(
     process: subprocess.Popen[bytes], url: str, log_path: Path, timeout_s: float
 ) -> None:
+    """Return once the server `process` at `url` answers /health with 200; raise
+    `DigitlabError` with its output (in `log_path`) if it exits or `timeout_s` passes first."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:

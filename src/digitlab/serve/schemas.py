@@ -82,3 +82,50 @@ class ReadingResponse(BaseModel):
     height: int = Field(ge=1, description="The image's height in pixels.")
     not_digit_threshold: Probability = Field(description=THRESHOLD)
     model: str = Field(description="The name of the model that answered.")
+
+
+class SampleCreated(BaseModel):
+    """A sample stored, and the id the server made for it."""
+
+    id: str = Field(description="The sample's id, for DELETE /samples/{id}.")
+    label: int = Field(ge=0, le=9, description="The digit it was stored as.")
+
+
+class SampleCounts(BaseModel):
+    """The samples stored, per digit, and whether there are enough to teach the model."""
+
+    counts: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=10, max_length=10)] = (
+        Field(description="How many samples each digit 0..9 has, indexed by digit.")
+    )
+    total: int = Field(ge=0, description="How many samples are stored.")
+    max_samples: int = Field(ge=1, description="The most samples the store holds.")
+    min_per_digit: int = Field(
+        ge=1, description="Samples each digit that has any needs before teaching can start."
+    )
+    ready: bool = Field(description="Whether POST /finetune would start teaching now.")
+
+
+class FinetuneScores(BaseModel):
+    """A model's accuracies, before or after teaching."""
+
+    person: Probability | None = Field(
+        description="Accuracy on the held-out part of the samples (null: too few to hold any out)."
+    )
+    mnist: Probability = Field(description="Accuracy on the MNIST test set.")
+
+
+class FinetuneStatus(BaseModel):
+    """Where teaching the model stands: idle (never taught), running, done or failed."""
+
+    state: Literal["idle", "running", "done", "failed"]
+    job: str | None = Field(default=None, description="The job's id, made by the server.")
+    samples: int | None = Field(default=None, ge=0, description="Samples it is taught from.")
+    stage: str | None = Field(default=None, description="What the job is doing now.")
+    epoch: int | None = Field(default=None, ge=0, description="The epoch running now.")
+    epochs: int | None = Field(default=None, ge=0, description="The epochs it runs in all.")
+    fraction: Probability | None = Field(default=None, description="How much of the job is done.")
+    before: FinetuneScores | None = Field(default=None, description="The old model's scores.")
+    after: FinetuneScores | None = Field(default=None, description="The taught model's scores.")
+    model: str | None = Field(default=None, description="The taught model's name, once done.")
+    seconds: float | None = Field(default=None, ge=0, description="How long the job took.")
+    reason: str | None = Field(default=None, description="Why it failed, in one sentence.")

@@ -84,7 +84,7 @@ def uses_xla(config: TrainConfig, model: keras.Model, replicas: int = 1) -> bool
         return True
     if replicas > 1:
         return False
-    return not any(isinstance(layer, keras.layers.Conv2D) for layer in _all_layers(model))
+    return not any(isinstance(layer, keras.layers.Conv2D) for layer in all_layers(model))
 
 
 def refuse_xla_across_devices(config: TrainConfig, replicas: int) -> None:
@@ -98,11 +98,11 @@ def refuse_xla_across_devices(config: TrainConfig, replicas: int) -> None:
         )
 
 
-def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The layers of `model`, those inside nested models included."""
     found = []
     for layer in model.layers:
         found.append(layer)
         if hasattr(layer, "layers"):
-            found.extend(_all_layers(layer))
+            found.extend(all_layers(layer))
     return found

@@ -10,6 +10,7 @@ A run folder holds:
     tensorboard/       Keras's TensorBoard logs
     checkpoints/       last.keras and best.keras (inference models), and the resume state
     model.keras        the best model by validation accuracy
+    model.onnx         its ONNX copy (fine-tuning runs, `digitlab finetune`)
     distributed.json   every process's final weight checksum (distributed runs only)
 
 The commit: after every epoch the training model's weights with the optimizer state go to a
@@ -45,6 +46,7 @@ SUMMARY_FILE = "summary.json"
 CURVES_FILE = "curves.png"
 AUGMENTATION_FILE = "augmentation.png"
 MODEL_FILE = "model.keras"
+ONNX_FILE = "model.onnx"
 DISTRIBUTED_FILE = "distributed.json"
 TENSORBOARD_FOLDER = "tensorboard"
 CHECKPOINTS_FOLDER = "checkpoints"
@@ -105,6 +107,10 @@ class RunFolder:
     @property
     def model(self) -> Path:
         return self.path / MODEL_FILE
+
+    @property
+    def onnx(self) -> Path:
+        return self.path / ONNX_FILE
 
     @property
     def distributed(self) -> Path:

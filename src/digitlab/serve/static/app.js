@@ -359,6 +359,10 @@ function selectDigit(index) {
     element.classList.toggle("selected", chosen);
     if (element.matches(".chip")) element.setAttribute("aria-pressed", String(chosen));
   }
+  // teach.js offers "Right" and "It was: 0-9" for the digit shown.
+  document.dispatchEvent(new CustomEvent("digitlab:digit-shown", {
+    detail: { digit: digit.digit, preprocessed: digit.preprocessed },
+  }));
 }
 
 function showProblem(message) {
@@ -387,6 +391,7 @@ function resetAnswer() {
   barList.querySelectorAll("li").forEach((item) => item.classList.remove("top"));
   seenContext.fillStyle = "#000000";
   seenContext.fillRect(0, 0, 28, 28);
+  document.dispatchEvent(new CustomEvent("digitlab:answer-cleared"));
 }
 
 // ---- clear, upload, drop ------------------------------------------------------------
