@@ -102,9 +102,10 @@ def teachable_server(
         yield url, samples_dir
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for every browser test (Playwright imported only when used)."""
+    """One headless Chromium per test module (Playwright imported only when used); it ends
+    with the module, since its event loop would stop later tests' `asyncio.run`."""
     from playwright.sync_api import sync_playwright
 
     from web_pages import CHROMIUM, CHROMIUM_ARGS
