@@ -70,7 +70,7 @@ def _stroke_points(stroke: Stroke) -> np.ndarray:
         return points
     steps = np.linalg.norm(np.diff(points, axis=0), axis=1)
     keep = np.concatenate([[True], steps > 1e-6])
-    points = points[keep]
+    points = np.asarray(points[keep], np.float64)
     if len(points) < 3:
         return points
     chord = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
