@@ -33,6 +33,7 @@ SUMMARY_KEYS = {
     "epochs",
     "train_seconds",
     "best_val_accuracy",
+    "temperature",
     "best_epoch",
     "dataset",
     "class_names",

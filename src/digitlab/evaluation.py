@@ -1,4 +1,5 @@
-"""Evaluating a trained model: accuracy, loss, the classification report and its figures.
+"""Evaluating a trained model: accuracy, loss, calibration, the classification report and its
+figures.
 
 Labels and predictions always come from one pass over the same batches: each batch of
 images is predicted and its labels are kept beside its probabilities in the same loop
@@ -19,10 +20,13 @@ import numpy as np
 
 from digitlab.atomic import atomic_paths
 from digitlab.errors import DataError, ModelError
+from digitlab.inference.calibration import temperature_of
 from digitlab.inference.modelfile import load_keras_model
 
 if TYPE_CHECKING:
     import keras
+
+    from digitlab.plots.evaluation import ReliabilityPanel
 
 DEFAULT_BATCH_SIZE = 1024
 """Large batches: prediction is one matrix product per batch, so fewer calls is faster."""
@@ -33,7 +37,13 @@ LOSS_EPSILON = 1e-7
 MISCLASSIFIED_LIMIT = 25
 """How many of the most confidently wrong images `misclassified.png` shows."""
 
-REPORT_FILES = ("report.txt", "metrics.json", "confusion_matrix.png", "misclassified.png")
+REPORT_FILES = (
+    "report.txt",
+    "metrics.json",
+    "confusion_matrix.png",
+    "misclassified.png",
+    "reliability.png",
+)
 """The files `write_evaluation` writes into its folder (and only these)."""
 
 
@@ -45,6 +55,8 @@ class EvaluationResult:
     image. `report` is scikit-learn's `classification_report(..., output_dict=True)` and
     `report_text` its printed form; `confusion[i, j]` counts images of class i predicted as j.
     `files` maps each written file's name to its path (empty when nothing was written).
+    `temperature` is the one baked into the model (1.0 for a model without one): the
+    probabilities are the calibrated ones, and `uncalibrated_probabilities` those before it.
     """
 
     accuracy: float
@@ -59,6 +71,7 @@ class EvaluationResult:
     confusion: np.ndarray = field(repr=False)
     model_path: str | None = None
     dataset_name: str | None = None
+    temperature: float = 1.0
     files: dict[str, Path] = field(default_factory=dict)
 
     @property
@@ -69,6 +82,29 @@ class EvaluationResult:
     def confidence(self) -> np.ndarray:
         """The probability of the predicted class, per image."""
         return np.asarray(self.probabilities.max(axis=1))
+
+    @property
+    def uncalibrated_probabilities(self) -> np.ndarray:
+        """The probabilities the model gave before its temperature (the same when T = 1)."""
+        from digitlab.inference.calibration import uncalibrated_probabilities
+
+        if self.temperature == 1.0:
+            return self.probabilities
+        return uncalibrated_probabilities(self.probabilities, self.temperature)
+
+    @property
+    def ece(self) -> float:
+        """The expected calibration error of the model's probabilities (15 bins)."""
+        from digitlab.inference.calibration import expected_calibration_error
+
+        return expected_calibration_error(self.probabilities, self.labels)
+
+    @property
+    def ece_uncalibrated(self) -> float:
+        """The expected calibration error before the model's temperature (15 bins)."""
+        from digitlab.inference.calibration import expected_calibration_error
+
+        return expected_calibration_error(self.uncalibrated_probabilities, self.labels)
 
     def most_confident_errors(self, limit: int = MISCLASSIFIED_LIMIT) -> np.ndarray:
         """Indices of up to `limit` misclassified images, most confident prediction first."""
@@ -93,6 +129,9 @@ class EvaluationResult:
             "num_images": self.num_images,
             "accuracy": self.accuracy,
             "loss": self.loss,
+            "ece": self.ece,
+            "ece_uncalibrated": self.ece_uncalibrated,
+            "temperature": self.temperature,
             "class_names": list(self.class_names),
             "per_class": {name: scores(self.report[name]) for name in self.class_names},
             "macro_avg": scores(self.report["macro avg"]),
@@ -107,6 +146,8 @@ class EvaluationResult:
             f"dataset:  {self.dataset_name or '(arrays)'} ({self.num_images} images)",
             f"accuracy: {self.accuracy:.4f}",
             f"loss:     {self.loss:.4f}",
+            f"ECE:      {self.ece:.4f} (before calibration {self.ece_uncalibrated:.4f}, "
+            f"temperature {self.temperature:.4f}; 15 bins)",
             "",
             self.report_text.rstrip(),
         ]
@@ -142,13 +183,18 @@ def evaluate(
 
 
 def write_evaluation(result: EvaluationResult, out: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write `report.txt`, `metrics.json`, `confusion_matrix.png` and `misclassified.png`.
+    """Write `report.txt`, `metrics.json`, `confusion_matrix.png`, `misclassified.png` and
+    `reliability.png` (the reliability diagram before and after calibration).
 
     The files are written into `out` (created if needed) together: all of them replace
     what was there, or, when one cannot be written, none does. Other files there are left
     alone. Returns a mapping from file name to path.
     """
-    from digitlab.plots.evaluation import plot_confusion_matrix, plot_misclassified
+    from digitlab.plots.evaluation import (
+        plot_confusion_matrix,
+        plot_misclassified,
+        plot_reliability_diagram,
+    )
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -171,7 +217,28 @@ def write_evaluation(result: EvaluationResult, out: str | os.PathLike[str]) -> d
             result.confidence[worst],
             writing["misclassified.png"],
         )
+        plot_reliability_diagram(_reliability_panels(result), writing["reliability.png"])
     return paths
+
+
+def _reliability_panels(result: EvaluationResult) -> list[ReliabilityPanel]:
+    from digitlab.inference.calibration import reliability_bins
+    from digitlab.plots.evaluation import ReliabilityPanel
+
+    views = (
+        (
+            f"before calibration: ECE {result.ece_uncalibrated:.2%}",
+            result.uncalibrated_probabilities,
+        ),
+        (
+            f"after (temperature {result.temperature:.3f}): ECE {result.ece:.2%}",
+            result.probabilities,
+        ),
+    )
+    return [
+        ReliabilityPanel(title=title, **reliability_bins(probabilities, result.labels))
+        for title, probabilities in views
+    ]
 
 
 def evaluate_model_file(
@@ -237,7 +304,12 @@ def _evaluate_loaded(
     _check_labels(labels, num_classes, model_label)
 
     result = _score(images, labels, probabilities, list(map(str, class_names)))
-    result = replace(result, model_path=model_path, dataset_name=dataset_name)
+    result = replace(
+        result,
+        model_path=model_path,
+        dataset_name=dataset_name,
+        temperature=temperature_of(model),
+    )
     if out is not None:
         result = replace(result, files=write_evaluation(result, out))
     return result

@@ -1,4 +1,5 @@
-"""Evaluation figures: the confusion matrix, the most confidently wrong images, run curves."""
+"""Evaluation figures: the confusion matrix, the most confidently wrong images, the
+reliability diagram, run curves."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from matplotlib.colors import PowerNorm
@@ -120,6 +122,77 @@ def plot_misclassified(
         axes.set_title(title, fontsize=9)
     figure.suptitle("Most confidently wrong predictions", fontsize=12)
     figure_to_png(figure, path)
+
+
+@dataclass(frozen=True)
+class ReliabilityPanel:
+    """One model's calibration, for `plot_reliability_diagram`: per confidence bin (edges
+    of length bins + 1) the mean top-1 confidence, the share right and the image count."""
+
+    title: str
+    edges: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+    count: np.ndarray
+
+
+def plot_reliability_diagram(
+    panels: Sequence[ReliabilityPanel], path: str | os.PathLike[str]
+) -> None:
+    """Draw accuracy against confidence per bin, one column per panel (before and after
+    calibration), with each bin's image count below on a log scale.
+
+    A calibrated model's bars reach the diagonal; a bar below it is over-confidence. The
+    mean confidence of each bin is marked, since it rarely sits at the bin's centre.
+    """
+    figure, axes_grid = subplots(
+        2,
+        len(panels),
+        figsize=(5.0 * len(panels), 6.0),
+        squeeze=False,
+        sharex=True,
+        gridspec_kw={"height_ratios": [3, 1]},
+        layout="constrained",
+    )
+    for column, panel in enumerate(panels):
+        accuracy_axes, count_axes = axes_grid[0, column], axes_grid[1, column]
+        filled = panel.count > 0
+        _bin_bars(accuracy_axes, panel, panel.accuracy, color="tab:blue", label="accuracy")
+        accuracy_axes.plot(
+            panel.confidence[filled],
+            panel.accuracy[filled],
+            "o",
+            color="tab:red",
+            markersize=4,
+            label="accuracy at the mean confidence",
+        )
+        accuracy_axes.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+        accuracy_axes.set_xlim(0, 1)
+        accuracy_axes.set_ylim(0, 1)
+        accuracy_axes.set_ylabel("accuracy")
+        accuracy_axes.set_title(panel.title, fontsize=10)
+        accuracy_axes.legend(fontsize=8, loc="upper left")
+        _bin_bars(count_axes, panel, panel.count, color="tab:gray")
+        count_axes.set_yscale("log")
+        count_axes.set_xlabel("top-1 confidence")
+        count_axes.set_ylabel("images")
+    figure_to_png(figure, path)
+
+
+def _bin_bars(
+    axes: Any, panel: ReliabilityPanel, heights: np.ndarray, color: str, label: str | None = None
+) -> None:
+    """One bar per non-empty bin of `panel`, spanning the bin, `heights` tall."""
+    filled = panel.count > 0
+    axes.bar(
+        panel.edges[:-1][filled],
+        heights[filled],
+        width=np.diff(panel.edges)[filled],
+        align="edge",
+        edgecolor="black",
+        color=color,
+        label=label,
+    )
 
 
 def plot_validation_curves(series: Sequence[CurveSeries], path: str | os.PathLike[str]) -> None:

@@ -5,6 +5,8 @@ them; the callback that makes the commit is in `recorder`.
 
 The model trained is a wrapper, augmentation layers followed by the inference model; only
 the inference model is saved as `.keras`, so it loads with plain Keras, without digitlab.
+The run's `model.keras` is the best epoch's, with a temperature fitted on the validation
+split baked in, so its probabilities are calibrated in every runtime and export.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -126,12 +127,12 @@ def _finish(
     inner: keras.Model,
     state: RunState,
     placement: Placement,
+    validation: tuple[np.ndarray, np.ndarray],
 ) -> RunResult:
     from digitlab.plots.training import plot_training_curves
     from digitlab.training.processes import weights_checksum
 
-    with atomic_path(folder.model) as tmp:
-        shutil.copyfile(folder.best_checkpoint, tmp)
+    temperature = _save_calibrated_model(folder, *validation)
     plot_training_curves(state.history, folder.curves, title=f"{config.model} on {dataset.name}")
     summary = {
         "model": config.model,
@@ -141,6 +142,7 @@ def _finish(
         "train_seconds": round(state.train_seconds, 2),
         "best_val_accuracy": state.best_val_accuracy,
         "best_epoch": state.best_epoch,
+        "temperature": temperature,
         "dataset": dataset.name,
         "class_names": list(dataset.class_names),
         "num_classes": dataset.num_classes,
@@ -160,6 +162,24 @@ def _finish(
         history=state.history,
         weights_sha256=weights_checksum(inner),
     )
+
+
+def _save_calibrated_model(folder: RunFolder, x_val: np.ndarray, y_val: np.ndarray) -> float:
+    """Save the best checkpoint as the run's model with a temperature fitted on the whole
+    validation split (`digitlab.inference.calibration`); return that temperature.
+
+    Every process of a distributed run fits the same temperature on the same images, on its
+    own: under the distribution its predictions would enter collectives.
+    """
+    from digitlab.inference.calibration import calibrate, temperature_of
+    from digitlab.inference.modelfile import load_keras_model
+    from digitlab.training.processes import process_local
+
+    with process_local():
+        model = calibrate(load_keras_model(folder.best_checkpoint), x_val, y_val)
+        with atomic_path(folder.model) as tmp:
+            model.save(tmp)
+    return temperature_of(model)
 
 
 def train(
@@ -268,6 +288,8 @@ def _train_and_record(
     x_train, y_train, x_val, y_val = split_train_validation(
         dataset.x_train, dataset.y_train, config.val_fraction, config.seed, config.limit
     )
+    # The temperature is fitted on the whole validation split, not this process's shard.
+    validation = (x_val, y_val)
     x_train, y_train = placement.trim(*process.shard(x_train, y_train))
     x_val, y_val = placement.trim(*process.shard(x_val, y_val))
     batch_size = process.local_batch_size(config.batch_size)
@@ -329,4 +351,4 @@ def _train_and_record(
             ],
         )
     recorder.raise_if_diverged(folder.path)
-    return _finish(write_to, config, dataset, inner, state, placement)
+    return _finish(write_to, config, dataset, inner, state, placement, validation)
