@@ -39,7 +39,7 @@ def test_read_reports_a_bad_file_reads_the_rest_and_exits_1(mnist, tmp_path):
     assert result.exit_code == 1
     assert result.stderr.strip() == f"failed: {missing}: no such file"
     lines = result.stdout.strip().splitlines()
-    assert lines[0] == "path,number,confidence,digits,boxes"
+    assert lines[0] == "path,number,confidence,digits,boxes,is_digit,digit_score"
     assert lines[1].startswith(f"{path},{item.number},")
 
 

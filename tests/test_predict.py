@@ -62,7 +62,7 @@ def test_predict_rejects_arrays_that_are_not_28x28(predictor):
 
 def test_top_k_lists_the_most_likely_digits_first():
     probabilities = np.array([[0.1, 0.6, 0.05, 0.25] + [0.0] * 6], np.float32)
-    predictions = Predictions.from_probabilities(probabilities)
+    predictions = Predictions.from_outputs(probabilities)
     assert predictions.top_k(3) == [
         [(1, pytest.approx(0.6)), (3, pytest.approx(0.25)), (0, pytest.approx(0.1))]
     ]

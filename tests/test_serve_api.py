@@ -305,6 +305,9 @@ def test_openapi_describes_both_ways_to_send_an_image_and_every_answer(client: T
         "digit",
         "confidence",
         "probabilities",
+        "is_digit",
+        "digit_score",
+        "not_digit_threshold",
         "model",
         "preprocessed",
     }

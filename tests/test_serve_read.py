@@ -189,10 +189,19 @@ def test_openapi_documents_read_its_bodies_answers_and_errors(client: TestClient
         "digits",
         "width",
         "height",
+        "not_digit_threshold",
         "model",
     }
     digit = schemas["DigitResponse"]
-    assert set(digit["required"]) == {"digit", "confidence", "box", "probabilities", "preprocessed"}
+    assert set(digit["required"]) == {
+        "digit",
+        "confidence",
+        "box",
+        "probabilities",
+        "is_digit",
+        "digit_score",
+        "preprocessed",
+    }
     assert digit["properties"]["box"]["minItems"] == digit["properties"]["box"]["maxItems"] == 4
 
 

@@ -50,3 +50,29 @@ def train_small_mlp(mnist: MnistArrays, path: Path) -> Path:
     with atomic_path(path) as staged:
         model.save(staged)
     return path
+
+
+INK_HEAD_WEIGHT = 20.0
+INK_HEAD_BIAS = 9.35
+"""The stand-in not-digit head's digit score is sigmoid(bias - weight x mean ink, 0..1):
+about 0.98 or more for MNIST digits (mean ink at most 0.28), 0.30 for a solid square (0.51)."""
+
+
+def ink_head_score(images: np.ndarray) -> np.ndarray:
+    """The digit score `with_ink_head` gives N x 28 x 28 uint8 images, computed apart."""
+    ink = images.reshape(len(images), -1).astype(np.float64).mean(axis=1) / 255
+    return 1 / (1 + np.exp(-(INK_HEAD_BIAS - INK_HEAD_WEIGHT * ink)))
+
+
+def with_ink_head(model: keras.Model) -> keras.Model:
+    """`model` (10 probabilities) with a stand-in "not a digit" head: its 11th output is a
+    digit score that falls as the image holds more ink (`ink_head_score`), so a filled
+    shape is not a digit and MNIST digits are."""
+    pixels = keras.Input((28, 28))
+    head = keras.layers.Dense(1, activation="sigmoid", name="digit_score")
+    score = head(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(pixels)))
+    head.set_weights(
+        [np.full((784, 1), -INK_HEAD_WEIGHT / 784, np.float32), np.array([INK_HEAD_BIAS])]
+    )
+    outputs = keras.layers.Concatenate(name="digits_and_score")([model(pixels), score])
+    return keras.Model(pixels, outputs, name="with_not_digit_head")

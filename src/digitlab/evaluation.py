@@ -21,6 +21,7 @@ import numpy as np
 from digitlab.atomic import atomic_paths
 from digitlab.errors import DataError, ModelError
 from digitlab.inference.calibration import temperature_of
+from digitlab.inference.digit_score import class_count, split_outputs
 from digitlab.inference.modelfile import load_keras_model
 
 if TYPE_CHECKING:
@@ -326,7 +327,7 @@ def _output_size(model: keras.Model, model_label: str) -> int:
             f"{model_label}: expected one output of class probabilities (N x classes), "
             f"got shape {shape}"
         )
-    return shape[-1]
+    return class_count(shape[-1])
 
 
 def _array_batches(
@@ -357,7 +358,8 @@ def _predict_in_one_pass(
         _check_batch(batch_images, batch_labels, input_shape, model_label)
         images.append(batch_images)
         labels.append(batch_labels)
-        probabilities.append(np.asarray(model.predict_on_batch(batch_images)))
+        # A model that knows non-digits adds a digit score column: scored on its digits.
+        probabilities.append(split_outputs(model.predict_on_batch(batch_images))[0])
     if not labels or sum(len(batch) for batch in labels) == 0:
         raise DataError("no images to evaluate")
     return np.concatenate(images), np.concatenate(labels), np.concatenate(probabilities)

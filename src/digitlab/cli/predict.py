@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from digitlab.cli.app import app, native_stderr_silenced
+from digitlab.inference.digit_score import DEFAULT_NOT_DIGIT_THRESHOLD
 
 if TYPE_CHECKING:
     from digitlab.inference.predictor import FilePrediction, Predictor
@@ -30,6 +31,22 @@ class ExportFormat(StrEnum):
     savedmodel = "savedmodel"
     onnx = "onnx"
     tflite = "tflite"
+
+
+NotDigitThreshold = Annotated[
+    float,
+    typer.Option(
+        "--not-digit-threshold",
+        min=0.0,
+        max=1.0,
+        help="Below this digit score (0..1, higher is more digit-like) an image is 'not a "
+        "digit'; its best guess is still given. A model that knows non-digits maps its own "
+        f"chosen threshold to {DEFAULT_NOT_DIGIT_THRESHOLD}; for any other model the score "
+        f"is its top probability (default: {DEFAULT_NOT_DIGIT_THRESHOLD}).",
+        show_default=False,
+    ),
+]
+"""The `--not-digit-threshold` option of `predict`, `read` and `serve`."""
 
 
 @app.command("predict")
@@ -83,6 +100,7 @@ def predict_command(
             show_default=False,
         ),
     ] = None,
+    not_digit_threshold: NotDigitThreshold = DEFAULT_NOT_DIGIT_THRESHOLD,
 ) -> None:
     """Predict the digit in each image file; unreadable files are reported, the rest predicted.
 
@@ -90,7 +108,7 @@ def predict_command(
     """
     from digitlab.inference.predictor import FilePrediction
 
-    files, predictor = files_and_model(paths, model, "predict")
+    files, predictor = files_and_model(paths, model, "predict", not_digit_threshold)
     results = predictor.predict_files(files)
     predicted = [result for result in results if isinstance(result, FilePrediction)]
     records = [prediction_record(result, top_k, min_confidence) for result in predicted]
@@ -109,9 +127,10 @@ def predict_command(
 
 
 def files_and_model(
-    paths: list[Path], model: Path | None, verb: str
+    paths: list[Path], model: Path | None, verb: str, not_digit_threshold: float
 ) -> tuple[list[Path], Predictor]:
-    """The files named by `paths` (folders expanded) and the model to run on them.
+    """The files named by `paths` (folders expanded) and the model to run on them, saying
+    "not a digit" below `not_digit_threshold`.
 
     Raises `ImageError` when there are no files, before the model is loaded.
     """
@@ -122,7 +141,7 @@ def files_and_model(
     if not files:
         raise ImageError(f"{', '.join(map(str, paths))}: no files to {verb}")
     with native_stderr_silenced():
-        return files, Predictor.load(model)
+        return files, Predictor.load(model, not_digit_threshold=not_digit_threshold)
 
 
 def report_failures(results: Sequence[object]) -> bool:
@@ -136,7 +155,8 @@ def report_failures(results: Sequence[object]) -> bool:
 
 
 def prediction_record(result: FilePrediction, top_k: int, min_confidence: float) -> dict[str, Any]:
-    """One file's prediction as a JSON-ready dict; `digit` is None when below `min_confidence`."""
+    """One file's prediction as a JSON-ready dict; `digit` is None when below `min_confidence`
+    and the best guess when `is_digit` is false."""
     uncertain = result.confidence < min_confidence
     return {
         "path": str(result.path),
@@ -147,6 +167,8 @@ def prediction_record(result: FilePrediction, top_k: int, min_confidence: float)
             for digit, probability in result.top_k(top_k)
         ],
         "uncertain": uncertain,
+        "is_digit": result.is_digit,
+        "digit_score": round(result.digit_score, 6),
     }
 
 
@@ -178,30 +200,48 @@ def records_to_csv(records: list[dict[str, Any]]) -> str:
     """CSV with the JSON's columns; top_k is written as `digit:probability` pairs."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "digit", "confidence", "top_k", "uncertain"])
+    writer.writerow(
+        ["path", "digit", "confidence", "top_k", "uncertain", "is_digit", "digit_score"]
+    )
     for record in records:
         digit = "" if record["digit"] is None else record["digit"]
         writer.writerow(
-            [record["path"], digit, record["confidence"], _top_k_text(record), record["uncertain"]]
+            [
+                record["path"],
+                digit,
+                record["confidence"],
+                _top_k_text(record),
+                record["uncertain"],
+                record["is_digit"],
+                record["digit_score"],
+            ]
         )
     return buffer.getvalue()
 
 
 def records_to_table(records: list[dict[str, Any]], top_k: int) -> str:
-    """An aligned text table: path, digit ('?' when uncertain), confidence, top-k."""
+    """An aligned text table: path, digit ('?' when uncertain, 'not a digit' with the best
+    guess when it is not one), confidence, digit score, top-k."""
     from digitlab.tables import text_table
 
-    header = ("path", "digit", "confidence", f"top-{top_k}")
+    header = ("path", "digit", "confidence", "digit score", f"top-{top_k}")
     rows = [
         (
             record["path"],
-            "?" if record["digit"] is None else str(record["digit"]),
+            _digit_text(record),
             f"{record['confidence']:.4f}" + (" (uncertain)" if record["uncertain"] else ""),
+            f"{record['digit_score']:.4f}",
             _top_k_text(record),
         )
         for record in records
     ]
     return text_table(rows, headers=header) + "\n"
+
+
+def _digit_text(record: dict[str, Any]) -> str:
+    if not record["is_digit"]:
+        return f"not a digit (best guess {record['top_k'][0]['digit']})"
+    return "?" if record["digit"] is None else str(record["digit"])
 
 
 def save_preprocessed(predictions: list[FilePrediction], folder: Path) -> None:

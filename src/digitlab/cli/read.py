@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from digitlab.cli.app import app
-from digitlab.cli.predict import OutputFormat, files_and_model, records_to_json, report_failures
+from digitlab.cli.predict import (
+    NotDigitThreshold,
+    OutputFormat,
+    files_and_model,
+    records_to_json,
+    report_failures,
+)
+from digitlab.inference.digit_score import DEFAULT_NOT_DIGIT_THRESHOLD
 
 if TYPE_CHECKING:
     from digitlab.inference.predictor import FileReading
@@ -34,7 +41,8 @@ def read_command(
         typer.Option(
             "--format",
             help="Output format (default: table). JSON is a list of {path, number, "
-            "confidence, digits: [{digit, confidence, box: [x0, y0, x1, y1]}]}.",
+            "confidence, digits: [{digit, confidence, box: [x0, y0, x1, y1], is_digit, "
+            "digit_score}]}.",
             show_default=False,
         ),
     ] = OutputFormat.table,
@@ -47,6 +55,7 @@ def read_command(
             show_default=False,
         ),
     ] = None,
+    not_digit_threshold: NotDigitThreshold = DEFAULT_NOT_DIGIT_THRESHOLD,
 ) -> None:
     """Read the whole number in each image file; unreadable files are reported, the rest read.
 
@@ -54,7 +63,7 @@ def read_command(
     """
     from digitlab.inference.predictor import FileReading
 
-    files, predictor = files_and_model(paths, model, "read")
+    files, predictor = files_and_model(paths, model, "read", not_digit_threshold)
     results = predictor.read_files(files)
     readings = [result for result in results if isinstance(result, FileReading)]
     records = [reading_record(result) for result in readings]
@@ -73,20 +82,40 @@ def read_command(
 
 
 def reading_record(result: FileReading) -> dict[str, Any]:
-    """One file's reading as a JSON-ready dict."""
+    """One file's reading as a JSON-ready dict; each digit says whether it is one."""
     return {
         "path": str(result.path),
         "number": result.reading.number,
         "confidence": round(result.reading.confidence, 6),
         "digits": [
-            {"digit": digit.digit, "confidence": round(digit.confidence, 6), "box": list(digit.box)}
+            {
+                "digit": digit.digit,
+                "confidence": round(digit.confidence, 6),
+                "box": list(digit.box),
+                "is_digit": digit.is_digit,
+                "digit_score": round(digit.digit_score, 6),
+            }
             for digit in result.reading.digits
         ],
     }
 
 
-def _digits_text(record: dict[str, Any]) -> str:
-    return " ".join(f"{entry['digit']}:{entry['confidence']:.4f}" for entry in record["digits"])
+def _digits_text(record: dict[str, Any], marked: bool = False) -> str:
+    """Each part as `digit:confidence`; `marked`: followed by `(not a digit)` when it is
+    not one."""
+    return " ".join(
+        f"{entry['digit']}:{entry['confidence']:.4f}"
+        + ("" if entry["is_digit"] or not marked else " (not a digit)")
+        for entry in record["digits"]
+    )
+
+
+def _scores_text(record: dict[str, Any]) -> str:
+    return " ".join(f"{entry['digit_score']:.4f}" for entry in record["digits"])
+
+
+def _is_digit_text(record: dict[str, Any]) -> str:
+    return " ".join(str(entry["is_digit"]) for entry in record["digits"])
 
 
 def _boxes_text(record: dict[str, Any]) -> str:
@@ -95,10 +124,11 @@ def _boxes_text(record: dict[str, Any]) -> str:
 
 def records_to_csv(records: list[dict[str, Any]]) -> str:
     """CSV: path, number, confidence, digits as `digit:confidence` pairs, boxes as
-    `x0 y0 x1 y1` separated by `;`."""
+    `x0 y0 x1 y1` separated by `;`, each part's is_digit and digit_score separated by
+    spaces."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "number", "confidence", "digits", "boxes"])
+    writer.writerow(["path", "number", "confidence", "digits", "boxes", "is_digit", "digit_score"])
     for record in records:
         writer.writerow(
             [
@@ -107,17 +137,25 @@ def records_to_csv(records: list[dict[str, Any]]) -> str:
                 record["confidence"],
                 _digits_text(record),
                 _boxes_text(record),
+                _is_digit_text(record),
+                _scores_text(record),
             ]
         )
     return buffer.getvalue()
 
 
 def records_to_table(records: list[dict[str, Any]]) -> str:
-    """An aligned text table: path, number, confidence, each digit's confidence."""
+    """An aligned text table: path, number, confidence, each digit's confidence, and
+    `(not a digit)` after each part that is not one."""
     from digitlab.tables import text_table
 
     rows = [
-        (record["path"], record["number"], f"{record['confidence']:.4f}", _digits_text(record))
+        (
+            record["path"],
+            record["number"],
+            f"{record['confidence']:.4f}",
+            _digits_text(record, marked=True),
+        )
         for record in records
     ]
     return text_table(rows, headers=("path", "number", "confidence", "digits")) + "\n"

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from digitlab.cli.app import app, native_stderr_silenced
+from digitlab.cli.predict import NotDigitThreshold
+from digitlab.inference.digit_score import DEFAULT_NOT_DIGIT_THRESHOLD
 
 #: Connections one server process keeps open at once (uvicorn's `limit_concurrency`).
 MAX_CONNECTIONS = 512
@@ -89,6 +91,7 @@ def serve_command(
             show_default=False,
         ),
     ] = 10.0,
+    not_digit_threshold: NotDigitThreshold = DEFAULT_NOT_DIGIT_THRESHOLD,
 ) -> None:
     """Serve the draw-a-digit page at / and the REST API (/predict, /health, /docs)."""
     import uvicorn
@@ -96,6 +99,7 @@ def serve_command(
     from digitlab.serve.app import (
         ALLOWED_HOSTS_ENVIRONMENT_VARIABLE,
         MODEL_ENVIRONMENT_VARIABLE,
+        NOT_DIGIT_THRESHOLD_ENVIRONMENT_VARIABLE,
         create_app,
         load_served_model,
     )
@@ -106,7 +110,7 @@ def serve_command(
     # Load before the server starts so that a bad model is one clear error line, not a
     # traceback from inside uvicorn's start-up.
     with native_stderr_silenced():
-        predictor = load_served_model(model)
+        predictor = load_served_model(model, not_digit_threshold)
     typer.echo(
         f"Serving {predictor.name} on http://{host}:{port}/ with {processes} "
         f"process{'es' if processes > 1 else ''} (Ctrl-C stops)",
@@ -134,6 +138,7 @@ def serve_command(
     del predictor
     os.environ[MODEL_ENVIRONMENT_VARIABLE] = str(model.resolve()) if model is not None else ""
     os.environ[ALLOWED_HOSTS_ENVIRONMENT_VARIABLE] = ",".join(hosts)
+    os.environ[NOT_DIGIT_THRESHOLD_ENVIRONMENT_VARIABLE] = repr(not_digit_threshold)
     uvicorn.run(
         "digitlab.serve.app:app_from_environment", factory=True, workers=processes, **options
     )

@@ -1,8 +1,11 @@
 """Ensembles: several trained models' probabilities averaged in one self-contained Keras model.
 
 The ensemble takes the same raw pixels as its members and returns the mean of their softmax
-probabilities. With test-time augmentation (TTA) every member also sees the image shifted by
-one pixel up, down, left and right, and the mean runs over every (member, view) pair.
+probabilities. Members that know "not a digit" (11 outputs: 10 probabilities, then the digit
+score, `digit_score.py`) average their digit scores too, each already scaled so that its own
+threshold is 0.5; a member without that score cannot join them. With test-time
+augmentation (TTA) every member also sees the image shifted by one pixel up, down, left and
+right, and the mean runs over every (member, view) pair.
 
 Only stock Keras layers are used (Reshape, ZeroPadding2D, Cropping2D, Average; the members
 are nested functional models named member_1..member_n), so the saved file loads with plain
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from digitlab.atomic import atomic_path
 from digitlab.errors import ConfigError, DataError, ModelError
+from digitlab.inference.digit_score import NOT_DIGIT_OUTPUTS
 from digitlab.tables import text_table
 from digitlab.training.run_folder import MODEL_FILE, SUMMARY_FILE, RunFolder
 
@@ -116,6 +120,12 @@ def _check_members(
     for (shape, classes), label in zip(shapes[1:], labels[1:], strict=True):
         if shape != input_shape:
             raise ModelError(f"{label}: takes input {shape} but {first} takes {input_shape}")
+        if NOT_DIGIT_OUTPUTS in (classes, num_classes) and classes != num_classes:
+            knows, lacks = (label, first) if classes == NOT_DIGIT_OUTPUTS else (first, label)
+            raise ModelError(
+                f"{knows}: adds a not-a-digit score to its 10 digits but {lacks} does not; "
+                "ensemble models that all have one, or none"
+            )
         if classes != num_classes:
             raise ModelError(
                 f"{label}: predicts {classes} classes but {first} predicts {num_classes}"

@@ -1,9 +1,10 @@
 """Predicting digits: one `Predictor` over Keras, SavedModel, ONNX Runtime or TFLite.
 
 Every model digitlab writes takes raw pixels (N x 28 x 28 float32, 0..255) and returns
-class probabilities, whatever runtime holds it, so one interface covers them all. The
-model is loaded once; single images go straight to the runtime (the web server's hot path)
-and many images go in batches.
+class probabilities, whatever runtime holds it, so one interface covers them all; a model
+that knows "not a digit" adds its digit score as an 11th column (`digit_score.py` splits
+them). The model is loaded once; single images go straight to the runtime (the web
+server's hot path) and many images go in batches.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ import numpy as np
 
 from digitlab.errors import ImageError, ModelError
 from digitlab.images import to_mnist
+from digitlab.inference.digit_score import (
+    DEFAULT_NOT_DIGIT_THRESHOLD,
+    check_threshold,
+    has_not_digit_head,
+    is_digit,
+    split_outputs,
+)
 from digitlab.inference.runtimes import IMAGE_SHAPE, Runner, error_reason, keras_runner, load_runner
 
 if TYPE_CHECKING:
@@ -36,17 +44,28 @@ class Predictions:
     """What a model says about N images.
 
     `digits` (N,) int64 is the most likely class of each image, `probabilities` (N, C)
-    float32 the model's probability for every class.
+    float32 the model's probability for every class, `digit_scores` (N,) float32 how
+    digit-like each image is (0..1) and `is_digit` (N,) bool whether that reached the
+    threshold. An image that is not a digit keeps its best guess in `digits`.
     """
 
     digits: np.ndarray
     probabilities: np.ndarray
+    digit_scores: np.ndarray
+    is_digit: np.ndarray
 
     @classmethod
-    def from_probabilities(cls, probabilities: np.ndarray) -> Predictions:
-        """Build from an N x C probability matrix."""
-        probabilities = np.asarray(probabilities, dtype=np.float32)
-        return cls(probabilities.argmax(axis=1).astype(np.int64), probabilities)
+    def from_outputs(
+        cls, outputs: np.ndarray, not_digit_threshold: float = DEFAULT_NOT_DIGIT_THRESHOLD
+    ) -> Predictions:
+        """Build from a model's N x C outputs (`split_outputs`: N x 11 carries digit scores)."""
+        probabilities, digit_scores = split_outputs(outputs)
+        return cls(
+            probabilities.argmax(axis=1).astype(np.int64),
+            probabilities,
+            digit_scores,
+            is_digit(digit_scores, not_digit_threshold),
+        )
 
     def __len__(self) -> int:
         return len(self.digits)
@@ -63,14 +82,17 @@ class Predictions:
 
 @dataclass(frozen=True)
 class FilePrediction:
-    """A file that was read and predicted: its digit, confidence, probabilities and the
-    28x28 uint8 image the model saw."""
+    """A file that was read and predicted: its digit (the best guess, even when it is not
+    a digit), confidence, probabilities, digit score and decision, and the 28x28 uint8
+    image the model saw."""
 
     path: Path
     digit: int
     confidence: float
     probabilities: np.ndarray
     image: np.ndarray
+    digit_score: float
+    is_digit: bool
 
     def top_k(self, k: int = 3) -> list[tuple[int, float]]:
         """The `k` most likely (digit, probability) pairs, most likely first."""
@@ -97,22 +119,37 @@ class Predictor:
     """A loaded model that predicts digits from 28x28 images or from image files.
 
     Build one with `Predictor.load(path)`. `name` says which model and runtime it is (for
-    display), `runtime` names the runtime alone, `num_classes` the classes it tells apart.
+    display), `runtime` names the runtime alone, `num_classes` the classes it tells apart,
+    `has_not_digit_head` whether the model computes its own digit score (else the top
+    probability is the score), and `not_digit_threshold` the digit score below which an
+    image is "not a digit". Raises `ConfigError` for a threshold outside 0..1.
     """
 
-    def __init__(self, runner: Runner, name: str, runtime: str, batch_size: int = 1000) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        name: str,
+        runtime: str,
+        batch_size: int = 1000,
+        not_digit_threshold: float = DEFAULT_NOT_DIGIT_THRESHOLD,
+    ) -> None:
         self._runner = runner
         self.name = name
         self.runtime = runtime
         self.batch_size = batch_size
+        self.not_digit_threshold = check_threshold(not_digit_threshold)
         # One blank image through the model: learns the class count and warms the runtime,
         # so the first real request is as fast as the rest.
-        blank = np.zeros((1, *IMAGE_SHAPE), np.float32)
-        self.num_classes = int(self._probabilities(blank).shape[1])
+        blank = self._run(np.zeros((1, *IMAGE_SHAPE), np.float32))
+        self.has_not_digit_head = has_not_digit_head(blank)
+        self.num_classes = int(split_outputs(blank)[0].shape[1])
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str] | None = None, threads: int | None = None
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        threads: int | None = None,
+        not_digit_threshold: float = DEFAULT_NOT_DIGIT_THRESHOLD,
     ) -> Predictor:
         """Load a model: a `.keras` file, a SavedModel folder, an `.onnx` or a `.tflite` file.
 
@@ -121,13 +158,16 @@ class Predictor:
         (tests check their probabilities agree), answering without TensorFlow, which takes
         seconds to import. A user's `.keras` file always runs in Keras: a `.onnx` beside it
         may come from another model, so pass the `.onnx` path to run that. `threads` caps
-        the runtime's threads (ONNX Runtime, TFLite); None lets the runtime choose. Raises
-        `ModelError` naming the path when it is missing, of an unknown kind or cannot be
-        loaded, and naming the shapes when it does not take N x 28 x 28 images to N x
-        classes outputs.
+        the runtime's threads (ONNX Runtime, TFLite); None lets the runtime choose.
+        `not_digit_threshold` as for the class. Raises `ConfigError` for a threshold
+        outside 0..1 (before loading anything), `ModelError` naming the path when it is
+        missing, of an unknown kind or cannot be loaded, and naming the shapes when it does
+        not take N x 28 x 28 images to N x classes outputs.
         """
+        threshold = check_threshold(not_digit_threshold)
         loaded = load_runner(None if path is None else Path(path), threads)
-        return cls(loaded.runner, f"{loaded.path.name} ({loaded.runtime})", loaded.runtime)
+        name = f"{loaded.path.name} ({loaded.runtime})"
+        return cls(loaded.runner, name, loaded.runtime, not_digit_threshold=threshold)
 
     @classmethod
     def from_keras(cls, model: object, name: str = "Keras model") -> Predictor:
@@ -139,6 +179,13 @@ class Predictor:
 
         Raises `ModelError` when the array does not have that shape.
         """
+        return Predictions.from_outputs(self.outputs(images), self.not_digit_threshold)
+
+    def outputs(self, images: np.ndarray) -> np.ndarray:
+        """The model's own N x C outputs for `images` (as `predict` takes them): for a
+        caller that passes them on whole, such as the server's batcher; `split_outputs`
+        reads them. Raises `ModelError` when the array is not N x 28 x 28 or 28 x 28.
+        """
         pixels = np.asarray(images)
         if pixels.ndim == 2:
             pixels = pixels[np.newaxis]
@@ -148,12 +195,12 @@ class Predictor:
             )
         pixels = pixels.astype(np.float32, copy=False)
         if len(pixels) <= self.batch_size:
-            return Predictions.from_probabilities(self._probabilities(pixels))
+            return self._run(pixels)
         batches = [
-            self._probabilities(pixels[start : start + self.batch_size])
+            self._run(pixels[start : start + self.batch_size])
             for start in range(0, len(pixels), self.batch_size)
         ]
-        return Predictions.from_probabilities(np.concatenate(batches))
+        return np.concatenate(batches)
 
     def predict_files(
         self, paths: Iterable[str | os.PathLike[str]]
@@ -183,6 +230,8 @@ class Predictor:
                     confidence=float(confidences[row]),
                     probabilities=predictions.probabilities[row],
                     image=images[row],
+                    digit_score=float(predictions.digit_scores[row]),
+                    is_digit=bool(predictions.is_digit[row]),
                 )
         return [result for result in results if result is not None]
 
@@ -204,16 +253,8 @@ class Predictor:
             )
         return results
 
-    def _probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        outputs = np.asarray(self._runner(pixels), dtype=np.float32)
-        # digitlab's models end in a softmax; a model that returns logits is tolerated.
-        rows_are_probabilities = bool(
-            (outputs >= 0).all() and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3)
-        )
-        if rows_are_probabilities:
-            return outputs
-        shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-        return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))
+    def _run(self, pixels: np.ndarray) -> np.ndarray:
+        return np.asarray(self._runner(pixels), dtype=np.float32)
 
 
 def _read_or_fail(path: Path, read: Callable[[Path], Read]) -> Read | FileFailure:

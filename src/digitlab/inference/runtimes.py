@@ -1,5 +1,6 @@
 """The runtimes a model can run in (Keras, SavedModel, ONNX Runtime, TFLite): loading a
-model file into a function from pixels to class probabilities, checked once at load."""
+model file into a function from pixels to class probabilities (and, for a model that knows
+"not a digit", its digit score as an 11th column), checked once at load."""
 
 from __future__ import annotations
 

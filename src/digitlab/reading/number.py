@@ -68,15 +68,18 @@ JOIN_GAP = 0.1
 
 @dataclass(frozen=True)
 class DigitReading:
-    """One digit of a number: the digit, its probability, every class's probability,
-    its box (x0, y0, x1, y1; x1 and y1 exclusive) in the original image's pixels, and the
-    28x28 uint8 image the model saw."""
+    """One digit of a number: the digit (the best guess, even when the part is not a
+    digit), its probability, every class's probability, its box (x0, y0, x1, y1; x1 and
+    y1 exclusive) in the original image's pixels, the 28x28 uint8 image the model saw,
+    its digit score and whether that reached the predictor's not-digit threshold."""
 
     digit: int
     confidence: float
     probabilities: np.ndarray
     box: tuple[int, int, int, int]
     image: np.ndarray
+    digit_score: float
+    is_digit: bool
 
 
 @dataclass(frozen=True)
@@ -102,8 +105,10 @@ def read_number(
     `image` is what `to_mnist` takes (a path, an image file's bytes, a PIL image or a pixel
     array); `predictor` the model (default: the shipped one, loaded once); `name` and
     `max_memory_bytes` as for `to_mnist`. An image of one digit reads as a one-digit number,
-    the digit `Predictor.predict_files` gives. Raises `to_mnist`'s errors: `NotAnImageError`,
-    `CorruptImageError`, `ImageTooLargeError`, and `NoDigitFoundError` for a blank image.
+    the digit `Predictor.predict_files` gives. Each digit also says how digit-like it is
+    (`digit_score`) and whether that reaches the predictor's `not_digit_threshold`.
+    Raises `to_mnist`'s errors: `NotAnImageError`, `CorruptImageError`,
+    `ImageTooLargeError`, and `NoDigitFoundError` for a blank image.
     """
     if name is None:
         name = str(image) if isinstance(image, (str, os.PathLike)) else "the image"
@@ -230,9 +235,7 @@ class _Scorer:
     def __init__(self, ink: np.ndarray, predictor: Predictor) -> None:
         self._ink = ink
         self._predictor = predictor
-        self._known: dict[
-            tuple[int, int, bytes, tuple[int, int]], tuple[np.ndarray, np.ndarray]
-        ] = {}
+        self._known: dict[tuple[int, int, bytes, tuple[int, int]], _Scored] = {}
 
     @staticmethod
     def _key(piece: Piece) -> tuple[int, int, bytes, tuple[int, int]]:
@@ -244,27 +247,29 @@ class _Scorer:
         if not new:
             return
         images = np.stack([normalize_digit(piece.ink(self._ink)) for piece in new.values()])
-        probabilities = self._predictor.predict(images).probabilities
-        for key, image, row in zip(new, images, probabilities, strict=True):
-            self._known[key] = (image, row)
+        for key, scored in zip(new, _scored(images, self._predictor), strict=True):
+            self._known[key] = scored
 
     def confidences(self, pieces: list[Piece]) -> np.ndarray:
         """Each piece's top probability as a digit."""
         self.score(pieces)
-        return np.array([float(self._known[self._key(piece)][1].max()) for piece in pieces])
+        return np.array(
+            [float(self._known[self._key(piece)].probabilities.max()) for piece in pieces]
+        )
 
     def use_all_ink(self, piece: Piece) -> None:
         """Score `piece` from all the ink in its box, as `to_mnist` does (specks kept)."""
         self._known.pop(self._key(piece), None)
         image = normalize_digit(self._ink)
-        self._known[self._key(piece)] = (image, self._predictor.predict(image).probabilities[0])
+        self._known[self._key(piece)] = _scored(image[np.newaxis], self._predictor)[0]
 
     def reading(
         self, piece: Piece, scale: tuple[float, float], size: tuple[int, int]
     ) -> DigitReading:
         """The piece's digit, with its box scaled from working pixels to the image's."""
         self.score([piece])
-        image, probabilities = self._known[self._key(piece)]
+        scored = self._known[self._key(piece)]
+        probabilities = scored.probabilities
         digit = int(probabilities.argmax())
         box = (
             max(0, int(np.floor(piece.left * scale[0]))),
@@ -272,7 +277,40 @@ class _Scorer:
             min(size[0], int(np.ceil(piece.right * scale[0]))),
             min(size[1], int(np.ceil(piece.bottom * scale[1]))),
         )
-        return DigitReading(digit, float(probabilities[digit]), probabilities, box, image)
+        return DigitReading(
+            digit,
+            float(probabilities[digit]),
+            probabilities,
+            box,
+            scored.image,
+            scored.digit_score,
+            scored.is_digit,
+        )
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """What the classifier said about one piece, and the 28x28 image it saw."""
+
+    image: np.ndarray
+    probabilities: np.ndarray
+    digit_score: float
+    is_digit: bool
+
+
+def _scored(images: np.ndarray, predictor: Predictor) -> list[_Scored]:
+    """The classifier's answer for each of N 28x28 images, in order."""
+    predictions = predictor.predict(images)
+    return [
+        _Scored(image, probabilities, float(score), bool(decision))
+        for image, probabilities, score, decision in zip(
+            images,
+            predictions.probabilities,
+            predictions.digit_scores,
+            predictions.is_digit,
+            strict=True,
+        )
+    ]
 
 
 def _original_size(

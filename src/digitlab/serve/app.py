@@ -44,6 +44,7 @@ from starlette.requests import ClientDisconnect
 
 from digitlab import __version__
 from digitlab.errors import (
+    ConfigError,
     CorruptImageError,
     ImageError,
     ImageTooLargeError,
@@ -52,6 +53,12 @@ from digitlab.errors import (
 )
 from digitlab.images import to_mnist
 from digitlab.images.jpeg_scans import is_progressive
+from digitlab.inference.digit_score import (
+    DEFAULT_NOT_DIGIT_THRESHOLD,
+    check_threshold,
+    is_digit,
+    split_outputs,
+)
 from digitlab.reading import read_number
 from digitlab.serve.batching import InferenceBatcher
 from digitlab.serve.head import HeadAsGetMiddleware
@@ -105,6 +112,10 @@ MAX_LARGE_UPLOADS = 8
 #: which Host names to answer (comma-separated; unset: any).
 MODEL_ENVIRONMENT_VARIABLE = "DIGITLAB_SERVE_MODEL"
 ALLOWED_HOSTS_ENVIRONMENT_VARIABLE = "DIGITLAB_SERVE_ALLOWED_HOSTS"
+NOT_DIGIT_THRESHOLD_ENVIRONMENT_VARIABLE = "DIGITLAB_SERVE_NOT_DIGIT_THRESHOLD"
+
+#: The query parameter by which a request chooses its own not-digit threshold.
+THRESHOLD_PARAMETER = "not_digit_threshold"
 
 _log = logging.getLogger(__name__)
 
@@ -154,15 +165,32 @@ def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
             f"{MAX_IMAGE_MEMORY:,} bytes of memory to decode."
         ),
         415: "The body is not an image, or the content type is neither multipart nor image/*.",
-        422: "The image is empty, corrupt or truncated, or holds no digit.",
+        422: (
+            "The image is empty, corrupt or truncated, or blank (no ink at all), or "
+            f"{THRESHOLD_PARAMETER} is not a number between 0 and 1."
+        ),
         503: "The model is not loaded yet, or the server is busy with large or slow images.",
     }
     return {code: {"model": ErrorResponse, "description": reasons[code]} for code in codes}
 
 
-# What /predict and /read share in the OpenAPI description: the body and the errors.
+_THRESHOLD_QUERY: dict[str, Any] = {
+    "name": THRESHOLD_PARAMETER,
+    "in": "query",
+    "required": False,
+    "description": (
+        "The digit score (0..1) below which the image, or a part of a number, is not a "
+        "digit; its best guess is still given (default: the server's, "
+        f"{DEFAULT_NOT_DIGIT_THRESHOLD} unless `digitlab serve --not-digit-threshold` set "
+        "another). Outside 0..1 or not a number: 422."
+    ),
+    "schema": {"type": "number", "minimum": 0, "maximum": 1},
+}
+
+# What /predict and /read share in the OpenAPI description: the body, the threshold and
+# the errors.
 _IMAGE_ROUTE: dict[str, Any] = {
-    "openapi_extra": {"requestBody": _IMAGE_REQUEST_BODY},
+    "openapi_extra": {"requestBody": _IMAGE_REQUEST_BODY, "parameters": [_THRESHOLD_QUERY]},
     "responses": _error_responses(400, 413, 415, 422, 503),
 }
 
@@ -172,24 +200,31 @@ def create_app(
     *,
     predictor: Predictor | None = None,
     allowed_hosts: Sequence[str] | None = None,
+    not_digit_threshold: float = DEFAULT_NOT_DIGIT_THRESHOLD,
 ) -> FastAPI:
     """Build the digitlab web app.
 
     `model_path` names the model to serve (default: the shipped model, in ONNX form); it
     is loaded by `load_served_model` when the app starts, so a bad path raises `ModelError`
     at start-up. A caller that has already loaded a `Predictor` (the `serve` command, to
-    report a bad model cleanly before the server starts) passes it as `predictor` instead.
-    `allowed_hosts` lists the Host names answered (others get 400); None answers any.
+    report a bad model cleanly before the server starts) passes it as `predictor` instead,
+    and its own `not_digit_threshold` is the default; else `not_digit_threshold` is, which
+    a request may override (`?not_digit_threshold=`). `allowed_hosts` lists the Host names
+    answered (others get 400); None answers any. Raises `ConfigError` for a threshold
+    outside 0..1.
     """
+    check_threshold(not_digit_threshold)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         serving = (
             predictor
             if predictor is not None
-            else await anyio.to_thread.run_sync(load_served_model, model_path)
+            else await anyio.to_thread.run_sync(load_served_model, model_path, not_digit_threshold)
         )
-        batcher = InferenceBatcher(lambda images: serving.predict(images).probabilities)
+        # The model's own outputs go through the batcher, digit scores included, so that
+        # /read's reader splits them as `serving` itself would.
+        batcher = InferenceBatcher(serving.outputs)
         app.state.reader = await anyio.to_thread.run_sync(batched_predictor, batcher, serving)
         app.state.predictor = serving
         app.state.batcher = batcher
@@ -237,13 +272,19 @@ def create_app(
     async def predict(request: Request) -> Response:
         """Classify the digit in one image and show the 28x28 image the model saw."""
         loaded = _ready_predictor(request)
+        threshold = _requested_threshold(request, loaded)
         data, name = await _read_image_bytes(request)
         image = await _preprocess(request, data, name)
         answer = await request.app.state.batcher.predict(image)
+        probabilities, digit_scores = split_outputs(answer.probabilities[np.newaxis])
+        digit = int(probabilities[0].argmax())
         prediction = PredictionResponse(
-            digit=answer.digit,
-            confidence=float(answer.probabilities[answer.digit]),
-            probabilities=answer.probabilities.tolist(),
+            digit=digit,
+            confidence=float(probabilities[0, digit]),
+            probabilities=probabilities[0].tolist(),
+            is_digit=bool(is_digit(digit_scores[0], threshold)),
+            digit_score=float(digit_scores[0]),
+            not_digit_threshold=threshold,
             model=loaded.name,
             preprocessed=image.tolist(),
         )
@@ -257,10 +298,11 @@ def create_app(
         in the image's pixels, its probabilities and the 28x28 image the model saw. One
         digit reads as /predict answers."""
         loaded = _ready_predictor(request)
+        threshold = _requested_threshold(request, loaded)
         data, name = await _read_image_bytes(request)
         reader = functools.partial(read_number, predictor=request.app.state.reader)
         reading = await _in_decode_lane(request, data, name, reader, small_on_loop=False)
-        answer = reading_response(reading, loaded.name)
+        answer = reading_response(reading, loaded.name, threshold)
         return Response(answer.model_dump_json(), media_type="application/json")
 
     return app
@@ -271,6 +313,20 @@ def _ready_predictor(request: Request) -> Predictor:
     if predictor is None:
         raise HTTPException(503, "the model is not loaded yet; try again in a few seconds")
     return predictor
+
+
+def _requested_threshold(request: Request, served: Predictor) -> float:
+    """The request's `not_digit_threshold`, or the served model's; 422 when it is not a
+    number between 0 and 1."""
+    text = request.query_params.get(THRESHOLD_PARAMETER)
+    if text is None:
+        return served.not_digit_threshold
+    try:
+        return check_threshold(float(text), THRESHOLD_PARAMETER)
+    except (ValueError, ConfigError):
+        raise HTTPException(
+            422, f"{THRESHOLD_PARAMETER}: {text!r} is not a number between 0 and 1"
+        ) from None
 
 
 async def _read_image_bytes(request: Request) -> tuple[bytes, str]:
@@ -304,27 +360,35 @@ async def _read_image_bytes(request: Request) -> tuple[bytes, str]:
     return data, name
 
 
-def load_served_model(model_path: str | os.PathLike[str] | None = None) -> Predictor:
-    """Load `model_path` for serving (default: the shipped model in ONNX form).
+def load_served_model(
+    model_path: str | os.PathLike[str] | None = None,
+    not_digit_threshold: float = DEFAULT_NOT_DIGIT_THRESHOLD,
+) -> Predictor:
+    """Load `model_path` for serving (default: the shipped model in ONNX form), saying
+    "not a digit" below `not_digit_threshold` unless a request asks for another.
 
     One runtime thread: a server answers one image at a time per process, and ONNX
-    Runtime's spinning thread pool burnt a third more CPU per request. Raises `ModelError`.
+    Runtime's spinning thread pool burnt a third more CPU per request. Raises `ModelError`,
+    and `ConfigError` for a threshold outside 0..1.
     """
     from digitlab.inference.predictor import Predictor
     from digitlab.inference.pretrained import pretrained_onnx_path
 
     path = model_path if model_path is not None else pretrained_onnx_path()
-    return Predictor.load(path, threads=1)
+    return Predictor.load(path, threads=1, not_digit_threshold=not_digit_threshold)
 
 
 def app_from_environment() -> FastAPI:
     """`create_app` for the model named by `$DIGITLAB_SERVE_MODEL` (default: the shipped
-    one) answering the Host names in `$DIGITLAB_SERVE_ALLOWED_HOSTS`: the factory each
+    one) answering the Host names in `$DIGITLAB_SERVE_ALLOWED_HOSTS`, with the not-digit
+    threshold in `$DIGITLAB_SERVE_NOT_DIGIT_THRESHOLD` (default: 0.5): the factory each
     `digitlab serve --workers N` process starts."""
     hosts = os.environ.get(ALLOWED_HOSTS_ENVIRONMENT_VARIABLE)
+    threshold = os.environ.get(NOT_DIGIT_THRESHOLD_ENVIRONMENT_VARIABLE)
     return create_app(
         os.environ.get(MODEL_ENVIRONMENT_VARIABLE) or None,
         allowed_hosts=hosts.split(",") if hosts is not None else None,
+        not_digit_threshold=float(threshold) if threshold else DEFAULT_NOT_DIGIT_THRESHOLD,
     )
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import anyio.from_thread
 import numpy as np
 
+from digitlab.inference.digit_score import is_digit
 from digitlab.serve.schemas import DigitResponse, ReadingResponse
 
 if TYPE_CHECKING:
@@ -32,14 +33,19 @@ def batched_predictor(batcher: InferenceBatcher, served: Predictor) -> Predictor
     from digitlab.inference.predictor import Predictor
 
     def run(pixels: np.ndarray) -> np.ndarray:
-        probabilities: np.ndarray = anyio.from_thread.run(batcher.predict_many, pixels)
-        return probabilities
+        outputs: np.ndarray = anyio.from_thread.run(batcher.predict_many, pixels)
+        return outputs
 
-    return Predictor(run, served.name, served.runtime)
+    return Predictor(
+        run, served.name, served.runtime, not_digit_threshold=served.not_digit_threshold
+    )
 
 
-def reading_response(reading: NumberReading, model: str) -> ReadingResponse:
-    """`reading` as /read's answer from `model`."""
+def reading_response(
+    reading: NumberReading, model: str, not_digit_threshold: float
+) -> ReadingResponse:
+    """`reading` as /read's answer from `model`, each part a digit when its digit score
+    reaches `not_digit_threshold` (the request's own)."""
     width, height = reading.size
     return ReadingResponse(
         number=reading.number,
@@ -50,11 +56,14 @@ def reading_response(reading: NumberReading, model: str) -> ReadingResponse:
                 confidence=digit.confidence,
                 box=list(digit.box),
                 probabilities=digit.probabilities.tolist(),
+                is_digit=bool(is_digit(digit.digit_score, not_digit_threshold)),
+                digit_score=digit.digit_score,
                 preprocessed=digit.image.tolist(),
             )
             for digit in reading.digits
         ],
         width=width,
         height=height,
+        not_digit_threshold=not_digit_threshold,
         model=model,
     )

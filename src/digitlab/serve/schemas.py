@@ -10,6 +10,16 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Pixel = Annotated[int, Field(ge=0, le=255)]
 PixelRow = Annotated[list[Pixel], Field(min_length=28, max_length=28)]
 
+IS_DIGIT = (
+    "Whether the image looks like a digit: its digit_score reaches not_digit_threshold. "
+    "When false, digit is still the best guess."
+)
+DIGIT_SCORE = (
+    "How digit-like the image is, 0..1 (higher: more). A model that knows non-digits computes "
+    "it with a head of its own; for any other model it is the top probability."
+)
+THRESHOLD = "The digit score below which an image is not a digit (the request's or the server's)."
+
 
 class PredictionResponse(BaseModel):
     """The model's answer for one image."""
@@ -19,6 +29,9 @@ class PredictionResponse(BaseModel):
     probabilities: list[Probability] = Field(
         description="The probability of each class, indexed by class (10 for digits)."
     )
+    is_digit: bool = Field(description=IS_DIGIT)
+    digit_score: Probability = Field(description=DIGIT_SCORE)
+    not_digit_threshold: Probability = Field(description=THRESHOLD)
     model: str = Field(description="The name of the model that answered.")
     preprocessed: Annotated[list[PixelRow], Field(min_length=28, max_length=28)] = Field(
         description="The 28x28 grayscale image the model saw (0 = background, 255 = ink)."
@@ -50,6 +63,8 @@ class DigitResponse(BaseModel):
     probabilities: list[Probability] = Field(
         description="The probability of each class for this digit, indexed by class."
     )
+    is_digit: bool = Field(description=IS_DIGIT)
+    digit_score: Probability = Field(description=DIGIT_SCORE)
     preprocessed: Annotated[list[PixelRow], Field(min_length=28, max_length=28)] = Field(
         description="The 28x28 grayscale image of this digit the model saw."
     )
@@ -65,4 +80,5 @@ class ReadingResponse(BaseModel):
     digits: list[DigitResponse] = Field(min_length=1, description="Each digit, left to right.")
     width: int = Field(ge=1, description="The image's width in pixels, which boxes refer to.")
     height: int = Field(ge=1, description="The image's height in pixels.")
+    not_digit_threshold: Probability = Field(description=THRESHOLD)
     model: str = Field(description="The name of the model that answered.")

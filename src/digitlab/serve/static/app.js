@@ -1,5 +1,6 @@
 // digitlab draw-a-digit page: pointer drawing, live reading of the digit or number drawn
-// (POST /read), a box over each digit, probability bars of the digit chosen.
+// (POST /read), a box over each digit, probability bars of the digit chosen, and a faded
+// best guess when what was drawn does not look like a digit.
 // Plain JavaScript, no dependencies, no build step: the page works offline.
 "use strict";
 
@@ -22,6 +23,7 @@ const uploadInput = document.getElementById("upload");
 const resultSection = document.getElementById("result");
 const predictionText = document.getElementById("prediction");
 const confidenceText = document.getElementById("confidence");
+const notDigitText = document.getElementById("not-digit");
 const latencyText = document.getElementById("latency");
 const statusText = document.getElementById("status");
 const barList = document.getElementById("probabilities");
@@ -252,6 +254,7 @@ function showAnswer(answer, request) {
   const sure = `${formatPercent(answer.confidence)} sure`;
   confidenceText.textContent = several ? `${sure}, ${answer.digits.length} digits` : sure;
   statusText.textContent = "";
+  showNotDigit(answer.digits);
   showDigits(answer);
   selectDigit(0);
   modelName.textContent = `model: ${answer.model}`;
@@ -260,6 +263,26 @@ function showAnswer(answer, request) {
     predictionText.dataset.releaseMs = String(milliseconds);
     latencyText.textContent = `answered ${milliseconds} ms after you lifted the pen`;
     releasedAt = null;
+  }
+}
+
+// Parts whose digit score is below the threshold are not digits: their best guess stays on
+// show, faded, with a line saying so (a blank pad is another answer: the server's 422).
+function showNotDigit(digits) {
+  const strangers = digits.filter((digit) => !digit.is_digit).length;
+  const all = strangers > 0 && strangers === digits.length;
+  predictionText.classList.toggle("not-digit", all);
+  notDigitText.hidden = strangers === 0;
+  if (strangers === 0) {
+    notDigitText.textContent = "";
+  } else if (all) {
+    const what = digits.length === 1
+      ? "This does not look like a digit"
+      : "None of this looks like digits";
+    notDigitText.textContent = `${what}; the faded answer is only the best guess.`;
+  } else {
+    notDigitText.textContent =
+      `${strangers} of ${digits.length} parts do not look like digits (faded).`;
   }
 }
 
@@ -291,13 +314,14 @@ function digitChip(digit, index) {
   const item = document.createElement("li");
   const chip = document.createElement("button");
   chip.type = "button";
-  chip.className = "chip";
+  chip.className = digit.is_digit ? "chip" : "chip not-digit";
   chip.dataset.testid = "digit-chip";
   chip.dataset.index = String(index);
   chip.setAttribute(
     "aria-label",
     `Digit ${index + 1} of ${digitsShown.length}: ${digit.digit}, ` +
-      `${formatPercent(digit.confidence)} sure. Show its probabilities.`,
+      `${formatPercent(digit.confidence)} sure` +
+      `${digit.is_digit ? "" : ", does not look like a digit"}. Show its probabilities.`,
   );
   chip.innerHTML =
     `<span class="chip-digit">${digit.digit}</span>` +
@@ -312,7 +336,7 @@ function digitChip(digit, index) {
 function digitBox(digit, index) {
   const [x0, y0, x1, y1] = digit.canvasBox;
   const box = document.createElement("div");
-  box.className = "box";
+  box.className = digit.is_digit ? "box" : "box not-digit";
   box.dataset.testid = "digit-box";
   box.dataset.index = String(index);
   box.style.left = `${(x0 / canvas.width) * 100}%`;
@@ -345,6 +369,9 @@ function showProblem(message) {
 
 function resetAnswer() {
   predictionText.textContent = "";
+  predictionText.classList.remove("not-digit");
+  notDigitText.hidden = true;
+  notDigitText.textContent = "";
   delete predictionText.dataset.length;
   digitsShown = [];
   chipList.hidden = true;
