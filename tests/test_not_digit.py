@@ -14,11 +14,23 @@ from digitlab.errors import ModelError
 from digitlab.inference.export import _write
 from digitlab.inference.modelfile import load_keras_model
 from digitlab.inference.pretrained import pretrained_model_path, pretrained_onnx_path
-from digitlab.not_digit.heads import attach_head, fit_head
+from digitlab.not_digit.branch import (
+    BRANCH_NAME,
+    BranchData,
+    attach_branch,
+    branch_logits,
+    train_branch,
+)
+from digitlab.not_digit.glyphs import LETTERS, SYMBOLS
 from digitlab.not_digit.non_digits import (
     HELD_OUT_KINDS,
     NEEDS_SOURCE,
+    TRAINED_LETTERS,
+    TRAINED_SYMBOLS,
     TRAINING_KINDS,
+    UNSEEN_KINDS,
+    UNSEEN_LETTERS,
+    UNSEEN_SYMBOLS,
     load_fashion_mnist,
     make_non_digits,
 )
@@ -53,15 +65,26 @@ def _shipped_outputs(images: np.ndarray) -> np.ndarray:
     return np.asarray(session.run(None, {name: images.astype(np.float32)})[0])
 
 
-def test_head_attaches_with_original_probabilities_and_exports_to_onnx(
+def test_letters_and_symbols_are_split_into_trained_and_unseen_halves() -> None:
+    for glyphs, trained, unseen in (
+        (LETTERS, TRAINED_LETTERS, UNSEEN_LETTERS),
+        (SYMBOLS, TRAINED_SYMBOLS, UNSEEN_SYMBOLS),
+    ):
+        assert not set(trained) & set(unseen)
+        assert set(trained) | set(unseen) == set(glyphs)
+        assert len(trained) - len(unseen) in (0, 1)
+    assert not set(UNSEEN_KINDS) & set(TRAINING_KINDS)
+    assert set(UNSEEN_KINDS) <= set(HELD_OUT_KINDS)
+
+
+def test_branch_attaches_with_original_probabilities_and_exports_to_onnx(
     tiny_model_path: Path, mnist: MnistArrays, tmp_path: Path
 ) -> None:
     (x_train, _), (x_test, _) = mnist
     model = load_keras_model(tiny_model_path)
-    digits, _ = penultimate_features(model, x_train[:300])
-    scribbles, _ = penultimate_features(model, make_non_digits("scribbles", 300, seed=0))
-    head = fit_head(digits, scribbles, epochs=3)
-    extended = attach_head(model, head.with_threshold(0.7))
+    data = BranchData(x_train[:1000], x_train[1000:1100], load_fashion_mnist("t10k")[:200])
+    branch = train_branch(data, epochs=1, digits_per_epoch=300, per_kind=30)
+    extended = attach_branch(model, branch, threshold=0.7)
     path = tmp_path / "extended.keras"
     extended.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
@@ -69,8 +92,7 @@ def test_head_attaches_with_original_probabilities_and_exports_to_onnx(
     outputs = np.asarray(loaded.predict(images, verbose=0))
     assert outputs.shape == (50, 11)
     np.testing.assert_allclose(outputs[:, :10], model.predict(images, verbose=0), atol=1e-6)
-    features, _ = penultimate_features(model, x_test[:50])
-    expected = 1 / (1 + np.exp(-(head.logit(features) - 0.7)))  # the threshold maps to 0.5
+    expected = 1 / (1 + np.exp(-(branch_logits(branch, images) - 0.7)))  # threshold -> 0.5
     np.testing.assert_allclose(outputs[:, 10], expected, atol=1e-5)
     onnx_path = tmp_path / "extended.onnx"
     _write(loaded, "onnx", onnx_path)
@@ -79,15 +101,15 @@ def test_head_attaches_with_original_probabilities_and_exports_to_onnx(
     np.testing.assert_allclose(exported, outputs, atol=1e-4)
 
 
-def test_shipped_head_is_frozen_and_not_attached_twice() -> None:
+def test_shipped_branch_is_frozen_and_not_attached_twice() -> None:
     model = load_keras_model(pretrained_model_path())
     assert model.outputs[0].shape[-1] == 11
-    frozen = [layer for layer in model.layers if layer.name in ("not_digit_hidden", "digit_score")]
-    assert len(frozen) == 2 and not any(layer.trainable for layer in frozen)
+    branch = model.get_layer(BRANCH_NAME)
+    assert not branch.trainable and not branch.trainable_weights
     features, _ = penultimate_features(model, np.zeros((2, 28, 28), np.uint8))
-    assert features.shape == (2, 128)  # the classifier's features, not the head's
-    with pytest.raises(ModelError, match="already has a not-a-digit head"):
-        attach_head(model, fit_head(features, features + 1, epochs=1))
+    assert features.shape == (2, 128)  # the classifier's features, not the branch's
+    with pytest.raises(ModelError, match="already has a not-a-digit branch"):
+        attach_branch(model, branch, threshold=0.0)
 
 
 def test_shipped_model_flags_a_scribble_and_fashion_and_accepts_mnist(mnist: MnistArrays) -> None:

@@ -1,4 +1,4 @@
-"""The named image sets the not-a-digit head is trained, tuned and measured on.
+"""The named image sets the not-a-digit scores are trained, tuned and measured on.
 
 Three disjoint roles, each a dict of name -> N x 28 x 28 uint8 and a flag saying which are
 digits:

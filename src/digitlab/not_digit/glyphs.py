@@ -190,3 +190,13 @@ HELD_OUT_SHAPES: dict[str, Glyph] = {
     ],
 }
 """Shapes kept out of training, to measure whether the head generalises to new shapes."""
+
+
+def halves(glyphs: dict[str, Glyph]) -> tuple[dict[str, Glyph], dict[str, Glyph]]:
+    """`glyphs` split in two by name, alternately in sorted order: (trained, unseen). The
+    unseen half is never drawn for training, so the figures on it show whether what was
+    learnt from one half carries over to glyphs never seen."""
+    names = sorted(glyphs)
+    trained = {name: glyphs[name] for name in names[::2]}
+    unseen = {name: glyphs[name] for name in names[1::2]}
+    return trained, unseen

@@ -1,32 +1,16 @@
-"""The "not a digit" head: a small network on a classifier's penultimate features, trained
-on digits against non-digits (outlier exposure), and attached to the classifier so that the
-saved model answers both.
-
-The attached model follows the shared contract: its output is N x 11, columns 0..9 the
-classifier's own probabilities (untouched), column 10 `digit_score` in 0..1, higher for
-more digit-like images. The threshold chosen on held-out data is folded into the head's
-last bias so that it sits at exactly 0.5, and every runtime and export carries it with no
-extra code. Only stock layers are used (Dense, Concatenate), so the model loads with
-`safe_mode` and exports to ONNX and TFLite; the head's layers are frozen, so training the
-model again (fine-tuning) leaves them as they are.
+"""The frozen-feature head: a small network on a classifier's penultimate features, trained
+on digits against non-digits (outlier exposure). `bench/not_digit.py` measures it beside the
+other scores; the shipped model carries the convolutional `branch` instead, which measured
+better, because features learnt to tell digits apart leave a head little to work with.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from digitlab.errors import ModelError
-from digitlab.not_digit.scores import HEAD_LAYERS, last_dense
-
-if TYPE_CHECKING:
-    import keras
-
 HIDDEN_UNITS = 64
-OUTPUT_LAYER = "probabilities_and_digit_score"
-NUM_DIGITS = 10
 
 
 @dataclass(frozen=True)
@@ -95,26 +79,3 @@ def fit_head(
     folded_kernel = kernel / scale[:, None]
     folded_bias = bias - (mean / scale) @ kernel
     return DigitHead(folded_kernel, folded_bias, out_kernel, out_bias)
-
-
-def attach_head(model: keras.Model, head: DigitHead) -> keras.Model:
-    """`model` (N x 10 probabilities) with the head attached: N x 11 outputs, the 11th the
-    digit score, 0.5 at the head's threshold. Raises `ModelError` when the model does not
-    output 10 probabilities or has a head already."""
-    import keras
-
-    if any(layer.name in HEAD_LAYERS for layer in model.layers):
-        raise ModelError(f"model {model.name!r} already has a not-a-digit head")
-    if len(model.outputs) != 1 or model.outputs[0].shape[-1] != NUM_DIGITS:
-        raise ModelError(f"model {model.name!r} does not output {NUM_DIGITS} probabilities")
-    features = last_dense(model).input
-    hidden_layer = keras.layers.Dense(
-        HIDDEN_UNITS, activation="relu", name=HEAD_LAYERS[0], trainable=False
-    )
-    score_layer = keras.layers.Dense(1, activation="sigmoid", name=HEAD_LAYERS[1], trainable=False)
-    score = score_layer(hidden_layer(features))
-    outputs = keras.layers.Concatenate(name=OUTPUT_LAYER)([model.outputs[0], score])
-    extended = keras.Model(model.inputs, outputs, name=model.name)
-    hidden_layer.set_weights([head.hidden_kernel, head.hidden_bias])
-    score_layer.set_weights([head.output_kernel, head.output_bias - head.threshold])
-    return extended

@@ -23,17 +23,14 @@ if TYPE_CHECKING:
     import keras
 
 
-HEAD_LAYERS = ("not_digit_hidden", "digit_score")
-"""The names of the not-a-digit head's layers (see `heads`), which are not the classifier's."""
-
-
 def last_dense(model: keras.Model) -> keras.layers.Dense:
-    """The classifier's last `Dense` layer (the not-a-digit head's own layers skipped), whose
-    input is the penultimate feature vector. Raises `ModelError` when the model has none."""
+    """The classifier's last `Dense` layer, whose input is the penultimate feature vector
+    (the not-a-digit branch is one nested layer, never taken for it). Raises `ModelError`
+    when the model has none."""
     import keras
 
     for layer in reversed(model.layers):
-        if isinstance(layer, keras.layers.Dense) and layer.name not in HEAD_LAYERS:
+        if isinstance(layer, keras.layers.Dense):
             return layer
     raise ModelError(f"model {model.name!r} has no Dense layer to read features from")
 
