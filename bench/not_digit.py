@@ -112,7 +112,11 @@ def _feature_methods(features: dict[str, Features], training: ImageSets) -> dict
 
 
 def _trained_branch(
-    roles: dict[str, ImageSets], cache: Path, seed: int, epochs: int
+    model: object,
+    roles: dict[str, ImageSets],
+    features: dict[str, Features],
+    seed: int,
+    epochs: int,
 ) -> tuple[object, Score]:
     """A branch trained on MNIST training digits, the styled training digits and fresh
     training non-digits, with its logits on every validation and report set (cached)."""
@@ -121,10 +125,14 @@ def _trained_branch(
     styled = np.concatenate([v for k, v in training.images.items() if k.startswith("styled ")])
     data = BranchData(x_train[:50000], styled, load_fashion_mnist("train"))
     branch = train_branch(
-        data, epochs=epochs, seed=seed, progress=lambda e, loss: print(f"epoch {e}: {loss:.4f}")
+        model,  # type: ignore[arg-type]
+        data,
+        epochs=epochs,
+        seed=seed,
+        progress=lambda e, loss: print(f"epoch {e}: {loss:.4f}"),
     )
     logits = {
-        (role, name): branch_logits(branch, images)
+        (role, name): branch_logits(branch, images, features[role][name][0])
         for role in ("validation", "report")
         for name, images in roles[role].images.items()
     }
@@ -210,7 +218,7 @@ def main() -> None:
         methods[BRANCH] = lambda role, name: split_outputs(features[role][name][2])[1]
         fixed[BRANCH] = DEFAULT_NOT_DIGIT_THRESHOLD
     elif args.extend_to is not None:
-        branch, methods[BRANCH] = _trained_branch(roles, cache, args.seed, args.epochs)
+        branch, methods[BRANCH] = _trained_branch(model, roles, features, args.seed, args.epochs)
 
     summary, rows, thresholds = _measure(methods, fixed, roles["report"])
     by_kind = markdown_table(["set", "images", *methods], rows, right=range(1, len(methods) + 2))

@@ -83,7 +83,7 @@ def test_branch_attaches_with_original_probabilities_and_exports_to_onnx(
     (x_train, _), (x_test, _) = mnist
     model = load_keras_model(tiny_model_path)
     data = BranchData(x_train[:1000], x_train[1000:1100], load_fashion_mnist("t10k")[:200])
-    branch = train_branch(data, epochs=1, digits_per_epoch=300, per_kind=30)
+    branch = train_branch(model, data, epochs=1, digits_per_epoch=300, per_kind=30)
     extended = attach_branch(model, branch, threshold=0.7)
     path = tmp_path / "extended.keras"
     extended.save(path)
@@ -92,7 +92,8 @@ def test_branch_attaches_with_original_probabilities_and_exports_to_onnx(
     outputs = np.asarray(loaded.predict(images, verbose=0))
     assert outputs.shape == (50, 11)
     np.testing.assert_allclose(outputs[:, :10], model.predict(images, verbose=0), atol=1e-6)
-    expected = 1 / (1 + np.exp(-(branch_logits(branch, images) - 0.7)))  # threshold -> 0.5
+    features, _ = penultimate_features(model, images)
+    expected = 1 / (1 + np.exp(-(branch_logits(branch, images, features) - 0.7)))  # -> 0.5
     np.testing.assert_allclose(outputs[:, 10], expected, atol=1e-5)
     onnx_path = tmp_path / "extended.onnx"
     _write(loaded, "onnx", onnx_path)
@@ -116,10 +117,12 @@ def test_shipped_model_flags_a_scribble_and_fashion_and_accepts_mnist(mnist: Mni
     _, (x_test, y_test) = mnist
     outputs = _shipped_outputs(x_test[:500])
     assert np.mean(outputs[:, :10].argmax(axis=1) == y_test[:500]) >= 0.98
-    assert np.mean(outputs[:, 10] < 0.5) <= 0.02  # 0.6% of all MNIST test digits, documented
+    assert np.mean(outputs[:, 10] < 0.5) <= 0.025  # 0.96% of all MNIST test digits, documented
     scribbles = make_non_digits("scrawls", 200, seed=1, held_out=True)
     fashion = make_non_digits(
         "fashion", 200, seed=1, held_out=True, source=load_fashion_mnist("t10k")
     )
-    assert np.mean(_shipped_outputs(scribbles)[:, 10] < 0.5) >= 0.5  # 65% documented
-    assert np.mean(_shipped_outputs(fashion)[:, 10] < 0.5) >= 0.9  # 97% documented
+    letters = make_non_digits("letters, unseen half", 200, seed=1, held_out=True)
+    assert np.mean(_shipped_outputs(scribbles)[:, 10] < 0.5) >= 0.45  # 59% documented
+    assert np.mean(_shipped_outputs(fashion)[:, 10] < 0.5) >= 0.95  # 99% documented
+    assert np.mean(_shipped_outputs(letters)[:, 10] < 0.5) >= 0.8  # 92% documented

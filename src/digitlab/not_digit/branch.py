@@ -3,9 +3,9 @@ the digit classifier, trained on digits against non-digits drawn afresh every ep
 
 A head on the classifier's penultimate features (`heads`) reaches only so far: features
 learnt to tell digits apart need not tell a letter from a digit. The branch reads the image
-itself, so the digit classifier stays exactly as it was. It is the registry's `strided`
-network (stride-2 convolutions, about 100k weights, fast on a CPU) ending in one logit and
-a sigmoid instead of its softmax.
+itself, so the digit classifier stays exactly as it was: the registry's `strided` network
+(stride-2 convolutions, about 100k weights, fast on a CPU), its last feature map beside the
+frozen classifier's penultimate features, then Dense 64 ReLU, one logit and a sigmoid.
 
 The attached model follows the shared contract: Input -> [classifier -> 10 probabilities]
 ++ [branch -> digit_score] -> Concatenate -> N x 11. The threshold chosen on held-out data
@@ -25,6 +25,7 @@ import numpy as np
 
 from digitlab.errors import ModelError
 from digitlab.not_digit.non_digits import NEEDS_SOURCE, TRAINING_KINDS, make_non_digits
+from digitlab.not_digit.scores import last_dense
 
 if TYPE_CHECKING:
     import keras
@@ -47,8 +48,10 @@ class BranchData:
     fashion: np.ndarray
 
 
-def build_branch(seed: int = 0) -> keras.Model:
-    """An untrained branch: raw 28 x 28 pixels -> `strided`'s convolutions -> one logit
+def build_branch(feature_size: int, seed: int = 0) -> keras.Model:
+    """An untrained branch of two inputs, raw 28 x 28 pixels and the classifier's
+    `feature_size` penultimate features: `strided`'s convolutions on the pixels, beside the
+    features (batch-normalised, as their scales differ), -> Dense 64 ReLU -> one logit
     (`digit_logit`) -> sigmoid: the digit score."""
     import keras
 
@@ -56,17 +59,25 @@ def build_branch(seed: int = 0) -> keras.Model:
 
     keras.utils.set_random_seed(seed)
     strided = build_strided(num_classes=2)
-    logit = keras.layers.Dense(1, name=LOGIT_LAYER)(strided.get_layer("flatten").output)
+    features = keras.Input((feature_size,), name="classifier_features")
+    scaled = keras.layers.BatchNormalization(name="features_bn")(features)
+    both = keras.layers.Concatenate(name="both")([strided.get_layer("flatten").output, scaled])
+    hidden = keras.layers.Dense(64, activation="relu", name="hidden")(both)
+    logit = keras.layers.Dense(1, name=LOGIT_LAYER)(hidden)
     score = keras.layers.Activation("sigmoid", name="digit_score")(logit)
-    return keras.Model(strided.inputs, score, name=BRANCH_NAME)
+    return keras.Model([*strided.inputs, features], score, name=BRANCH_NAME)
 
 
-def branch_logits(branch: keras.Model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """The branch's raw score (its logit, higher = more digit-like) of N x 28 x 28 images."""
+def branch_logits(
+    branch: keras.Model, images: np.ndarray, features: np.ndarray, batch_size: int = 512
+) -> np.ndarray:
+    """The branch's raw score (its logit, higher = more digit-like) of N x 28 x 28 images
+    and their classifier features."""
     import keras
 
     logits = keras.Model(branch.inputs, branch.get_layer(LOGIT_LAYER).output)
-    return np.asarray(logits.predict(images, batch_size=batch_size, verbose=0))[:, 0]
+    outputs = logits.predict([images, features], batch_size=batch_size, verbose=0)
+    return np.asarray(outputs)[:, 0]
 
 
 def epoch_non_digits(data: BranchData, per_kind: int, seed: int) -> np.ndarray:
@@ -81,6 +92,7 @@ def epoch_non_digits(data: BranchData, per_kind: int, seed: int) -> np.ndarray:
 
 
 def train_branch(
+    model: keras.Model,
     data: BranchData,
     epochs: int = 8,
     digits_per_epoch: int = 8000,
@@ -88,20 +100,23 @@ def train_branch(
     seed: int = 0,
     progress: Callable[[int, float], None] | None = None,
 ) -> keras.Model:
-    """A branch trained on digits (label 1) against non-digits (label 0), each side weighted
-    to half of the loss. Every epoch draws `digits_per_epoch` MNIST digits, all the styled
-    ones, and `per_kind` NEW non-digits of every training kind, so the branch never sees
-    the same scribble twice; all of them pass through the project's digit augmentation.
+    """A branch for classifier `model` (frozen, feeding the branch its features), trained
+    on digits (label 1) against non-digits (label 0), each side weighted to half of the
+    loss. Every epoch draws `digits_per_epoch` MNIST digits, all the styled ones, and
+    `per_kind` NEW non-digits of every training kind, so the branch never sees the same
+    scribble twice; all of them pass through the project's digit augmentation.
     `progress(epoch, loss)` is called after each epoch."""
     import keras
 
     from digitlab.training.augment import build_augmentation
 
-    branch = build_branch(seed)
+    trunk = keras.Model(model.inputs, last_dense(model).input)
+    trunk.trainable = False
+    branch = build_branch(trunk.outputs[0].shape[-1], seed)
     logits = keras.Model(branch.inputs, branch.get_layer(LOGIT_LAYER).output)
-    trainer = keras.Sequential(
-        [keras.Input((28, 28)), build_augmentation(seed=seed), logits], name="branch_trainer"
-    )
+    pixels = keras.Input((28, 28))
+    augmented = build_augmentation(seed=seed)(pixels)
+    trainer = keras.Model(pixels, logits([augmented, trunk(augmented)]), name="branch_trainer")
     batch_size = 128
     steps = epochs * -(-(digits_per_epoch + len(data.styled) + per_kind * 8) // batch_size)
     trainer.compile(
@@ -134,7 +149,8 @@ def train_branch(
 
 
 def attach_branch(model: keras.Model, branch: keras.Model, threshold: float) -> keras.Model:
-    """`model` (N x 10 probabilities) with a frozen copy of `branch` beside it: N x 11
+    """`model` (N x 10 probabilities) with a frozen copy of `branch` beside it, fed the
+    image and the model's penultimate features: N x 11
     outputs, the 11th the digit score, 0.5 where the branch's logit equals `threshold`.
     Raises `ModelError` when the model does not output 10 probabilities or already has a
     branch."""
@@ -150,6 +166,6 @@ def attach_branch(model: keras.Model, branch: keras.Model, threshold: float) -> 
     shifted.get_layer(LOGIT_LAYER).set_weights([kernel, bias - threshold])
     shifted.trainable = False
     outputs = keras.layers.Concatenate(name=OUTPUT_LAYER)(
-        [model.outputs[0], shifted(model.inputs[0])]
+        [model.outputs[0], shifted([model.inputs[0], last_dense(model).input])]
     )
     return keras.Model(model.inputs, outputs, name=model.name)
