@@ -1,0 +1,171 @@
+"""The "not a digit" branch: a small convolutional network with features of its own, beside
+the digit classifier, trained on digits against non-digits drawn afresh every epoch.
+
+A head on the classifier's penultimate features (`heads`) reaches only so far: features
+learnt to tell digits apart need not tell a letter from a digit. The branch reads the image
+itself, so the digit classifier stays exactly as it was: the registry's `strided` network
+(stride-2 convolutions, about 100k weights, fast on a CPU), its last feature map beside the
+frozen classifier's penultimate features, then Dense 64 ReLU, one logit and a sigmoid.
+
+The attached model follows the shared contract: Input -> [classifier -> 10 probabilities]
+++ [branch -> digit_score] -> Concatenate -> N x 11. The threshold chosen on held-out data
+is folded into the logit's bias, so it sits at exactly 0.5 in every runtime and export.
+Only stock layers are used (the branch is a nested functional model), so the model loads
+with `safe_mode` and exports to ONNX and TFLite; the branch is frozen, so training the model
+again (fine-tuning) leaves it as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from digitlab.errors import ModelError
+from digitlab.not_digit.non_digits import NEEDS_SOURCE, TRAINING_KINDS, make_non_digits
+from digitlab.not_digit.scores import last_dense
+
+if TYPE_CHECKING:
+    import keras
+
+BRANCH_NAME = "not_digit"
+LOGIT_LAYER = "digit_logit"
+OUTPUT_LAYER = "probabilities_and_digit_score"
+NUM_DIGITS = 10
+
+
+@dataclass(frozen=True)
+class BranchData:
+    """What the branch learns from: `digits` (MNIST training digits, augmented as they are
+    drawn), `styled` (training digits in the styles of `styles`, read back by `to_mnist`),
+    and the sources non-digits are cut from: MNIST training digits for fragments and pairs,
+    Fashion-MNIST's training split for clothes."""
+
+    digits: np.ndarray
+    styled: np.ndarray
+    fashion: np.ndarray
+
+
+def build_branch(feature_size: int, seed: int = 0) -> keras.Model:
+    """An untrained branch of two inputs, raw 28 x 28 pixels and the classifier's
+    `feature_size` penultimate features: `strided`'s convolutions on the pixels, beside the
+    features (batch-normalised, as their scales differ), -> Dense 64 ReLU -> one logit
+    (`digit_logit`) -> sigmoid: the digit score."""
+    import keras
+
+    from digitlab.models import build_strided
+
+    keras.utils.set_random_seed(seed)
+    strided = build_strided(num_classes=2)
+    features = keras.Input((feature_size,), name="classifier_features")
+    scaled = keras.layers.BatchNormalization(name="features_bn")(features)
+    both = keras.layers.Concatenate(name="both")([strided.get_layer("flatten").output, scaled])
+    hidden = keras.layers.Dense(64, activation="relu", name="hidden")(both)
+    logit = keras.layers.Dense(1, name=LOGIT_LAYER)(hidden)
+    score = keras.layers.Activation("sigmoid", name="digit_score")(logit)
+    return keras.Model([*strided.inputs, features], score, name=BRANCH_NAME)
+
+
+def branch_logits(
+    branch: keras.Model, images: np.ndarray, features: np.ndarray, batch_size: int = 512
+) -> np.ndarray:
+    """The branch's raw score (its logit, higher = more digit-like) of N x 28 x 28 images
+    and their classifier features."""
+    import keras
+
+    logits = keras.Model(branch.inputs, branch.get_layer(LOGIT_LAYER).output)
+    outputs = logits.predict([images, features], batch_size=batch_size, verbose=0)
+    return np.asarray(outputs)[:, 0]
+
+
+def epoch_non_digits(data: BranchData, per_kind: int, seed: int) -> np.ndarray:
+    """`per_kind` fresh non-digits of every training kind, drawn with `seed`."""
+    sources = {"digits": data.digits, "fashion": data.fashion}
+    return np.concatenate(
+        [
+            make_non_digits(kind, per_kind, seed, source=sources.get(NEEDS_SOURCE.get(kind, "")))
+            for kind in TRAINING_KINDS
+        ]
+    )
+
+
+def train_branch(
+    model: keras.Model,
+    data: BranchData,
+    epochs: int = 8,
+    digits_per_epoch: int = 8000,
+    per_kind: int = 1000,
+    seed: int = 0,
+    progress: Callable[[int, float], None] | None = None,
+) -> keras.Model:
+    """A branch for classifier `model` (frozen, feeding the branch its features), trained
+    on digits (label 1) against non-digits (label 0), each side weighted to half of the
+    loss. Every epoch draws `digits_per_epoch` MNIST digits, all the styled ones, and
+    `per_kind` NEW non-digits of every training kind, so the branch never sees the same
+    scribble twice; all of them pass through the project's digit augmentation.
+    `progress(epoch, loss)` is called after each epoch."""
+    import keras
+
+    from digitlab.training.augment import build_augmentation
+
+    trunk = keras.Model(model.inputs, last_dense(model).input)
+    trunk.trainable = False
+    branch = build_branch(trunk.outputs[0].shape[-1], seed)
+    logits = keras.Model(branch.inputs, branch.get_layer(LOGIT_LAYER).output)
+    pixels = keras.Input((28, 28))
+    augmented = build_augmentation(seed=seed)(pixels)
+    trainer = keras.Model(pixels, logits([augmented, trunk(augmented)]), name="branch_trainer")
+    batch_size = 128
+    steps = epochs * -(-(digits_per_epoch + len(data.styled) + per_kind * 8) // batch_size)
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, steps)),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+    )
+    for epoch in range(epochs):
+        rng = np.random.default_rng([seed, epoch])
+        picks = rng.choice(len(data.digits), size=digits_per_epoch, replace=False)
+        digits = np.concatenate([data.digits[picks], data.styled])
+        others = epoch_non_digits(data, per_kind, seed=1000 * (seed + 1) + epoch)
+        images = np.concatenate([digits, others]).astype(np.float32)
+        labels = np.r_[np.ones(len(digits)), np.zeros(len(others))].astype(np.float32)
+        weights = np.where(
+            labels == 1, len(labels) / (2 * len(digits)), len(labels) / (2 * len(others))
+        )
+        history = trainer.fit(
+            images,
+            labels,
+            sample_weight=weights,
+            batch_size=batch_size,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            shuffle=True,
+            verbose=0,
+        )
+        if progress is not None:
+            progress(epoch + 1, float(history.history["loss"][-1]))
+    return branch
+
+
+def attach_branch(model: keras.Model, branch: keras.Model, threshold: float) -> keras.Model:
+    """`model` (N x 10 probabilities) with a frozen copy of `branch` beside it, fed the
+    image and the model's penultimate features: N x 11
+    outputs, the 11th the digit score, 0.5 where the branch's logit equals `threshold`.
+    Raises `ModelError` when the model does not output 10 probabilities or already has a
+    branch."""
+    import keras
+
+    if any(layer.name == BRANCH_NAME for layer in model.layers):
+        raise ModelError(f"model {model.name!r} already has a not-a-digit branch")
+    if len(model.outputs) != 1 or model.outputs[0].shape[-1] != NUM_DIGITS:
+        raise ModelError(f"model {model.name!r} does not output {NUM_DIGITS} probabilities")
+    shifted = keras.models.clone_model(branch)
+    shifted.set_weights(branch.get_weights())
+    kernel, bias = shifted.get_layer(LOGIT_LAYER).get_weights()
+    shifted.get_layer(LOGIT_LAYER).set_weights([kernel, bias - threshold])
+    shifted.trainable = False
+    outputs = keras.layers.Concatenate(name=OUTPUT_LAYER)(
+        [model.outputs[0], shifted([model.inputs[0], last_dense(model).input])]
+    )
+    return keras.Model(model.inputs, outputs, name=model.name)

@@ -1,0 +1,105 @@
+"""The named image sets the not-a-digit scores are trained, tuned and measured on.
+
+Three disjoint roles, each a dict of name -> N x 28 x 28 uint8 and a flag saying which are
+digits:
+
+    training    MNIST training digits, the same rendered in every style of `styles` and read
+                back by `to_mnist`, and every TRAINING kind of non-digit
+    validation  other MNIST training digits, plain and styled: the threshold is chosen here
+    report      MNIST test, MNIST test digits in every style, scikit-learn's UCI digits (43
+                writers outside MNIST), and every HELD-OUT kind of non-digit
+
+Styled images go through the real path: rendered as image files, then `to_mnist`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from digitlab.data.sources import load_mnist
+from digitlab.images.mnist_style import to_mnist
+from digitlab.not_digit.non_digits import (
+    HELD_OUT_KINDS,
+    NEEDS_SOURCE,
+    TRAINING_KINDS,
+    load_fashion_mnist,
+    make_non_digits,
+)
+from digitlab.styles import STYLES, render
+
+
+@dataclass
+class ImageSets:
+    """Named image sets, and which of them hold digits."""
+
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+    digits: set[str] = field(default_factory=set)
+
+    def add(self, name: str, images: np.ndarray, is_digit: bool) -> None:
+        self.images[name] = images
+        if is_digit:
+            self.digits.add(name)
+
+
+def styled_digits(digits: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Every style of `styles` applied to `digits`, each file read back through `to_mnist`."""
+    result = {}
+    for number, style in enumerate(STYLES):
+        rng = np.random.default_rng([seed, number])
+        result[style] = np.stack([to_mnist(render(digit, style, rng)[0]) for digit in digits])
+    return result
+
+
+def uci_digits() -> np.ndarray:
+    """scikit-learn's 1,797 UCI 8x8 digits, dark on white, read through `to_mnist`."""
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images
+    return np.stack(
+        [to_mnist(np.rint(255 - image * 255 / 16).astype(np.uint8)) for image in images]
+    )
+
+
+def _non_digits(
+    sets: ImageSets, counts: int, seed: int, held_out: bool, digits: np.ndarray
+) -> None:
+    fashion = load_fashion_mnist("t10k" if held_out else "train")
+    sources = {"digits": digits, "fashion": fashion}
+    for kind in HELD_OUT_KINDS if held_out else TRAINING_KINDS:
+        source = sources[NEEDS_SOURCE[kind]] if kind in NEEDS_SOURCE else None
+        sets.add(kind, make_non_digits(kind, counts, seed, held_out, source), is_digit=False)
+
+
+def training_sets(seed: int = 0, mnist_count: int = 20000, per_kind: int = 3000) -> ImageSets:
+    """Digits and TRAINING non-digits to fit a head on."""
+    (x_train, _), _ = load_mnist()
+    sets = ImageSets()
+    sets.add("mnist train", x_train[:mnist_count], is_digit=True)
+    for style, images in styled_digits(x_train[mnist_count : mnist_count + 400], seed).items():
+        sets.add(f"styled {style}", images, is_digit=True)
+    _non_digits(sets, per_kind, seed, held_out=False, digits=x_train[:50000])
+    return sets
+
+
+def validation_sets(seed: int = 0) -> ImageSets:
+    """Digits never trained on (MNIST training digits 50,000 onwards) to choose the threshold."""
+    (x_train, _), _ = load_mnist()
+    sets = ImageSets()
+    sets.add("mnist validation", x_train[50000:55000], is_digit=True)
+    styled = styled_digits(x_train[55000:55300], seed + 1)
+    sets.add("styled validation", np.concatenate(list(styled.values())), is_digit=True)
+    return sets
+
+
+def report_sets(seed: int = 0, per_style: int = 200, per_kind: int = 1000) -> ImageSets:
+    """MNIST test, styled MNIST test, UCI digits and HELD-OUT non-digits, to report on."""
+    _, (x_test, _) = load_mnist()
+    sets = ImageSets()
+    sets.add("mnist test", x_test, is_digit=True)
+    for style, images in styled_digits(x_test[:per_style], seed + 2).items():
+        sets.add(style, images, is_digit=True)
+    sets.add("uci 8x8 digits", uci_digits(), is_digit=True)
+    _non_digits(sets, per_kind, seed, held_out=True, digits=x_test)
+    return sets

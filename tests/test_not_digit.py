@@ -1,0 +1,128 @@
+"""The "not a digit" data and head: generators, the head on a real model, the shipped model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import onnxruntime
+import pytest
+
+from conftest import MnistArrays
+from digitlab.errors import ModelError
+from digitlab.inference.export import _write
+from digitlab.inference.modelfile import load_keras_model
+from digitlab.inference.pretrained import pretrained_model_path, pretrained_onnx_path
+from digitlab.not_digit.branch import (
+    BRANCH_NAME,
+    BranchData,
+    attach_branch,
+    branch_logits,
+    train_branch,
+)
+from digitlab.not_digit.glyphs import LETTERS, SYMBOLS
+from digitlab.not_digit.non_digits import (
+    HELD_OUT_KINDS,
+    NEEDS_SOURCE,
+    TRAINED_LETTERS,
+    TRAINED_SYMBOLS,
+    TRAINING_KINDS,
+    UNSEEN_KINDS,
+    UNSEEN_LETTERS,
+    UNSEEN_SYMBOLS,
+    load_fashion_mnist,
+    make_non_digits,
+)
+from digitlab.not_digit.scores import penultimate_features
+
+
+def _source(kind: str, mnist: MnistArrays) -> np.ndarray | None:
+    if kind not in NEEDS_SOURCE:
+        return None
+    return load_fashion_mnist("t10k")[:200] if kind == "fashion" else mnist[1][0][:200]
+
+
+@pytest.mark.parametrize(
+    ("kind", "held_out"),
+    [(kind, False) for kind in TRAINING_KINDS] + [(kind, True) for kind in HELD_OUT_KINDS],
+)
+def test_non_digits_are_deterministic_inked_28x28_uint8(
+    kind: str, held_out: bool, mnist: MnistArrays
+) -> None:
+    first = make_non_digits(kind, 6, seed=3, held_out=held_out, source=_source(kind, mnist))
+    again = make_non_digits(kind, 6, seed=3, held_out=held_out, source=_source(kind, mnist))
+    other = make_non_digits(kind, 6, seed=4, held_out=held_out, source=_source(kind, mnist))
+    assert first.shape == (6, 28, 28) and first.dtype == np.uint8
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert (first.reshape(6, -1).max(axis=1) == 255).all()  # every image has a full-ink core
+
+
+def _shipped_outputs(images: np.ndarray) -> np.ndarray:
+    session = onnxruntime.InferenceSession(str(pretrained_onnx_path()))
+    name = session.get_inputs()[0].name
+    return np.asarray(session.run(None, {name: images.astype(np.float32)})[0])
+
+
+def test_letters_and_symbols_are_split_into_trained_and_unseen_halves() -> None:
+    for glyphs, trained, unseen in (
+        (LETTERS, TRAINED_LETTERS, UNSEEN_LETTERS),
+        (SYMBOLS, TRAINED_SYMBOLS, UNSEEN_SYMBOLS),
+    ):
+        assert not set(trained) & set(unseen)
+        assert set(trained) | set(unseen) == set(glyphs)
+        assert len(trained) - len(unseen) in (0, 1)
+    assert not set(UNSEEN_KINDS) & set(TRAINING_KINDS)
+    assert set(UNSEEN_KINDS) <= set(HELD_OUT_KINDS)
+
+
+def test_branch_attaches_with_original_probabilities_and_exports_to_onnx(
+    tiny_model_path: Path, mnist: MnistArrays, tmp_path: Path
+) -> None:
+    (x_train, _), (x_test, _) = mnist
+    model = load_keras_model(tiny_model_path)
+    data = BranchData(x_train[:1000], x_train[1000:1100], load_fashion_mnist("t10k")[:200])
+    branch = train_branch(model, data, epochs=1, digits_per_epoch=300, per_kind=30)
+    extended = attach_branch(model, branch, threshold=0.7)
+    path = tmp_path / "extended.keras"
+    extended.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    images = x_test[:50].astype(np.float32)
+    outputs = np.asarray(loaded.predict(images, verbose=0))
+    assert outputs.shape == (50, 11)
+    np.testing.assert_allclose(outputs[:, :10], model.predict(images, verbose=0), atol=1e-6)
+    features, _ = penultimate_features(model, images)
+    expected = 1 / (1 + np.exp(-(branch_logits(branch, images, features) - 0.7)))  # -> 0.5
+    np.testing.assert_allclose(outputs[:, 10], expected, atol=1e-5)
+    onnx_path = tmp_path / "extended.onnx"
+    _write(loaded, "onnx", onnx_path)
+    session = onnxruntime.InferenceSession(str(onnx_path))
+    exported = session.run(None, {session.get_inputs()[0].name: images})[0]
+    np.testing.assert_allclose(exported, outputs, atol=1e-4)
+
+
+def test_shipped_branch_is_frozen_and_not_attached_twice() -> None:
+    model = load_keras_model(pretrained_model_path())
+    assert model.outputs[0].shape[-1] == 11
+    branch = model.get_layer(BRANCH_NAME)
+    assert not branch.trainable and not branch.trainable_weights
+    features, _ = penultimate_features(model, np.zeros((2, 28, 28), np.uint8))
+    assert features.shape == (2, 128)  # the classifier's features, not the branch's
+    with pytest.raises(ModelError, match="already has a not-a-digit branch"):
+        attach_branch(model, branch, threshold=0.0)
+
+
+def test_shipped_model_flags_a_scribble_and_fashion_and_accepts_mnist(mnist: MnistArrays) -> None:
+    _, (x_test, y_test) = mnist
+    outputs = _shipped_outputs(x_test[:500])
+    assert np.mean(outputs[:, :10].argmax(axis=1) == y_test[:500]) >= 0.98
+    assert np.mean(outputs[:, 10] < 0.5) <= 0.025  # 0.96% of all MNIST test digits, documented
+    scribbles = make_non_digits("scrawls", 200, seed=1, held_out=True)
+    fashion = make_non_digits(
+        "fashion", 200, seed=1, held_out=True, source=load_fashion_mnist("t10k")
+    )
+    letters = make_non_digits("letters, unseen half", 200, seed=1, held_out=True)
+    assert np.mean(_shipped_outputs(scribbles)[:, 10] < 0.5) >= 0.45  # 59% documented
+    assert np.mean(_shipped_outputs(fashion)[:, 10] < 0.5) >= 0.95  # 99% documented
+    assert np.mean(_shipped_outputs(letters)[:, 10] < 0.5) >= 0.8  # 92% documented
