@@ -3,11 +3,14 @@
 Three disjoint roles, each a dict of name -> N x 28 x 28 uint8 and a flag saying which are
 digits:
 
-    training    MNIST training digits, the same rendered in every style of `styles` and read
-                back by `to_mnist`, and every TRAINING kind of non-digit
-    validation  other MNIST training digits, plain and styled: the threshold is chosen here
+    training    MNIST training digits, the same rendered in every style of `styles` and in
+                every generic look of `looks`, read back by `to_mnist`, and every TRAINING
+                kind of non-digit
+    validation  other MNIST training digits, plain, in every style and in every look, one
+                set each: the threshold is chosen here
     report      MNIST test, MNIST test digits in every style, scikit-learn's UCI digits (43
-                writers outside MNIST), and every HELD-OUT kind of non-digit
+                writers outside MNIST, evaluation-only: never trained or tuned on), and
+                every HELD-OUT kind of non-digit
 
 Styled images go through the real path: rendered as image files, then `to_mnist`.
 """
@@ -20,6 +23,7 @@ import numpy as np
 
 from digitlab.data.sources import load_mnist
 from digitlab.images.mnist_style import to_mnist
+from digitlab.not_digit.looks import digit_looks
 from digitlab.not_digit.non_digits import (
     HELD_OUT_KINDS,
     NEEDS_SOURCE,
@@ -79,17 +83,23 @@ def training_sets(seed: int = 0, mnist_count: int = 20000, per_kind: int = 3000)
     sets.add("mnist train", x_train[:mnist_count], is_digit=True)
     for style, images in styled_digits(x_train[mnist_count : mnist_count + 400], seed).items():
         sets.add(f"styled {style}", images, is_digit=True)
+    looked = digit_looks(x_train[mnist_count + 400 : mnist_count + 2400], seed)
+    for look, images in looked.items():
+        sets.add(f"look {look}", images, is_digit=True)
     _non_digits(sets, per_kind, seed, held_out=False, digits=x_train[:50000])
     return sets
 
 
 def validation_sets(seed: int = 0) -> ImageSets:
-    """Digits never trained on (MNIST training digits 50,000 onwards) to choose the threshold."""
+    """Digits never trained on (MNIST training digits 50,000 onwards) to choose the
+    threshold: plain, and one set per style and per look."""
     (x_train, _), _ = load_mnist()
     sets = ImageSets()
     sets.add("mnist validation", x_train[50000:55000], is_digit=True)
-    styled = styled_digits(x_train[55000:55300], seed + 1)
-    sets.add("styled validation", np.concatenate(list(styled.values())), is_digit=True)
+    for style, images in styled_digits(x_train[55000:55300], seed + 1).items():
+        sets.add(f"styled {style}", images, is_digit=True)
+    for look, images in digit_looks(x_train[55300:55600], seed + 1).items():
+        sets.add(f"look {look}", images, is_digit=True)
     return sets
 
 
