@@ -208,8 +208,9 @@ def main() -> None:
     args = parser.parse_args()
     model_path = args.model or pretrained_model_path()
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
-    cache = Path(os.environ.get("TMPDIR", "/tmp")) / "digitlab-not-digit" / f"{digest}-{args.seed}"
-    images_cache = cache.parent / f"images-looks-{args.seed}"
+    images = f"images-looks-{args.seed}"
+    cache = Path(os.environ.get("TMPDIR", "/tmp")) / "digitlab-not-digit" / f"{digest}-{images}"
+    images_cache = cache.parent / images
     cache.mkdir(parents=True, exist_ok=True)
     images_cache.mkdir(parents=True, exist_ok=True)
     model = load_keras_model(model_path)
