@@ -21,7 +21,9 @@ from digitlab.not_digit.branch import (
     branch_logits,
     train_branch,
 )
+from digitlab.not_digit.datasets import uci_digits
 from digitlab.not_digit.glyphs import LETTERS, SYMBOLS
+from digitlab.not_digit.looks import LOOKS, digit_looks
 from digitlab.not_digit.non_digits import (
     HELD_OUT_KINDS,
     NEEDS_SOURCE,
@@ -57,6 +59,19 @@ def test_non_digits_are_deterministic_inked_28x28_uint8(
     assert np.array_equal(first, again)
     assert not np.array_equal(first, other)
     assert (first.reshape(6, -1).max(axis=1) == 255).all()  # every image has a full-ink core
+
+
+def test_digit_looks_are_deterministic_28x28_uint8_and_differ_from_plain(
+    mnist: MnistArrays,
+) -> None:
+    digits = mnist[0][0][:5]
+    first, again, other = (digit_looks(digits, seed) for seed in (3, 3, 4))
+    assert set(first) == set(LOOKS)
+    for look, images in first.items():
+        assert images.shape == (5, 28, 28) and images.dtype == np.uint8
+        assert np.array_equal(images, again[look])
+        assert not np.array_equal(images, other[look])
+        assert not np.array_equal(images, digits)
 
 
 def _shipped_outputs(images: np.ndarray) -> np.ndarray:
@@ -117,12 +132,17 @@ def test_shipped_model_flags_a_scribble_and_fashion_and_accepts_mnist(mnist: Mni
     _, (x_test, y_test) = mnist
     outputs = _shipped_outputs(x_test[:500])
     assert np.mean(outputs[:, :10].argmax(axis=1) == y_test[:500]) >= 0.98
-    assert np.mean(outputs[:, 10] < 0.5) <= 0.025  # 0.96% of all MNIST test digits, documented
+    assert np.mean(outputs[:, 10] < 0.5) <= 0.015  # 0.3% of all MNIST test digits, documented
     scribbles = make_non_digits("scrawls", 200, seed=1, held_out=True)
     fashion = make_non_digits(
         "fashion", 200, seed=1, held_out=True, source=load_fashion_mnist("t10k")
     )
     letters = make_non_digits("letters, unseen half", 200, seed=1, held_out=True)
-    assert np.mean(_shipped_outputs(scribbles)[:, 10] < 0.5) >= 0.45  # 59% documented
-    assert np.mean(_shipped_outputs(fashion)[:, 10] < 0.5) >= 0.95  # 99% documented
-    assert np.mean(_shipped_outputs(letters)[:, 10] < 0.5) >= 0.8  # 92% documented
+    assert np.mean(_shipped_outputs(scribbles)[:, 10] < 0.5) >= 0.4  # 56% documented
+    assert np.mean(_shipped_outputs(fashion)[:, 10] < 0.5) >= 0.9  # 97% documented
+    assert np.mean(_shipped_outputs(letters)[:, 10] < 0.5) >= 0.6  # 74% documented
+
+
+def test_shipped_model_accepts_digits_of_writers_outside_mnist() -> None:
+    outputs = _shipped_outputs(uci_digits())  # 1,797 real digits, never trained or tuned on
+    assert np.mean(outputs[:, 10] < 0.5) <= 0.02  # 0.1% documented
