@@ -39,9 +39,9 @@ NUM_DIGITS = 10
 @dataclass(frozen=True)
 class BranchData:
     """What the branch learns from: `digits` (MNIST training digits, augmented as they are
-    drawn), `styled` (training digits in the styles of `styles`, read back by `to_mnist`),
-    and the sources non-digits are cut from: MNIST training digits for fragments and pairs,
-    Fashion-MNIST's training split for clothes."""
+    drawn), `styled` (training digits in the styles of `styles` and the looks of `looks`,
+    read back by `to_mnist`), and the sources non-digits are cut from: MNIST training digits
+    for fragments and pairs, Fashion-MNIST's training split for clothes."""
 
     digits: np.ndarray
     styled: np.ndarray
