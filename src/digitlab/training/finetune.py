@@ -43,10 +43,10 @@ if TYPE_CHECKING:
 # numpy, the image readers and Keras are imported inside the functions, so that the
 # command line can read this module's defaults without loading them.
 
-DEFAULT_EPOCHS = 4
-DEFAULT_REPLAY = 3000
+DEFAULT_EPOCHS = 3
+DEFAULT_REPLAY = 2000
 """MNIST training images replayed in each epoch, drawn afresh every epoch."""
-PERSON_SHARE = 0.25
+PERSON_SHARE = 1 / 3
 """The share of each epoch's images that are the person's (repeated as needed)."""
 LEARNING_RATE = 1e-4
 BATCH_SIZE = 64
@@ -110,6 +110,7 @@ def finetune(
     seed: int = 0,
     progress: Progress | None = None,
     held_out_fraction: float = HELD_OUT_FRACTION,
+    learning_rate: float = LEARNING_RATE,
     verbose: int = 0,
 ) -> FinetuneResult:
     """Fine-tune the `.keras` model `model` on the person's digits in `data`, into run folder `out`.
@@ -117,8 +118,8 @@ def finetune(
     `data` is a class-folder tree `DATA_DIR/<label>/<image>` (labels 0-9, any image size or
     look, read through `to_mnist`). `held_out_fraction` of each label's images is kept back
     and scored before and after. Each of the `epochs` mixes the rest (oversampled) with
-    `replay` MNIST training images. `progress`, when given, is called as the job advances;
-    `verbose` is Keras's `fit` verbosity (1 shows a progress bar).
+    `replay` MNIST training images, at `learning_rate`. `progress`, when given, is called
+    as the job advances; `verbose` is Keras's `fit` verbosity (1 shows a progress bar).
 
     Raises `ConfigError` for bad settings or an `out` that exists and is not empty (a run is
     never overwritten), `DataError` or `ImageError` naming the folder or file for unusable
@@ -146,7 +147,7 @@ def finetune(
         "replay": replay,
         "seed": seed,
         "held_out_fraction": held_out_fraction,
-        "learning_rate": LEARNING_RATE,
+        "learning_rate": learning_rate,
         "batch_size": BATCH_SIZE,
         "person_share": PERSON_SHARE,
         "person_images": {"train": len(person.y_train), "held_out": len(person.y_held)},
@@ -263,7 +264,7 @@ def _train(
     freeze_for_finetuning(inner, person.x_train[:64])
     model = training_model(inner, seed)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE),
+        optimizer=keras.optimizers.Adam(learning_rate=settings["learning_rate"]),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -293,7 +294,7 @@ def _train(
             "accuracy": history.history["accuracy"][epoch],
             "val_loss": history.history.get("val_loss", [math.nan] * epochs)[epoch],
             "val_accuracy": history.history.get("val_accuracy", [math.nan] * epochs)[epoch],
-            "learning_rate": LEARNING_RATE,
+            "learning_rate": settings["learning_rate"],
         }
         for epoch in range(epochs)
     ]
