@@ -15,8 +15,16 @@ from digitlab.atomic import atomic_path
 from digitlab.data.folders import export_image_folder
 from digitlab.images import to_mnist
 from digitlab.inference.predictor import Predictor
+from digitlab.inference.pretrained import pretrained_model_path
+from digitlab.styles import pen_strokes
+from digitlab.training.finetune_model import (
+    EpochMixer,
+    freeze_for_finetuning,
+    frozen_copy,
+    nearest_images,
+)
 from digitlab.training.person_digits import split_person_digits
-from digitlab.writers import write_writer
+from digitlab.writers import open_four, write_writer
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +127,7 @@ def test_finetune_teaches_a_habit_and_leaves_the_not_digit_head_alone(mnist, mod
     with atomic_path(with_head) as staged:
         _with_not_digit_head(mlp).save(staged)
     data = tmp_path / "slashed"
-    write_writer(data, "slashed-zero", x_train[50000:], y_train[50000:], 8, seed=0)
+    write_writer(data, "continental", x_train[50000:], y_train[50000:], 8, seed=0)
     zeros = np.stack([to_mnist(path) for path in sorted((data / "0").iterdir())])
 
     def zeros_read_right(path: Path) -> float:
@@ -143,3 +151,57 @@ def test_finetune_teaches_a_habit_and_leaves_the_not_digit_head_alone(mnist, mod
     )
     assert digit_kernel_moved.max() > 0.01
     assert result.before.person is None and 0.5 < result.after.mnist <= 1.0
+
+
+def test_replayed_digits_are_taught_the_models_own_answers_and_the_persons_their_labels(
+    mnist, model_path
+):
+    (x_train, y_train), _ = mnist
+    model = keras.saving.load_model(model_path)
+    teacher = frozen_copy(model)
+    # The person's labels are none the model would give, so their targets cannot pass for its.
+    person = (x_train[:6], (y_train[:6] + 1) % 10)
+    neighbours = np.array([100, 101])
+    mixer = EpochMixer(person, (x_train[:300], y_train[:300]), teacher, neighbours, 30, 0.5, 64, 0)
+    x, targets = mixer[0]
+    answers = teacher(x)
+    replayed = np.all(np.abs(targets - answers) < 1e-6, axis=1)
+    assert replayed.sum() == 30 and len(targets) == 60
+    np.testing.assert_array_equal(targets[~replayed].max(axis=1), 1.0)
+    np.testing.assert_array_equal(targets[~replayed].sum(axis=1), 1.0)
+    # The teacher stays as it was while the model it was copied from changes.
+    model.layers[-1].set_weights([weights * 0 for weights in model.layers[-1].get_weights()])
+    np.testing.assert_allclose(teacher(x), answers, atol=1e-6)
+
+
+def test_nearest_images_finds_each_persons_digit_among_other_writers(mnist, model_path):
+    (x_train, _), _ = mnist
+    model = keras.saving.load_model(model_path)
+    pool = x_train[1000:1500].copy()
+    person = x_train[:4]
+    pool[[17, 230, 301, 450]] = person
+    found = nearest_images(model, person, pool, per_image=1)
+    assert found.tolist() == [17, 230, 301, 450]
+    assert len(nearest_images(model, person, pool, per_image=5)) > 4
+
+
+def test_open_four_parts_the_upper_strokes_and_keeps_the_foot(mnist):
+    (x_train, y_train), _ = mnist
+    rng = np.random.default_rng(0)
+    for index in np.flatnonzero(y_train == 4)[:5]:
+        ink = pen_strokes(x_train[index], 5)
+        opened = open_four(ink, rng)
+        margin = opened.shape[1] - ink.shape[1]
+        foot = int(ink.shape[0] * 0.7)
+        np.testing.assert_allclose(opened[foot:, margin:], ink[foot:], atol=1e-5)
+        top_left = np.flatnonzero(opened[: ink.shape[0] // 5].max(axis=0) > 0.3).min()
+        assert (
+            top_left < margin + np.flatnonzero(ink[: ink.shape[0] // 5].max(axis=0) > 0.3).min() - 3
+        )
+
+
+def test_only_the_last_stages_and_never_batch_norm_are_left_to_train():
+    model = keras.saving.load_model(pretrained_model_path())
+    freeze_for_finetuning(model, np.zeros((2, 28, 28), np.float32), trainable_layers=3)
+    trainable = [layer.name for layer in model.layers if layer.trainable_variables]
+    assert trainable == ["conv3a", "conv3b", "probabilities"]

@@ -50,6 +50,14 @@ PERSON_SHARE = 1 / 3
 """The share of each epoch's images that are the person's (repeated as needed)."""
 LEARNING_RATE = 1e-4
 BATCH_SIZE = 64
+NEIGHBOURS = 20
+"""MNIST training images nearest to each of the person's digits that the model misreads,
+replayed in every epoch."""
+NEIGHBOUR_POOL = 10_000
+"""MNIST training images the nearest are looked for among."""
+TRAINABLE_LAYERS = 3
+"""Layers with weights, counted from the output, that fine-tuning trains (see
+`freeze_for_finetuning`); the shipped cnn's last convolution block and its classifier."""
 HELD_OUT_FRACTION = 0.2
 """The share of each label's images kept back to score on, never trained on."""
 
@@ -250,35 +258,47 @@ def _train(
 ) -> list[dict[str, float]]:
     """Fine-tune `inner` in place; return one history row per epoch."""
     import keras
+    import numpy as np
 
     from digitlab.training.finetune_model import (
         EpochMixer,
         TrainingProgress,
         freeze_for_finetuning,
+        frozen_copy,
+        nearest_images,
         training_model,
     )
+    from digitlab.training.person_digits import DIGIT_COLUMNS
     from digitlab.training.progress import step_progress_bar
 
     seed, epochs = settings["seed"], settings["epochs"]
     keras.utils.set_random_seed(seed)
-    freeze_for_finetuning(inner, person.x_train[:64])
-    model = training_model(inner, seed)
+    freeze_for_finetuning(inner, person.x_train[:64], TRAINABLE_LAYERS)
+    model = training_model(inner)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=settings["learning_rate"]),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        loss="categorical_crossentropy",
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
+    teacher = frozen_copy(inner)
+    misread = person.x_train[np.argmax(teacher(person.x_train), axis=1) != person.y_train]
+    pool = np.random.default_rng(seed).choice(len(y_mnist), NEIGHBOUR_POOL, replace=False)
+    neighbours = pool[nearest_images(inner, misread, x_mnist[pool], NEIGHBOURS)]
     batches = EpochMixer(
-        person.x_train,
-        person.y_train,
-        x_mnist,
-        y_mnist,
+        (person.x_train, person.y_train),
+        (x_mnist, y_mnist),
+        teacher,
+        neighbours,
         settings["replay"],
         PERSON_SHARE,
         BATCH_SIZE,
         seed,
     )
-    validation = (person.x_held, person.y_held) if len(person.y_held) else None
+    validation = (
+        (person.x_held.astype(np.float32), np.eye(DIGIT_COLUMNS, dtype=np.float32)[person.y_held])
+        if len(person.y_held)
+        else None
+    )
     callbacks = [TrainingProgress(lambda epoch, within: report("training", epoch, within))]
     history = model.fit(
         batches,
