@@ -43,12 +43,12 @@ if TYPE_CHECKING:
 # numpy, the image readers and Keras are imported inside the functions, so that the
 # command line can read this module's defaults without loading them.
 
-DEFAULT_EPOCHS = 3
+DEFAULT_EPOCHS = 5
 DEFAULT_REPLAY = 2000
 """MNIST training images replayed in each epoch, drawn afresh every epoch."""
 PERSON_SHARE = 1 / 3
 """The share of each epoch's images that are the person's (repeated as needed)."""
-LEARNING_RATE = 1e-4
+LEARNING_RATE = 2e-4
 BATCH_SIZE = 64
 NEIGHBOURS = 20
 """MNIST training images nearest to each of the person's digits that the model misreads,
