@@ -2,18 +2,24 @@
 
 Some hands are misread systematically (slashed zeros, flagged 1s, crossed 7s); no amount
 of MNIST fixes one person's habit. `finetune` starts from a trained `.keras` model and
-trains it briefly on the person's digits (`person_digits`), each epoch mixed with a fresh
-draw of replayed MNIST training images so that the other writers' digits stay learned:
+trains it briefly on the person's digits (`person_digits`), each epoch mixed with replayed
+MNIST training images so that the other writers' digits stay learned:
 
 - the person's images are repeated to make up `PERSON_SHARE` of each epoch, since a few
   dozen images would otherwise be lost among thousands of replayed ones;
-- digit-safe augmentation (`augment`, never flips) in front of the model, so a handful of
+- the replayed images are the `NEIGHBOURS` nearest each of the person's digits the model
+  misreads (what teaching that habit would pull along), and a fresh draw each epoch; they
+  are taught the model's own answers on them (distillation), not only their labels;
+- digit-safe augmentation (`augment`, never flips) of every image, so a handful of
   samples teach a habit rather than those exact images;
-- a low learning rate, and every BatchNormalization layer frozen (in Keras 3 a frozen
-  BatchNormalization runs in inference mode), so the statistics learned on 60,000 images
-  are not replaced by those of one person's few;
+- only the last `TRAINABLE_LAYERS` layers with weights train, and every
+  BatchNormalization layer is frozen (in Keras 3 a frozen BatchNormalization runs in
+  inference mode): the early stages find strokes, which a habit does not need changed,
+  and the statistics learned on 60,000 images are not replaced by one person's few;
 - the loss is on the 10 digit columns only; a model that also outputs a "not a digit"
   score (an 11th column) keeps the layers that only that column depends on frozen.
+
+docs/personalize.md shows how these were chosen, measured by bench/personalize.py.
 
 The result is a normal run folder (`run_folder`): config.json, history.csv, curves.png,
 summary.json with the accuracies before and after, model.keras and its checked ONNX copy.
@@ -158,6 +164,9 @@ def finetune(
         "learning_rate": learning_rate,
         "batch_size": BATCH_SIZE,
         "person_share": PERSON_SHARE,
+        "trainable_layers": TRAINABLE_LAYERS,
+        "neighbours_per_misread_image": NEIGHBOURS,
+        "replay_targets": "the starting model's probabilities (distillation)",
         "person_images": {"train": len(person.y_train), "held_out": len(person.y_held)},
     }
     with folder.writing():
