@@ -9,8 +9,9 @@ the throughput (Little's law), so this shows the server's capacity. With --rate,
 send on a fixed schedule of that many requests per second in total (open loop), which shows
 the latency at a given load; several rates are measured one after the other on the same
 server. Prints the requests answered per second, latency percentiles, and the errors (any
-answer but 200, or one without 10 probabilities per digit); for a server it started itself,
-also the CPU time the server's processes spent per answered request.
+answer but 200, or one without 10 probabilities per digit), the CPU time the clients
+themselves spent (they share the machine's cores with a server on the same machine), and for
+a server it started itself, the CPU time the server's processes spent per answered request.
 
 The clients speak HTTP/1.1 over asyncio streams directly. httpx measured about 3 ms of CPU
 per request here, as much as the server itself; on a 2-core machine shared with the server
@@ -210,18 +211,19 @@ async def run_load(
     warmup_s: float,
     rate: float | None,
     cpu_clock: Callable[[], float] | None = None,
-) -> tuple[Tally, float, float | None]:
+) -> tuple[Tally, float, float | None, float]:
     """Run the clients for `warmup_s` and then `duration_s`.
 
     Returns what they measured, the seconds from the window's start to the last answer
-    to a request started in it (the divisor of the throughput), and how far `cpu_clock`
-    (the server's CPU seconds, when given) advanced during the window.
+    to a request started in it (the divisor of the throughput), how far `cpu_clock`
+    (the server's CPU seconds, when given) advanced during the window, and the CPU
+    seconds this process (the clients) spent in it.
     """
     tally = Tally()
     measure_from = time.perf_counter() + warmup_s
     window = Window(measure_from, measure_from + duration_s)
     interval_s = clients / rate if rate else None
-    _, cpu_s = await asyncio.gather(
+    _, cpu_s, client_cpu_s = await asyncio.gather(
         asyncio.gather(
             *(
                 client(url, path, pngs, k * len(pngs) // clients, window, interval_s, tally)
@@ -229,8 +231,10 @@ async def run_load(
             )
         ),
         clock_over_window(cpu_clock, window),
+        clock_over_window(time.process_time, window),
     )
-    return tally, max(duration_s, tally.last_answer_at - window.measure_from), cpu_s
+    elapsed_s = max(duration_s, tally.last_answer_at - window.measure_from)
+    return tally, elapsed_s, cpu_s, client_cpu_s or 0.0
 
 
 async def clock_over_window(clock: Callable[[], float] | None, window: Window) -> float | None:
@@ -254,9 +258,16 @@ def server_cpu_seconds() -> float:
 
 
 def report(
-    tally: Tally, elapsed_s: float, clients: int, rate: float | None, cpu_s: float | None
+    tally: Tally,
+    elapsed_s: float,
+    clients: int,
+    rate: float | None,
+    cpu_s: float | None,
+    client_cpu_s: float,
+    duration_s: float,
 ) -> str:
-    """The figures as a few lines of text; `cpu_s` is the server's CPU time, when known."""
+    """The figures as a few lines of text; `cpu_s` is the server's CPU time, when known,
+    and `client_cpu_s` the clients' over the `duration_s` window."""
     latencies_ms = np.array(tally.latencies_s) * 1000
     count = latencies_ms.size
     mode = f"open loop at {rate:g} requests/s" if rate else "closed loop"
@@ -274,6 +285,11 @@ def report(
     lines.append(f"errors:        {sum(tally.errors.values())} ({errors})")
     if cpu_s is not None and count:
         lines.append(f"server CPU:    {cpu_s * 1000 / count:.2f} ms per answered request")
+    if count:
+        lines.append(
+            f"client CPU:    {client_cpu_s * 1000 / count:.2f} ms per answered request "
+            f"({client_cpu_s / duration_s:.0%} of one core)"
+        )
     return "\n".join(lines)
 
 
@@ -318,8 +334,11 @@ def main() -> None:
             load = run_load(
                 url, path, pngs, args.clients, args.duration, args.warmup, rate, cpu_clock
             )
-            tally, elapsed_s, cpu_s = asyncio.run(load)
-            print(report(tally, elapsed_s, args.clients, rate, cpu_s), flush=True)
+            tally, elapsed_s, cpu_s, client_cpu_s = asyncio.run(load)
+            figures = report(
+                tally, elapsed_s, args.clients, rate, cpu_s, client_cpu_s, args.duration
+            )
+            print(figures, flush=True)
 
 
 if __name__ == "__main__":

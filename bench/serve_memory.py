@@ -36,8 +36,8 @@ from PIL import Image
 from digitlab.data.sources import load_mnist
 from digitlab.errors import ImageTooLargeError
 from digitlab.images import memory_needed
-from digitlab.serve.app import MAX_IMAGE_MEMORY
 from digitlab.serve.process import server_process
+from digitlab.serve.uploads import MAX_IMAGE_MEMORY
 from digitlab.tables import text_table
 
 # name -> (Pillow mode, format, save options, content type)

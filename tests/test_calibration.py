@@ -103,7 +103,9 @@ def test_baked_model_gives_softmax_of_logits_over_the_temperature(calibrated, mn
     assert calibrated.layers[-3].get_config()["activation"] == "linear"
 
 
-def test_recalibrating_replaces_the_temperature_instead_of_stacking_it(calibrated, mnist_test_images):
+def test_recalibrating_replaces_the_temperature_instead_of_stacking_it(
+    calibrated, mnist_test_images
+):
     x, _ = mnist_test_images
     recalibrated = with_temperature(calibrated, 3.0)
     assert temperature_of(recalibrated) == pytest.approx(3.0)

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from digitlab.cli import app
+from digitlab.inference.digit_score import split_outputs
 from digitlab.inference.modelfile import load_keras_model
 from digitlab.models import build_model
 from digitlab.training.config import TrainConfig
@@ -122,7 +123,8 @@ def test_ensemble_tta_averages_every_member_over_shifted_views(ensembles, member
 
 
 def _accuracy(model, images: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(_probabilities(model, images).argmax(axis=1) == labels))
+    probabilities, _ = split_outputs(_probabilities(model, images))
+    return float(np.mean(probabilities.argmax(axis=1) == labels))
 
 
 def test_tta_shifted_views_keep_a_trained_models_accuracy(held_out):

@@ -93,5 +93,9 @@ def test_shipped_model_loads_in_plain_keras_and_reaches_its_accuracy(mnist):
     assert path.suffix == ".keras" and path.stat().st_size < 4_000_000
     _, (x_test, y_test) = mnist
     model = keras.models.load_model(path, safe_mode=True, compile=False)
-    predictions = model.predict(x_test, batch_size=1000, verbose=0).argmax(axis=1)
-    assert (predictions == y_test).mean() >= 0.995
+    outputs = model.predict(x_test, batch_size=1000, verbose=0)
+    # Ten digit probabilities, then the digit score (docs/models.md, "Not a digit").
+    assert outputs.shape == (len(x_test), 11)
+    np.testing.assert_allclose(outputs[:, :10].sum(axis=1), 1, atol=1e-4)
+    assert ((outputs[:, 10] >= 0) & (outputs[:, 10] <= 1)).all()
+    assert (outputs[:, :10].argmax(axis=1) == y_test).mean() >= 0.995

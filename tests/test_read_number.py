@@ -15,7 +15,16 @@ from digitlab.images import decode, extract_ink, to_grayscale, to_mnist
 from digitlab.inference.predictor import FileFailure, FileReading, Predictor
 from digitlab.number_images import LOOKS, compose_number
 from digitlab.reading import read_number
-from digitlab.reading.segment import blobs
+from digitlab.reading.number import SPLIT_WIDTH
+from digitlab.reading.segment import (
+    CUT_STEP,
+    CUT_TURN_COST,
+    MIN_PART,
+    _cheapest_seams,
+    blobs,
+    join_fragments,
+    typical_height,
+)
 from digitlab.styles import render
 
 
@@ -160,3 +169,57 @@ def test_a_number_is_read_in_few_classifier_calls(held_out_digits, predictor, mo
     for item in numbers:
         read_number(item.data, predictor)
     assert len(calls) <= 2.5 * len(numbers)
+
+
+def _seams_by_argmin(cost, starts, band, inside):
+    """`_cheapest_seams`'s definition, step by step: each row's cheapest of the three cells
+    above (left, straight, right; the first on a tie, as `argmin`), then back from the
+    cheapest cell of the last row."""
+    height, width = cost.shape
+    columns = np.arange(width)
+    allowed = (np.abs(columns[np.newaxis, :] - starts[:, np.newaxis]) <= band) & (
+        (columns >= inside[0]) & (columns <= inside[1])
+    )
+    barred = np.where(allowed, 0.0, np.inf)
+    total = cost[0] + barred
+    steps = np.ones((height, len(starts), width), np.int8)
+    options = np.full((3, len(starts), width), np.inf)
+    for row in range(1, height):
+        options[0, :, 1:] = total[:, :-1] + CUT_TURN_COST
+        options[1] = total
+        options[2, :, :-1] = total[:, 1:] + CUT_TURN_COST
+        steps[row] = options.argmin(axis=0)
+        total = np.take_along_axis(options, steps[row][np.newaxis], axis=0)[0]
+        total += cost[row] + barred
+    seams = np.zeros((len(starts), height), np.int64)
+    seams[:, -1] = total.argmin(axis=1)
+    for row in range(height - 1, 0, -1):
+        seams[:, row - 1] = seams[:, row] + steps[row, np.arange(len(starts)), seams[:, row]] - 1
+    return seams, total.min(axis=1)
+
+
+def test_cut_seams_are_the_cheapest_paths_ties_broken_as_argmin(held_out_digits):
+    # The seam search is vectorised for speed; every seam and cost must stay what the
+    # step-by-step definition gives, or readings would change.
+    cases = []
+    for item in _numbers(held_out_digits, 12, "touching", seed=21):
+        ink = extract_ink(to_grayscale(decode(item.data)))
+        pieces = join_fragments(blobs(ink))
+        height = typical_height(pieces)
+        for piece in pieces:
+            step = max(1.0, CUT_STEP * height)
+            starts = np.arange(MIN_PART * height, piece.width - MIN_PART * height + 1, step)
+            inside = (MIN_PART * height, piece.width - 1 - MIN_PART * height)
+            if piece.width >= SPLIT_WIDTH * height and starts.size:
+                cases.append((piece.ink(ink), starts, step, inside))
+    assert len(cases) >= 10
+    rng = np.random.default_rng(5)
+    for _ in range(20):  # costs of 0 and 1 only: many paths tie
+        cases.append(
+            (rng.integers(0, 2, (30, 40)).astype(np.float32), np.arange(2.0, 38, 3), 3, (2, 37))
+        )
+    for case in cases:
+        seams, totals = _cheapest_seams(*case)
+        expected_seams, expected_totals = _seams_by_argmin(*case)
+        assert np.array_equal(seams, expected_seams)
+        assert np.array_equal(totals, expected_totals)

@@ -29,16 +29,16 @@ from PIL import Image
 from digit_images import paper_png, png_bytes
 from digitlab.images import memory_needed, to_mnist
 from digitlab.inference.predictor import Predictor
-from digitlab.serve.app import (
+from digitlab.serve.app import create_app
+from digitlab.serve.batching import InferenceBatcher
+from digitlab.serve.limits import BodySizeLimitMiddleware
+from digitlab.serve.process import free_port, server_process
+from digitlab.serve.uploads import (
     INLINE_MAX_BYTES,
     INLINE_MAX_IMAGE_MEMORY,
     MAX_BODY_BYTES,
     MAX_IMAGE_MEMORY,
-    create_app,
 )
-from digitlab.serve.batching import InferenceBatcher
-from digitlab.serve.limits import BodySizeLimitMiddleware
-from digitlab.serve.process import free_port, server_process
 
 # `model_path` and `server_url` (conftest.py): the trained model and the real server, shared
 # with the other serving tests.

@@ -19,8 +19,9 @@ from digitlab.images import memory_needed
 from digitlab.inference.predictor import Predictor
 from digitlab.number_images import ComposedNumber, compose_number
 from digitlab.reading import read_number
-from digitlab.serve.app import INLINE_MAX_BYTES, INLINE_MAX_IMAGE_MEMORY, MAX_BODY_BYTES, create_app
+from digitlab.serve.app import create_app
 from digitlab.serve.batching import InferenceBatcher
+from digitlab.serve.uploads import INLINE_MAX_BYTES, INLINE_MAX_IMAGE_MEMORY, MAX_BODY_BYTES
 
 
 @pytest.fixture(scope="module")

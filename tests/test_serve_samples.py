@@ -24,10 +24,11 @@ from PIL import Image
 
 from digit_images import paper_png, png_bytes
 from digitlab.images import to_mnist
-from digitlab.serve.app import MAX_BODY_BYTES, create_app
+from digitlab.serve.app import create_app
 from digitlab.serve.process import free_port, server_process, wait_until_healthy
 from digitlab.serve.samples import SampleStore, default_samples_dir
 from digitlab.serve.teaching import MIN_SAMPLES_PER_DIGIT, TeachingSettings
+from digitlab.serve.uploads import MAX_BODY_BYTES
 
 SAMPLE_ID = re.compile(r"[0-9a-f]{32}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -333,13 +334,14 @@ def test_run_interrupted_before_its_first_epoch_resumes_from_epoch_zero(tmp_path
     # An epoch long enough (hundreds of steps) that the interrupt lands in it on a busy machine.
     settings = ["--limit", "20000", "--epochs", "1", "--batch-size", "32", "--no-augment"]
     settings += ["--set", "model_options.hidden_units=[64]"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "digitlab", "train", *settings, "--out", str(run_dir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
+    stderr_path = tmp_path / "stderr.txt"
+    with open(stderr_path, "w") as stderr_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "digitlab", "train", *settings, "--out", str(run_dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr_file,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
     try:
         deadline = time.monotonic() + 240
         while not (run_dir / "config.json").exists():
@@ -347,17 +349,19 @@ def test_run_interrupted_before_its_first_epoch_resumes_from_epoch_zero(tmp_path
             assert time.monotonic() < deadline, "no config.json within the time limit"
             time.sleep(0.01)
         # Python drops a KeyboardInterrupt raised inside a garbage-collector callback (JAX
-        # registers one), so a Ctrl-C can be lost: press it again, as a person would.
+        # registers one), so a Ctrl-C can be lost: press it again, as a person would, but
+        # only until the process says it was interrupted (another during its exit kills it).
         for _ in range(10):
             process.send_signal(signal.SIGINT)
-            try:
-                _, stderr = process.communicate(timeout=2)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=2)
+            if process.poll() is not None or "Interrupted" in stderr_path.read_text():
                 break
-            except subprocess.TimeoutExpired:
-                continue
+        process.wait(timeout=120)
     finally:
         process.kill()
         process.wait()
+    stderr = stderr_path.read_text()
     assert process.returncode == 130, stderr[-2000:]
     assert not (run_dir / "checkpoints" / "state.json").exists()
     hint = stderr.strip().splitlines()[-1]

@@ -7,7 +7,8 @@ the classifier sees it. The classifier also settles what geometry cannot: side-b
 pieces are one digit when the joined piece is a more confident digit than the two apart,
 and a wide blob is read as the run of parts between its candidate seams that the
 classifier finds most likely, with a prior against parts too wide to be one digit (the
-classifier-scored cut search of the issue).
+classifier-scored cut search of the issue). A model with a not-a-digit head also says how
+much each candidate looks like one whole digit, which weighs against halves and pairs.
 """
 
 from __future__ import annotations
@@ -235,6 +236,7 @@ class _Scorer:
     def __init__(self, ink: np.ndarray, predictor: Predictor) -> None:
         self._ink = ink
         self._predictor = predictor
+        self._weigh_digit_score = predictor.has_not_digit_head
         self._known: dict[tuple[int, int, bytes, tuple[int, int]], _Scored] = {}
 
     @staticmethod
@@ -251,11 +253,15 @@ class _Scorer:
             self._known[key] = scored
 
     def confidences(self, pieces: list[Piece]) -> np.ndarray:
-        """Each piece's top probability as a digit."""
+        """How surely each piece is one digit: its top probability, times its digit score
+        when the model has a not-a-digit head (which scores halves of digits, slivers and
+        merged pairs low, where the ten probabilities alone may still be confident)."""
         self.score(pieces)
-        return np.array(
-            [float(self._known[self._key(piece)].probabilities.max()) for piece in pieces]
-        )
+        known = [self._known[self._key(piece)] for piece in pieces]
+        confidences = np.array([float(scored.probabilities.max()) for scored in known])
+        if self._weigh_digit_score:
+            confidences *= np.array([scored.digit_score for scored in known])
+        return confidences
 
     def use_all_ink(self, piece: Piece) -> None:
         """Score `piece` from all the ink in its box, as `to_mnist` does (specks kept)."""

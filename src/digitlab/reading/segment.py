@@ -215,16 +215,22 @@ def _cheapest_seams(
         (columns >= inside[0]) & (columns <= inside[1])
     )
     barred = np.where(allowed, 0.0, np.inf)
-    total = cost[0] + barred
+    row_costs = cost[:, np.newaxis, :] + barred
+    total = row_costs[0]
     steps = np.ones((height, len(starts), width), np.int8)
-    options = np.full((3, len(starts), width), np.inf)
+    # Arriving from the column left of this one (step 0) or right of it (step 2); the edge
+    # columns have no such neighbour.
+    from_left = np.full((len(starts), width), np.inf)
+    from_right = np.full((len(starts), width), np.inf)
     for row in range(1, height):
-        options[0, :, 1:] = total[:, :-1] + CUT_TURN_COST
-        options[1] = total
-        options[2, :, :-1] = total[:, 1:] + CUT_TURN_COST
-        steps[row] = options.argmin(axis=0)
-        total = np.take_along_axis(options, steps[row][np.newaxis], axis=0)[0]
-        total += cost[row] + barred
+        np.add(total[:, :-1], CUT_TURN_COST, out=from_left[:, 1:])
+        np.add(total[:, 1:], CUT_TURN_COST, out=from_right[:, :-1])
+        # The cheapest of left, straight, right; on a tie the first of them, as argmin.
+        straight = total < from_left
+        best = np.minimum(from_left, total)
+        right = from_right < best
+        steps[row] = np.where(right, 2, straight)
+        total = np.minimum(best, from_right) + row_costs[row]
     seams = np.zeros((len(starts), height), np.int64)
     seams[:, -1] = total.argmin(axis=1)
     candidates = np.arange(len(starts))

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 
 from digitlab.errors import SamplesError, SamplesFullError, TeachingBusyError, TeachingError
-from digitlab.serve.app import _IMAGE_ROUTE, _preprocess, _read_image_bytes
+from digitlab.serve.route_docs import IMAGE_ROUTE
 from digitlab.serve.samples import SAMPLE_ID_PATTERN
 from digitlab.serve.schemas import ErrorResponse, FinetuneStatus, SampleCounts, SampleCreated
 from digitlab.serve.teaching import (
@@ -29,6 +29,7 @@ from digitlab.serve.teaching import (
     TeachingSettings,
     teaching_shortfall,
 )
+from digitlab.serve.uploads import preprocess, read_image_bytes
 
 if TYPE_CHECKING:
     import os
@@ -43,8 +44,8 @@ _CONFLICTS: dict[int | str, dict[str, Any]] = {
 
 # /predict's body and errors, and the full store.
 _SAMPLE_ROUTE: dict[str, Any] = {
-    "openapi_extra": _IMAGE_ROUTE["openapi_extra"],
-    "responses": {**_IMAGE_ROUTE["responses"], **_CONFLICTS},
+    "openapi_extra": IMAGE_ROUTE["openapi_extra"],
+    "responses": {**IMAGE_ROUTE["responses"], **_CONFLICTS},
 }
 
 
@@ -92,8 +93,8 @@ async def add_sample(
 ) -> SampleCreated:
     """Store one image as a sample of `label` for teaching the model; it takes the body
     /predict takes. The id is made by the server."""
-    data, name = await _read_image_bytes(request)
-    pixels = await _preprocess(request, data, name)
+    data, name = await read_image_bytes(request)
+    pixels = await preprocess(request, data, name)
     sample_id = await anyio.to_thread.run_sync(_teaching(request).samples.add, pixels, label)
     return SampleCreated(id=sample_id, label=label)
 

@@ -2,18 +2,24 @@
 
 Some hands are misread systematically (slashed zeros, flagged 1s, crossed 7s); no amount
 of MNIST fixes one person's habit. `finetune` starts from a trained `.keras` model and
-trains it briefly on the person's digits (`person_digits`), each epoch mixed with a fresh
-draw of replayed MNIST training images so that the other writers' digits stay learned:
+trains it briefly on the person's digits (`person_digits`), each epoch mixed with replayed
+MNIST training images so that the other writers' digits stay learned:
 
 - the person's images are repeated to make up `PERSON_SHARE` of each epoch, since a few
   dozen images would otherwise be lost among thousands of replayed ones;
-- digit-safe augmentation (`augment`, never flips) in front of the model, so a handful of
+- the replayed images are the `NEIGHBOURS` nearest each of the person's digits the model
+  misreads (what teaching that habit would pull along), and a fresh draw each epoch; they
+  are taught the model's own answers on them (distillation), not only their labels;
+- digit-safe augmentation (`augment`, never flips) of every image, so a handful of
   samples teach a habit rather than those exact images;
-- a low learning rate, and every BatchNormalization layer frozen (in Keras 3 a frozen
-  BatchNormalization runs in inference mode), so the statistics learned on 60,000 images
-  are not replaced by those of one person's few;
+- only the last `TRAINABLE_LAYERS` layers with weights train, and every
+  BatchNormalization layer is frozen (in Keras 3 a frozen BatchNormalization runs in
+  inference mode): the early stages find strokes, which a habit does not need changed,
+  and the statistics learned on 60,000 images are not replaced by one person's few;
 - the loss is on the 10 digit columns only; a model that also outputs a "not a digit"
   score (an 11th column) keeps the layers that only that column depends on frozen.
+
+docs/personalize.md shows how these were chosen, measured by bench/personalize.py.
 
 The result is a normal run folder (`run_folder`): config.json, history.csv, curves.png,
 summary.json with the accuracies before and after, model.keras and its checked ONNX copy.
@@ -43,13 +49,21 @@ if TYPE_CHECKING:
 # numpy, the image readers and Keras are imported inside the functions, so that the
 # command line can read this module's defaults without loading them.
 
-DEFAULT_EPOCHS = 4
-DEFAULT_REPLAY = 3000
+DEFAULT_EPOCHS = 5
+DEFAULT_REPLAY = 2000
 """MNIST training images replayed in each epoch, drawn afresh every epoch."""
-PERSON_SHARE = 0.25
+PERSON_SHARE = 1 / 3
 """The share of each epoch's images that are the person's (repeated as needed)."""
-LEARNING_RATE = 1e-4
+LEARNING_RATE = 2e-4
 BATCH_SIZE = 64
+NEIGHBOURS = 20
+"""MNIST training images nearest to each of the person's digits that the model misreads,
+replayed in every epoch."""
+NEIGHBOUR_POOL = 10_000
+"""MNIST training images the nearest are looked for among."""
+TRAINABLE_LAYERS = 3
+"""Layers with weights, counted from the output, that fine-tuning trains (see
+`freeze_for_finetuning`); the shipped cnn's last convolution block and its classifier."""
 HELD_OUT_FRACTION = 0.2
 """The share of each label's images kept back to score on, never trained on."""
 
@@ -110,6 +124,7 @@ def finetune(
     seed: int = 0,
     progress: Progress | None = None,
     held_out_fraction: float = HELD_OUT_FRACTION,
+    learning_rate: float = LEARNING_RATE,
     verbose: int = 0,
 ) -> FinetuneResult:
     """Fine-tune the `.keras` model `model` on the person's digits in `data`, into run folder `out`.
@@ -117,8 +132,8 @@ def finetune(
     `data` is a class-folder tree `DATA_DIR/<label>/<image>` (labels 0-9, any image size or
     look, read through `to_mnist`). `held_out_fraction` of each label's images is kept back
     and scored before and after. Each of the `epochs` mixes the rest (oversampled) with
-    `replay` MNIST training images. `progress`, when given, is called as the job advances;
-    `verbose` is Keras's `fit` verbosity (1 shows a progress bar).
+    `replay` MNIST training images, at `learning_rate`. `progress`, when given, is called
+    as the job advances; `verbose` is Keras's `fit` verbosity (1 shows a progress bar).
 
     Raises `ConfigError` for bad settings or an `out` that exists and is not empty (a run is
     never overwritten), `DataError` or `ImageError` naming the folder or file for unusable
@@ -146,9 +161,12 @@ def finetune(
         "replay": replay,
         "seed": seed,
         "held_out_fraction": held_out_fraction,
-        "learning_rate": LEARNING_RATE,
+        "learning_rate": learning_rate,
         "batch_size": BATCH_SIZE,
         "person_share": PERSON_SHARE,
+        "trainable_layers": TRAINABLE_LAYERS,
+        "neighbours_per_misread_image": NEIGHBOURS,
+        "replay_targets": "the starting model's probabilities (distillation)",
         "person_images": {"train": len(person.y_train), "held_out": len(person.y_held)},
     }
     with folder.writing():
@@ -249,35 +267,47 @@ def _train(
 ) -> list[dict[str, float]]:
     """Fine-tune `inner` in place; return one history row per epoch."""
     import keras
+    import numpy as np
 
     from digitlab.training.finetune_model import (
         EpochMixer,
         TrainingProgress,
         freeze_for_finetuning,
+        frozen_copy,
+        nearest_images,
         training_model,
     )
+    from digitlab.training.person_digits import DIGIT_COLUMNS
     from digitlab.training.progress import step_progress_bar
 
     seed, epochs = settings["seed"], settings["epochs"]
     keras.utils.set_random_seed(seed)
-    freeze_for_finetuning(inner, person.x_train[:64])
-    model = training_model(inner, seed)
+    freeze_for_finetuning(inner, person.x_train[:64], TRAINABLE_LAYERS)
+    model = training_model(inner)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        optimizer=keras.optimizers.Adam(learning_rate=settings["learning_rate"]),
+        loss="categorical_crossentropy",
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
+    teacher = frozen_copy(inner)
+    misread = person.x_train[np.argmax(teacher(person.x_train), axis=1) != person.y_train]
+    pool = np.random.default_rng(seed).choice(len(y_mnist), NEIGHBOUR_POOL, replace=False)
+    neighbours = pool[nearest_images(inner, misread, x_mnist[pool], NEIGHBOURS)]
     batches = EpochMixer(
-        person.x_train,
-        person.y_train,
-        x_mnist,
-        y_mnist,
+        (person.x_train, person.y_train),
+        (x_mnist, y_mnist),
+        teacher,
+        neighbours,
         settings["replay"],
         PERSON_SHARE,
         BATCH_SIZE,
         seed,
     )
-    validation = (person.x_held, person.y_held) if len(person.y_held) else None
+    validation = (
+        (person.x_held.astype(np.float32), np.eye(DIGIT_COLUMNS, dtype=np.float32)[person.y_held])
+        if len(person.y_held)
+        else None
+    )
     callbacks = [TrainingProgress(lambda epoch, within: report("training", epoch, within))]
     history = model.fit(
         batches,
@@ -293,7 +323,7 @@ def _train(
             "accuracy": history.history["accuracy"][epoch],
             "val_loss": history.history.get("val_loss", [math.nan] * epochs)[epoch],
             "val_accuracy": history.history.get("val_accuracy", [math.nan] * epochs)[epoch],
-            "learning_rate": LEARNING_RATE,
+            "learning_rate": settings["learning_rate"],
         }
         for epoch in range(epochs)
     ]

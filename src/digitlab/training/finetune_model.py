@@ -10,26 +10,34 @@ from typing import Any
 import keras
 import numpy as np
 
-from digitlab.training.augment import build_augmentation
+from digitlab.training.augment import augment_images, build_augmentation
 from digitlab.training.compilation import all_layers
 from digitlab.training.person_digits import DIGIT_COLUMNS
 
 
-def freeze_for_finetuning(model: keras.Model, probe: np.ndarray) -> list[keras.layers.Layer]:
-    """Freeze `model`'s BatchNormalization layers and its not-a-digit head; return the head.
+def freeze_for_finetuning(
+    model: keras.Model, probe: np.ndarray, trainable_layers: int
+) -> list[keras.layers.Layer]:
+    """Freeze all of `model` but its last `trainable_layers` digit layers; return the head.
 
-    The head is every layer with weights that the digit columns do not depend on: changing
-    its weights leaves columns 0..9 of the outputs for `probe` (a few N x 28 x 28 images)
-    exactly as they were. A 10-output model has none. Testing each layer this way, rather
-    than by name or position, holds for however the head is wired in.
+    Frozen: every BatchNormalization layer, the not-a-digit head, and every layer with
+    weights before the last `trainable_layers` of the digit path (convolutions and dense
+    layers), so the early stages, which find strokes, stay as 60,000 digits taught them and
+    only the late ones learn how this person puts strokes together. The head is every
+    layer with weights that the digit columns do not depend on: changing its weights leaves
+    columns 0..9 of the outputs for `probe` (a few N x 28 x 28 images) exactly as they were.
+    A 10-output model has none. Testing each layer this way, rather than by name or
+    position, holds for however the head is wired in.
     """
-    for layer in all_layers(model):
+    layers = [layer for layer in all_layers(model) if not hasattr(layer, "layers")]
+    for layer in layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
-    if model.output_shape[-1] <= DIGIT_COLUMNS:
-        return []
-    head = [layer for layer in all_layers(model) if _only_beyond_digits(model, layer, probe)]
-    for layer in head:
+    head = []
+    if model.output_shape[-1] > DIGIT_COLUMNS:
+        head = [layer for layer in layers if _only_beyond_digits(model, layer, probe)]
+    digit_path = [layer for layer in layers if layer.trainable_variables and layer not in head]
+    for layer in head + digit_path[: max(len(digit_path) - trainable_layers, 0)]:
         layer.trainable = False
     return head
 
@@ -58,27 +66,71 @@ def _only_beyond_digits(model: keras.Model, layer: keras.layers.Layer, probe: np
             variable.assign(value)
 
 
-def training_model(inner: keras.Model, seed: int) -> keras.Model:
-    """The model `fit` trains: digit augmentation, `inner`, then its digit columns only.
+def training_model(inner: keras.Model) -> keras.Model:
+    """The model `fit` trains: `inner` with its digit columns only.
 
-    Whatever `inner` applies after its logits (a temperature, the softmax) stays in place;
-    the augmentation is the identity outside training.
+    Whatever `inner` applies after its logits (a temperature, the softmax) stays in place.
     """
-    pixels = keras.Input(shape=inner.input_shape[1:], name="pixels")
-    outputs = inner(build_augmentation(seed=seed)(pixels))
-    return keras.Model(pixels, outputs[:, :DIGIT_COLUMNS], name=f"{inner.name}_finetuning")
+    return keras.Model(
+        inner.inputs, inner.outputs[0][:, :DIGIT_COLUMNS], name=f"{inner.name}_finetuning"
+    )
+
+
+def frozen_copy(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    """`model`'s digit probabilities as they are now, however `model` is trained later."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+
+    def digit_probabilities(images: np.ndarray) -> np.ndarray:
+        outputs = copy.predict(images, batch_size=1000, verbose=0)
+        return np.asarray(outputs[:, :DIGIT_COLUMNS], dtype=np.float32)
+
+    return digit_probabilities
+
+
+def nearest_images(
+    model: keras.Model, person: np.ndarray, pool: np.ndarray, per_image: int
+) -> np.ndarray:
+    """Positions in `pool` of the `per_image` images nearest to each of `person`'s, as the
+    model sees them (the features its last Dense layer reads), without repeats.
+
+    These are the other writers' digits that teaching the person's habit would pull along
+    (a slashed zero sits among 8s, 6s and slanted 1s); replaying them every epoch holds the
+    boundary there, where a random draw rarely lands.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    if not len(person):
+        return np.zeros(0, dtype=int)
+    last_dense = [layer for layer in all_layers(model) if isinstance(layer, keras.layers.Dense)][-1]
+    features = keras.Model(model.inputs, last_dense.input)
+    pool_features = features.predict(pool.astype(np.float32), batch_size=1000, verbose=0)
+    person_features = features.predict(person.astype(np.float32), batch_size=1000, verbose=0)
+    index = NearestNeighbors(n_neighbors=min(per_image, len(pool))).fit(pool_features)
+    _, found = index.kneighbors(person_features)
+    return np.unique(found)
 
 
 class EpochMixer(keras.utils.PyDataset):  # type: ignore[misc]  # Keras ships no types
     """Batches of one epoch: the person's images, repeated to make up `person_share` of it,
-    shuffled with `replay` MNIST training images drawn afresh every epoch."""
+    shuffled with `replay` MNIST training images, all augmented afresh every epoch. The
+    replayed images are `neighbours` (positions in `replayed`, from `nearest_images`) in
+    every epoch, and the rest drawn afresh each epoch.
+
+    Targets are probability vectors: one-hot for the person's labels, and for a replayed
+    image what `teacher` (the model before fine-tuning) answers for the same augmented
+    image. That is knowledge distillation, "learning without forgetting" (Li and Hoiem,
+    2016): the model is held to all ten of its old answers on other writers' digits, near
+    misses included, rather than only to their labels, so it moves only where the person's
+    digits pull it.
+    """
 
     def __init__(
         self,
-        x_person: np.ndarray,
-        y_person: np.ndarray,
-        x_replay: np.ndarray,
-        y_replay: np.ndarray,
+        person: tuple[np.ndarray, np.ndarray],
+        replayed: tuple[np.ndarray, np.ndarray],
+        teacher: Callable[[np.ndarray], np.ndarray],
+        neighbours: np.ndarray,
         replay: int,
         person_share: float,
         batch_size: int,
@@ -86,21 +138,31 @@ class EpochMixer(keras.utils.PyDataset):  # type: ignore[misc]  # Keras ships no
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.x_person, self.y_person = x_person, y_person
-        self.x_replay, self.y_replay = x_replay, y_replay
-        self.replay = min(replay, len(y_replay))
+        self.x_person, self.y_person = person
+        self.x_replay, _ = replayed
+        self.teacher = teacher
+        self.neighbours = neighbours
+        self.others = np.setdiff1d(np.arange(len(self.x_replay)), neighbours)
+        self.replay = min(max(replay, len(neighbours)), len(self.x_replay))
         wanted = round(self.replay * person_share / (1.0 - person_share))
-        self.copies = max(1, math.ceil(wanted / len(y_person)))
+        self.copies = max(1, math.ceil(wanted / len(self.y_person)))
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed)
+        self.augmentation = build_augmentation(seed=seed)
         self.on_epoch_end()
 
     def on_epoch_end(self) -> None:
-        picks = self.rng.choice(len(self.y_replay), self.replay, replace=False)
-        x = np.concatenate([np.tile(self.x_person, (self.copies, 1, 1)), self.x_replay[picks]])
-        y = np.concatenate([np.tile(self.y_person, self.copies), self.y_replay[picks]])
+        drawn = self.rng.choice(self.others, self.replay - len(self.neighbours), replace=False)
+        picks = np.concatenate([self.neighbours, drawn])
+        person = augment_images(np.tile(self.x_person, (self.copies, 1, 1)), self.augmentation)
+        replayed = augment_images(self.x_replay[picks], self.augmentation)
+        x = np.concatenate([person, replayed])
+        person_targets = np.eye(DIGIT_COLUMNS, dtype=np.float32)[
+            np.tile(self.y_person, self.copies)
+        ]
+        y = np.concatenate([person_targets, self.teacher(replayed)])
         order = self.rng.permutation(len(y))
-        self.x, self.y = x[order].astype(np.float32), y[order].astype(np.int32)
+        self.x, self.y = x[order], y[order]
 
     def __len__(self) -> int:
         return math.ceil(len(self.y) / self.batch_size)
