@@ -282,7 +282,7 @@ def _train(
 
     seed, epochs = settings["seed"], settings["epochs"]
     keras.utils.set_random_seed(seed)
-    freeze_for_finetuning(inner, person.x_train[:64], TRAINABLE_LAYERS)
+    head = freeze_for_finetuning(inner, person.x_train[:64], TRAINABLE_LAYERS)
     model = training_model(inner)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=settings["learning_rate"]),
@@ -292,7 +292,7 @@ def _train(
     teacher = frozen_copy(inner)
     misread = person.x_train[np.argmax(teacher(person.x_train), axis=1) != person.y_train]
     pool = np.random.default_rng(seed).choice(len(y_mnist), NEIGHBOUR_POOL, replace=False)
-    neighbours = pool[nearest_images(inner, misread, x_mnist[pool], NEIGHBOURS)]
+    neighbours = pool[nearest_images(inner, misread, x_mnist[pool], NEIGHBOURS, head)]
     batches = EpochMixer(
         (person.x_train, person.y_train),
         (x_mnist, y_mnist),

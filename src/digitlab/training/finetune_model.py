@@ -30,16 +30,27 @@ def freeze_for_finetuning(
     position, holds for however the head is wired in.
     """
     layers = [layer for layer in all_layers(model) if not hasattr(layer, "layers")]
-    for layer in layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
     head = []
     if model.output_shape[-1] > DIGIT_COLUMNS:
         head = [layer for layer in layers if _only_beyond_digits(model, layer, probe)]
-    digit_path = [layer for layer in layers if layer.trainable_variables and layer not in head]
-    for layer in head + digit_path[: max(len(digit_path) - trainable_layers, 0)]:
-        layer.trainable = False
+    trained = digit_layers(model, head)[-trainable_layers:] if trainable_layers > 0 else []
+    # Set on every layer: a saved model may carry layers frozen, or not, by whoever built it.
+    for layer in layers:
+        layer.trainable = layer in trained
     return head
+
+
+def digit_layers(model: keras.Model, head: list[keras.layers.Layer]) -> list[keras.layers.Layer]:
+    """The layers with weights on the digit path (convolutions and dense layers, not batch
+    normalisation and not `head`), in order."""
+    return [
+        layer
+        for layer in all_layers(model)
+        if layer.weights
+        and not hasattr(layer, "layers")
+        and layer not in head
+        and not isinstance(layer, keras.layers.BatchNormalization)
+    ]
 
 
 def _digit_outputs(model: keras.Model, probe: np.ndarray) -> np.ndarray:
@@ -48,8 +59,8 @@ def _digit_outputs(model: keras.Model, probe: np.ndarray) -> np.ndarray:
 
 
 def _only_beyond_digits(model: keras.Model, layer: keras.layers.Layer, probe: np.ndarray) -> bool:
-    """Whether `layer` has trainable weights and the digit columns ignore them."""
-    variables = [variable for variable in layer.trainable_variables if variable.shape]
+    """Whether `layer` has weights and the digit columns ignore them."""
+    variables = [variable for variable in layer.weights if variable.shape]
     if not variables or hasattr(layer, "layers"):
         return False
     pixels = probe.astype(np.float32)
@@ -89,10 +100,15 @@ def frozen_copy(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def nearest_images(
-    model: keras.Model, person: np.ndarray, pool: np.ndarray, per_image: int
+    model: keras.Model,
+    person: np.ndarray,
+    pool: np.ndarray,
+    per_image: int,
+    head: list[keras.layers.Layer] | None = None,
 ) -> np.ndarray:
     """Positions in `pool` of the `per_image` images nearest to each of `person`'s, as the
-    model sees them (the features its last Dense layer reads), without repeats.
+    model sees them (the features the last Dense layer of its digit path reads, `head`
+    being the not-a-digit layers `freeze_for_finetuning` found), without repeats.
 
     These are the other writers' digits that teaching the person's habit would pull along
     (a slashed zero sits among 8s, 6s and slanted 1s); replaying them every epoch holds the
@@ -102,7 +118,10 @@ def nearest_images(
 
     if not len(person):
         return np.zeros(0, dtype=int)
-    last_dense = [layer for layer in all_layers(model) if isinstance(layer, keras.layers.Dense)][-1]
+    dense = [
+        layer for layer in digit_layers(model, head or []) if isinstance(layer, keras.layers.Dense)
+    ]
+    last_dense = dense[-1]
     features = keras.Model(model.inputs, last_dense.input)
     pool_features = features.predict(pool.astype(np.float32), batch_size=1000, verbose=0)
     person_features = features.predict(person.astype(np.float32), batch_size=1000, verbose=0)
