@@ -335,12 +335,13 @@ def test_the_page_shows_a_faded_best_guess_and_says_it_is_not_a_digit(
         page.wait_for_function(f"{prediction}.classList.contains('not-digit')", timeout=20_000)
         shown = page.get_by_test_id("prediction")
         assert shown.text_content() == str(expected_guess.digit)
-        assert float(shown.evaluate("element => getComputedStyle(element).opacity")) < 0.5
+        page.wait_for_function(f"getComputedStyle({prediction}).opacity < 0.5", timeout=5_000)
         note = page.get_by_test_id("not-digit")
         assert note.is_visible() and "does not look like a digit" in note.text_content()
 
         page.get_by_test_id("upload").set_input_files(image_files["digit"])
         page.wait_for_function(f"!{prediction}.classList.contains('not-digit')", timeout=20_000)
         assert not note.is_visible()
-        assert float(shown.evaluate("element => getComputedStyle(element).opacity")) == 1
+        # The page fades the answer back in: wait for the end of the transition.
+        page.wait_for_function(f"getComputedStyle({prediction}).opacity === '1'", timeout=5_000)
         page.close()
