@@ -17,6 +17,7 @@ from digitlab.images import to_mnist
 from digitlab.inference.predictor import Predictor
 from digitlab.inference.pretrained import pretrained_model_path
 from digitlab.styles import pen_strokes
+from digitlab.training.finetune import NEIGHBOURS, NEIGHBOURS_OF_READ, replay_anchors
 from digitlab.training.finetune_model import (
     EpochMixer,
     freeze_for_finetuning,
@@ -212,3 +213,14 @@ def test_only_the_last_stages_and_never_batch_norm_are_left_to_train(mnist):
     pool[[5, 150]] = x_train[:2]
     found = nearest_images(model, x_train[:2], pool, per_image=1, head=head)
     assert found.tolist() == [5, 150]
+
+
+def test_replay_anchors_are_the_misread_digits_or_all_when_none_is():
+    images = np.arange(4 * 28 * 28, dtype=np.uint8).reshape(4, 28, 28)
+    labels = np.array([1, 2, 3, 4])
+    anchors, per_anchor = replay_anchors(images, labels, np.array([1, 7, 3, 4]))
+    np.testing.assert_array_equal(anchors, images[[1]])
+    assert per_anchor == NEIGHBOURS
+    anchors, per_anchor = replay_anchors(images, labels, labels)
+    np.testing.assert_array_equal(anchors, images)
+    assert per_anchor == NEIGHBOURS_OF_READ
