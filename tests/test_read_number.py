@@ -11,21 +11,24 @@ from PIL import Image
 from scipy import ndimage
 
 from digitlab.errors import NoDigitFoundError
-from digitlab.images import decode, extract_ink, to_grayscale, to_mnist
+from digitlab.images import decode, extract_ink, normalize_digit, to_grayscale, to_mnist
+from digitlab.inference.modelfile import load_keras_model
 from digitlab.inference.predictor import FileFailure, FileReading, Predictor
 from digitlab.number_images import LOOKS, compose_number
 from digitlab.reading import read_number
-from digitlab.reading.number import SPLIT_WIDTH
+from digitlab.reading.number import SPLIT_WIDTH, _Scorer
 from digitlab.reading.segment import (
     CUT_STEP,
     CUT_TURN_COST,
     MIN_PART,
     _cheapest_seams,
     blobs,
+    from_mask,
     join_fragments,
     typical_height,
 )
 from digitlab.styles import render
+from trained_models import with_ink_head
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +226,21 @@ def test_cut_seams_are_the_cheapest_paths_ties_broken_as_argmin(held_out_digits)
         expected_seams, expected_totals = _seams_by_argmin(*case)
         assert np.array_equal(seams, expected_seams)
         assert np.array_equal(totals, expected_totals)
+
+
+def test_cut_candidates_count_by_top_probability_times_digit_score(tiny_model_path, mnist):
+    """With a not-a-digit head, the cut search weighs a candidate by how digit-like it is
+    too; without one, by its top probability alone."""
+    _, (x_test, _) = mnist
+    ink = np.pad(x_test[3], 10)
+    piece = from_mask(ink > 0)
+    assert piece is not None
+    image = normalize_digit(piece.ink(ink))[np.newaxis]
+    headed = Predictor.from_keras(with_ink_head(load_keras_model(tiny_model_path)))
+    answer = headed.predict(image)
+    assert answer.digit_scores[0] < 0.999
+    expected = answer.probabilities[0].max() * answer.digit_scores[0]
+    assert _Scorer(ink, headed).confidences([piece])[0] == pytest.approx(expected, rel=1e-5)
+    plain = Predictor.load(tiny_model_path)
+    expected = plain.predict(image).probabilities[0].max()
+    assert _Scorer(ink, plain).confidences([piece])[0] == pytest.approx(expected, rel=1e-5)
