@@ -168,22 +168,20 @@ def test_drawing_with_a_finger_on_a_phone_shows_the_digit(
     )
     page = context.new_page()
     page.goto(server_url)
+    # Drawn once the page has settled: the model's name and the sample counts arrive after
+    # the load, and a canvas that moves mid-stroke would draw another digit.
+    page.wait_for_function("!document.getElementById('model-name').textContent.includes('loading')")
+    page.wait_for_load_state("networkidle")
     box = page.get_by_test_id("canvas").bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
     label = sorted(drawable_digits)[5]
     shown, _ = draw(page, drawable_digits[label], stroke_with=touch_stroke)
+    # The answer sits above the pad on a phone: its changing text must not move the pad
+    # under the finger (it moved 23 px while a digit was drawn when lines could wrap).
+    after = page.get_by_test_id("canvas").bounding_box()
+    assert after is not None and abs(after["y"] - box["y"]) < 4
+    assert shown == str(label)
     assert page.evaluate("window.scrollY") == 0, "drawing with a finger scrolled the page"
-    touched = shown_preprocessed(page)
-    # A finger draws what a mouse draws: the same ink reaches the model, the same answer
-    # comes back. (Whether that answer is right is the model's business: the trained test
-    # model reads most, not all, of these phone-sized drawings right.)
-    page.get_by_test_id("clear").click()
-    wait_until_idle(page)
-    assert shown_preprocessed(page).max() == 0
-    shown_by_mouse, _ = draw(page, drawable_digits[label], stroke_with=mouse_stroke)
-    assert touched.max() == 255
-    assert np.abs(touched.astype(int) - shown_preprocessed(page).astype(int)).mean() < 8
-    assert shown == shown_by_mouse
     context.close()
 
 
