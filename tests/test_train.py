@@ -221,6 +221,12 @@ def test_train_refuses_a_non_empty_run_folder(tmp_path):
     assert keep.read_text() == "mine"
 
 
+def _small_config(epochs: int) -> TrainConfig:
+    """600 images, batch 32, no augmentation, the small MLP: a run of a few seconds."""
+    overrides = {"limit": 600, "epochs": epochs, "batch_size": 32, "augment": False}
+    return make_config(overrides={**overrides, **_dotted(SMALL_MLP)})
+
+
 def _dotted(settings: dict) -> dict:
     return {
         f"{table}.{key}": value
@@ -379,15 +385,7 @@ def test_run_interrupted_before_its_first_epoch_resumes_from_epoch_zero(tmp_path
 
 @pytest.mark.slow
 def test_nan_loss_stops_the_run_keeping_the_last_good_epoch(tmp_path):
-    config = make_config(
-        overrides={
-            "limit": 600,
-            "epochs": 2,
-            "batch_size": 32,
-            "augment": False,
-            **_dotted(SMALL_MLP),
-        }
-    )
+    config = _small_config(epochs=2)
     import keras
 
     class PoisonSecondEpoch(keras.callbacks.Callback):
@@ -428,15 +426,7 @@ def test_nan_loss_stops_the_run_keeping_the_last_good_epoch(tmp_path):
 
 
 def test_resume_from_truncated_weights_names_the_file(tmp_path):
-    config = make_config(
-        overrides={
-            "limit": 600,
-            "epochs": 1,
-            "batch_size": 32,
-            "augment": False,
-            **_dotted(SMALL_MLP),
-        }
-    )
+    config = _small_config(epochs=1)
     run_dir = tmp_path / "run"
     train(config, out=run_dir, verbose=0)
     weights = run_dir / "checkpoints" / RunFolder(run_dir).read_state().train_state
