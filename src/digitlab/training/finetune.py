@@ -244,11 +244,11 @@ class _Reporter:
 def _digit_accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
     import numpy as np
 
-    from digitlab.training.person_digits import DIGIT_COLUMNS
+    from digitlab.inference.digit_score import split_outputs
 
     outputs = model.predict(x.astype(np.float32), batch_size=1000, verbose=0)
-    digits = np.argmax(outputs[:, :DIGIT_COLUMNS], axis=1)
-    return float(np.mean(digits == y))
+    probabilities, _ = split_outputs(outputs)
+    return float(np.mean(probabilities.argmax(axis=1) == y))
 
 
 def _scores(
