@@ -26,8 +26,20 @@ GAPS: dict[str, tuple[float, float]] = {
 """Gap kinds -> the range of the space between neighbours, as a share of the narrower
 one's width (negative: they overlap by that share)."""
 
-LOOKS = ("plain", "thick_pen", "thin_pen", "ballpoint_photo")
-"""How the ink looks: MNIST's strokes, a felt-tip, a fine pen, a photographed ballpoint."""
+LOOKS = (
+    "plain",
+    "thick_pen",
+    "thin_pen",
+    "ballpoint_photo",
+    "ruled_paper",
+    "squared_paper",
+    "underlined",
+)
+"""How the ink looks: MNIST's strokes, a felt-tip, a fine pen, a photographed ballpoint;
+and MNIST's strokes on a notebook's ruled or squared page, or with a line drawn under the
+number (those three always dark ink on light paper)."""
+
+PAPER_LOOKS = ("ruled_paper", "squared_paper", "underlined")
 
 DIGIT_HEIGHT = 60
 """The tallest digit's height in pixels; the others are 85% to 100% of it."""
@@ -71,7 +83,9 @@ def compose_number(
     number = "".join(str(int(label)) for label in labels)
     if look == "ballpoint_photo":
         return ComposedNumber(photograph(canvas, rng), ".jpg", number, boxes)
-    dark_on_light = bool(rng.integers(2))
+    if look in PAPER_LOOKS:
+        canvas = _PAPERS[look](canvas, boxes, rng)
+    dark_on_light = look in PAPER_LOOKS or bool(rng.integers(2))
     paper, ink_level = (255.0, 0.0) if dark_on_light else (0.0, 255.0)
     pixels = np.rint(paper + (ink_level - paper) * canvas).astype(np.uint8)
     if rng.integers(2):
@@ -120,3 +134,52 @@ def _lay_out(
         np.maximum(region, stroke, out=region)
         boxes.append((left, top, left + stroke.shape[1], top + stroke.shape[0]))
     return canvas, tuple(boxes)
+
+
+Boxes = tuple[tuple[int, int, int, int], ...]
+
+
+def _ruled(canvas: np.ndarray, boxes: Boxes, rng: np.random.Generator) -> np.ndarray:
+    """A notebook's printed rules, light and thin, 1.2 to 1.6 digit heights apart, one of
+    them near the digits' feet (where people write)."""
+    spacing = round(DIGIT_HEIGHT * rng.uniform(1.2, 1.6))
+    feet = int(np.median([box[3] for box in boxes])) + int(rng.integers(-2, 4))
+    return _rules(canvas, feet % spacing, spacing, rng, axis=0)
+
+
+def _squared(canvas: np.ndarray, boxes: Boxes, rng: np.random.Generator) -> np.ndarray:
+    """A squared page's grid: rules across and down, a third to half a digit height apart."""
+    spacing = round(DIGIT_HEIGHT * rng.uniform(0.33, 0.5))
+    offset = int(rng.integers(spacing))
+    return _rules(_rules(canvas, offset, spacing, rng, axis=0), offset, spacing, rng, axis=1)
+
+
+def _rules(
+    canvas: np.ndarray, first: int, spacing: int, rng: np.random.Generator, axis: int
+) -> np.ndarray:
+    """Printed rules (1 or 2 px, a quarter to a half of the ink's darkness) every `spacing`
+    pixels from `first`, along the rows (`axis` 0) or the columns (1); ink stays on top."""
+    ruled = np.moveaxis(canvas.copy(), axis, 0)
+    thickness, level = int(rng.integers(1, 3)), float(rng.uniform(0.25, 0.5))
+    for start in range(first, ruled.shape[0], spacing):
+        band = ruled[start : start + thickness]
+        np.maximum(band, level, out=band)
+    return np.moveaxis(ruled, 0, axis)
+
+
+def _underlined(canvas: np.ndarray, boxes: Boxes, rng: np.random.Generator) -> np.ndarray:
+    """A line drawn with the same pen under the whole number, a little below its lowest
+    digit, slightly aslant."""
+    left = min(box[0] for box in boxes) - int(rng.integers(0, 8))
+    right = max(box[2] for box in boxes) + int(rng.integers(0, 8))
+    below = max(box[3] for box in boxes) + int(rng.integers(4, 9))
+    thickness = int(rng.integers(3, 6))
+    drop = rng.uniform(-0.015, 0.015)
+    lined = canvas.copy()
+    for column in range(max(0, left), min(canvas.shape[1], right)):
+        top = below + round(drop * (column - left))
+        lined[top : top + thickness, column] = 1.0
+    return lined
+
+
+_PAPERS = {"ruled_paper": _ruled, "squared_paper": _squared, "underlined": _underlined}

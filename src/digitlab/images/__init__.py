@@ -36,13 +36,13 @@ from digitlab.images.mnist_style import (
     remove_specks,
     scale_to_box,
     shrink,
-    stroke_width,
     thicken_thin_strokes,
     to_grayscale,
     to_mnist,
     to_uint8,
 )
 from digitlab.images.paper import paper_level
+from digitlab.images.strokes import stroke_width
 
 __all__ = [
     "BOX_SIDE",

@@ -22,8 +22,10 @@ from scipy import ndimage
 
 from digitlab.errors import CorruptImageError, ImageError, NoDigitFoundError
 from digitlab.images.decoding import WORKING_SIDE, ImageSource, decode
-from digitlab.images.fast_paths import centre_of_mass, eroded, median, smooth
+from digitlab.images.fast_paths import centre_of_mass, median, smooth
 from digitlab.images.paper import paper_level
+from digitlab.images.rules import remove_rules
+from digitlab.images.strokes import stroke_width
 
 BOX_SIDE = 20
 FIELD_SIDE = 28
@@ -227,8 +229,9 @@ def extract_ink(gray: np.ndarray, name: str = "the image") -> np.ndarray:
     """Find the ink: float32 in 0..1, 1 for ink cores, 0 for paper, specks removed.
 
     The paper level is subtracted, the result scaled so that typical ink is 1 and paper
-    noise (three robust standard deviations) is 0, and ink blobs far smaller than the
-    largest one are dropped. Raises `NoDigitFoundError` for blank or near-blank images.
+    noise (three robust standard deviations) is 0, a ruled or squared page's printed rules
+    are taken out (`rules`), and ink blobs far smaller than the largest one are dropped.
+    Raises `NoDigitFoundError` for blank or near-blank images.
     """
     signal = (1.0 - gray) if ink_is_dark(gray) else gray
     deviation = signal - paper_level(signal)
@@ -245,7 +248,7 @@ def extract_ink(gray: np.ndarray, name: str = "the image") -> np.ndarray:
     paper_top = paper_median + 3 * noise
     floor = min(max(paper_top, FLOOR_SHARE * core), core / 2)
     ink = np.clip((deviation - floor) / (core - floor), 0.0, 1.0).astype(np.float32)
-    ink = remove_specks(ink)
+    ink = remove_specks(remove_rules(ink))
     if np.count_nonzero(ink >= 0.5) < MIN_INK_PIXELS:
         raise NoDigitFoundError(f"{name}: no digit found (only specks, no stroke)")
     return ink
@@ -268,16 +271,6 @@ def crop_to_ink(ink: np.ndarray) -> np.ndarray:
     if rows.size == 0:
         raise NoDigitFoundError("no digit found (no ink)")
     return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-
-
-def stroke_width(mask: np.ndarray) -> float:
-    """Estimate the typical stroke width in pixels of a binary ink mask.
-
-    A stroke of width w and length L covers w * L pixels and has about 2 * L edge pixels,
-    so w is about twice the area over the edge count.
-    """
-    edge = int(np.count_nonzero(mask & ~eroded(mask)))
-    return 2 * int(np.count_nonzero(mask)) / max(edge, 1)
 
 
 def thicken_thin_strokes(digit: np.ndarray) -> np.ndarray:

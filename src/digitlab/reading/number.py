@@ -33,6 +33,7 @@ from digitlab.reading.segment import (
     between,
     blobs,
     cut_seams,
+    drop_underlines,
     from_mask,
     join_fragments,
     left_to_right,
@@ -143,7 +144,7 @@ def shipped_predictor() -> Predictor:
 
 def find_digits(ink: np.ndarray, scorer: _Scorer) -> list[Piece]:
     """The pieces of `ink` that are one digit each, left to right."""
-    pieces = _join_side_by_side(join_fragments(blobs(ink)), scorer)
+    pieces = _join_side_by_side(join_fragments(drop_underlines(blobs(ink))), scorer)
     height = typical_height(pieces)
     digits: list[Piece] = []
     for piece in pieces:

@@ -23,6 +23,12 @@ STACKED_OVERLAP = 0.5
 """Pieces whose columns overlap by this share of the narrower one, one above the other,
 are one digit (a 5's flag over its body, a broken stroke)."""
 
+UNDERLINE_HEIGHT = 0.25
+"""An underline is at most this share of the typical digit height tall ..."""
+
+UNDERLINE_ASPECT = 4.0
+"""... at least this many times as wide as it is tall, and under two digits or more."""
+
 CUT_STEP = 0.1
 """Cut paths start this far apart (a share of the typical digit height) and may wander as
 far from their start."""
@@ -127,6 +133,31 @@ def _stacked(a: Piece, b: Piece) -> bool:
     return columns >= STACKED_OVERLAP * min(a.width, b.width) and rows <= 0.25 * min(
         a.height, b.height
     )
+
+
+def drop_underlines(pieces: list[Piece]) -> list[Piece]:
+    """The pieces without a line drawn under the number: a thin, long piece below the
+    middle of the writing with two pieces or more above it. (Left in, it would be read as
+    a digit or joined to one; a printed rule is already gone, `images.rules`.)"""
+    if len(pieces) < 3:
+        return pieces
+    height = typical_height(pieces)
+    middle = float(np.median([(piece.top + piece.bottom) / 2 for piece in pieces]))
+
+    def underline(piece: Piece) -> bool:
+        above = sum(
+            _overlap(piece.left, piece.right, other.left, other.right) > 0
+            for other in pieces
+            if other is not piece
+        )
+        return (
+            piece.height <= UNDERLINE_HEIGHT * height
+            and piece.width >= UNDERLINE_ASPECT * piece.height
+            and piece.top > middle
+            and above >= 2
+        )
+
+    return [piece for piece in pieces if not underline(piece)]
 
 
 def join_fragments(pieces: list[Piece]) -> list[Piece]:
