@@ -85,13 +85,14 @@ def test_to_mnist_reads_a_digit_on_ruled_paper_as_without(mnist, predictor):
 
 @pytest.mark.parametrize("look", ["ruled_paper", "squared_paper", "underlined"])
 def test_numbers_on_notebook_pages_read_as_on_blank_paper(mnist, predictor, look):
-    # Before the rules were taken out, the same numbers read 65% (ruled), 39% (squared)
-    # and 1% (underlined) against 95% on blank paper.
+    # Before the rules were taken out, numbers read 65% (ruled), 39% (squared) and 1%
+    # (underlined) where the same digits on blank paper read 95%.
     _, (x_test, y_test) = mnist
     rng = np.random.default_rng(7)
-    right = 0
-    for _ in range(30):
+    right = {"plain": 0, look: 0}
+    for _ in range(40):
         picked = rng.integers(0, len(x_test), size=int(rng.integers(2, 7)))
-        item = compose_number(x_test[picked], y_test[picked], rng, "ordinary", look)
-        right += read_number(item.data, predictor).number == item.number
-    assert right >= 26
+        for page in right:
+            item = compose_number(x_test[picked], y_test[picked], rng, "ordinary", page)
+            right[page] += read_number(item.data, predictor).number == item.number
+    assert right[look] >= right["plain"] - 4, right

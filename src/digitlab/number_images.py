@@ -141,7 +141,8 @@ Boxes = tuple[tuple[int, int, int, int], ...]
 
 def _ruled(canvas: np.ndarray, boxes: Boxes, rng: np.random.Generator) -> np.ndarray:
     """A notebook's printed rules, light and thin, 1.2 to 1.6 digit heights apart, one of
-    them near the digits' feet (where people write)."""
+    them near the digits' feet (where people write; on a page photographed askew, near
+    their feet in the middle of the number)."""
     spacing = round(DIGIT_HEIGHT * rng.uniform(1.2, 1.6))
     feet = int(np.median([box[3] for box in boxes])) + int(rng.integers(-2, 4))
     return _rules(canvas, feet % spacing, spacing, rng, axis=0)
@@ -158,12 +159,20 @@ def _rules(
     canvas: np.ndarray, first: int, spacing: int, rng: np.random.Generator, axis: int
 ) -> np.ndarray:
     """Printed rules (1 or 2 px, a quarter to a half of the ink's darkness) every `spacing`
-    pixels from `first`, along the rows (`axis` 0) or the columns (1); ink stays on top."""
+    pixels from `first`, along the rows (`axis` 0) or the columns (1), as a page
+    photographed up to 3 degrees askew shows them; ink stays on top."""
     ruled = np.moveaxis(canvas.copy(), axis, 0)
     thickness, level = int(rng.integers(1, 3)), float(rng.uniform(0.25, 0.5))
-    for start in range(first, ruled.shape[0], spacing):
-        band = ruled[start : start + thickness]
-        np.maximum(band, level, out=band)
+    length = ruled.shape[1]
+    rise = np.rint(rng.uniform(-0.05, 0.05) * (np.arange(length) - length / 2)).astype(int)
+    for start in range(
+        first - spacing * (1 + int(np.abs(rise).max()) // spacing), ruled.shape[0], spacing
+    ):
+        for offset in range(thickness):
+            rows = start + offset + rise
+            inside = (rows >= 0) & (rows < ruled.shape[0])
+            columns = np.flatnonzero(inside)
+            ruled[rows[inside], columns] = np.maximum(ruled[rows[inside], columns], level)
     return np.moveaxis(ruled, 0, axis)
 
 

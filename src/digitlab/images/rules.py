@@ -3,15 +3,17 @@
 People write numbers in notebooks. A rule under a number joins every digit into one blob
 and a squared page's grid cages each digit, so a reader that keeps all the ink reads
 nothing right. A page rule is told from a digit's stroke by three things at once: it is
-straight along a row (or a column), it crosses nearly the whole image, and it is thinner
-than the writing's strokes. Where a stroke crosses a rule, the ink above and below it
-carries on, and those pixels stay.
+straight, it crosses nearly the whole image, and it is thinner than the writing's strokes.
+Where a stroke crosses a rule, the ink above and below it carries on, and those pixels stay.
 
-Only rules that lie along the image's rows or columns are found: a page photographed at an
-angle keeps its slanted rules.
+A page photographed a little askew has slanted rules: the slant (up to `MAX_SLANT`) is
+found first, as the one along which the ink lines up best, and the rules are looked for
+along it. Rules bent by a lens, or slanted further, stay.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -37,59 +39,177 @@ MIN_RULE_LENGTH = 64
 scanned with its rules is larger, and a small image's straight strokes are writing."""
 
 
+THICKEST_RULE = 7
+"""No rule is looked for thicker than this many pixels (its slant is found from thinner ink)."""
+
+MAX_SLANT = 0.07
+"""The steepest slant looked for: about 4 degrees, rise over run."""
+
+
 def remove_rules(ink: np.ndarray) -> np.ndarray:
-    """`ink` (float, 0 on paper) without the page's rules, horizontal and vertical."""
+    """`ink` (float, 0 on paper) without the page's rules, across and down."""
     mask = ink > 0
-    rows, columns = _bands(mask), _bands(mask.T)
-    if not rows and not columns:
+    across, down = _Rules.find(mask), _Rules.find(mask.T)
+    if across is None and down is None:
         return ink
-    stroke = stroke_width(_without(mask, rows, columns))
+    candidates = _pixels(across) | _pixels(down, transposed=True)
+    stroke = stroke_width(mask & ~candidates)
     if stroke < MIN_STROKE:
         return ink
-    thin = THINNER_THAN_STROKES * stroke
-    rows = [band for band in rows if band.stop - band.start <= thin]
-    columns = [band for band in columns if band.stop - band.start <= thin]
-    writing = _without(mask, rows, columns)
-    rules = _rule_pixels(mask, writing, rows) | _rule_pixels(mask.T, writing.T, columns).T
+    across = across.thinner_than(THINNER_THAN_STROKES * stroke) if across else None
+    down = down.thinner_than(THINNER_THAN_STROKES * stroke) if down else None
+    writing = mask & ~_pixels(across) & ~_pixels(down, transposed=True)
+    rules = np.zeros_like(mask)
+    if across is not None:
+        rules |= across.off_the_writing(writing)
+    if down is not None:
+        rules |= down.off_the_writing(writing.T).T
     return np.where(rules, 0.0, ink).astype(np.float32)
 
 
-def _without(mask: np.ndarray, rows: list[slice], columns: list[slice]) -> np.ndarray:
-    """`mask` with the `rows` and `columns` bands cleared."""
-    cleared = mask.copy()
-    for band in rows:
-        cleared[band] = False
-    for band in columns:
-        cleared[:, band] = False
-    return cleared
+def _pixels(rules: _Rules | None, transposed: bool = False) -> np.ndarray | bool:
+    """All the ink on `rules` (False for none), in the image's own orientation."""
+    if rules is None:
+        return False
+    pixels = rules.pixels()
+    return pixels.T if transposed else pixels
 
 
-def _bands(mask: np.ndarray) -> list[slice]:
-    """The runs of rows of `mask` whose ink covers `RULE_SPAN` of the row, small breaks
-    bridged: where horizontal rules may lie."""
+@dataclass(frozen=True)
+class _Slant:
+    """A shear that lays rules of one slant along rows: column c moves up by `shifts[c]`
+    rows, every column padded by `pad` rows above and below so that nothing falls off."""
+
+    shifts: np.ndarray
+    pad: int
+
+    @classmethod
+    def of(cls, slope: float, width: int) -> _Slant:
+        shifts = np.rint(slope * (np.arange(width) - width / 2)).astype(np.int64)
+        return cls(shifts, int(np.abs(shifts).max(initial=0)))
+
+    def level(self, mask: np.ndarray) -> np.ndarray:
+        """`mask` sheared: `pad` rows taller at each edge, slanted rules along rows."""
+        if self.pad == 0:
+            return mask
+        padded = np.pad(mask, ((2 * self.pad, 2 * self.pad), (0, 0)))
+        rows = np.arange(mask.shape[0] + 2 * self.pad)[:, np.newaxis]
+        return np.take_along_axis(padded, rows + self.pad + self.shifts[np.newaxis, :], axis=0)
+
+    def back(self, sheared: np.ndarray, height: int) -> np.ndarray:
+        """A sheared mask in the image's own rows (`height` of them)."""
+        if self.pad == 0:
+            return sheared
+        rows = np.arange(height)[:, np.newaxis]
+        return np.take_along_axis(sheared, rows + self.pad - self.shifts[np.newaxis, :], axis=0)
+
+
+def _slope(mask: np.ndarray) -> float | None:
+    """The slant (rise over run) along which the thin ink of `mask` (`_thin_across`) lines
+    up into the fullest row, when a rule could lie along it: None when too few columns hold
+    ink, or thin ink, for any rule to cross the image. Tried coarsely, then to a pixel's rise across
+    the image."""
     width = mask.shape[1]
-    if width < MIN_RULE_LENGTH:
-        return []
-    # A row with under half the span in ink is taken as no rule (bridging fills small breaks)
-    # (and most images have no row to bridge at all, which keeps `to_mnist` fast).
-    candidates = np.flatnonzero(mask.mean(axis=1) >= RULE_SPAN / 2)
+    if mask.any(axis=0).mean() < RULE_SPAN:
+        return None
+    thin = _thin_across(mask)
+    # Where writing stands on a rule, its ink runs on down the column: half is enough.
+    if thin.any(axis=0).mean() < RULE_SPAN / 2:
+        return None
+    rows, columns = np.nonzero(thin)
+    centred = columns - width / 2
+
+    def fullest(slope: float) -> int:
+        levelled = rows - np.rint(slope * centred).astype(np.int64)
+        return int(np.bincount(levelled - levelled.min()).max())
+
+    coarse = np.arange(-MAX_SLANT, MAX_SLANT + 1e-9, 4 / width)
+    best = max([0.0, *coarse.tolist()], key=fullest)
+    fine = best + np.arange(-3, 4) / width
+    return float(max([best, *fine.tolist()], key=fullest))
+
+
+def _thin_across(mask: np.ndarray) -> np.ndarray:
+    """The ink of `mask` in runs down a column shorter than `THICKEST_RULE` pixels: all of a
+    rule across the page, little of thick writing (which keeps the search for a slant off
+    most images of digits alone)."""
+    structure = np.ones((THICKEST_RULE, 1), bool)
+    return np.asarray(mask & ~ndimage.binary_opening(mask, structure=structure), bool)
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """The bands of a mask, sheared level by `slant`, where rules along rows may lie."""
+
+    mask: np.ndarray
+    slant: _Slant
+    level: np.ndarray
+    bands: list[slice]
+
+    @classmethod
+    def find(cls, mask: np.ndarray) -> _Rules | None:
+        """The candidate rules along the rows of `mask`, None when there are none."""
+        if mask.shape[1] < MIN_RULE_LENGTH:
+            return None
+        slope = _slope(mask)
+        if slope is None:
+            return None
+        slant = _Slant.of(slope, mask.shape[1])
+        level = slant.level(mask)
+        bands = _bands(level, slant.level(np.ones_like(mask)))
+        return cls(mask, slant, level, bands) if bands else None
+
+    def pixels(self) -> np.ndarray:
+        """The ink on every band, in the mask's own rows."""
+        on_bands = np.zeros_like(self.level)
+        for band in self.bands:
+            on_bands[band] = self.level[band]
+        return self.slant.back(on_bands, self.mask.shape[0])
+
+    def thinner_than(self, thickness: float) -> _Rules | None:
+        """Only the bands at most `thickness` rows thick; None when no band is."""
+        bands = [band for band in self.bands if band.stop - band.start <= thickness]
+        return _Rules(self.mask, self.slant, self.level, bands) if bands else None
+
+    def off_the_writing(self, writing: np.ndarray) -> np.ndarray:
+        """The rules' pixels, less those where a stroke of `writing` (the ink off every
+        rule) carries on above and below a rule, in the mask's own rows."""
+        return self.slant.back(
+            _rule_pixels(self.level, self.slant.level(writing), self.bands), self.mask.shape[0]
+        )
+
+
+def _bands(mask: np.ndarray, inside: np.ndarray) -> list[slice]:
+    """The runs of rows of `mask` whose ink covers `RULE_SPAN` of the row's pixels that lie
+    `inside` the image (a slanted rule leaves it at a corner), small breaks bridged, rows
+    at least half inside: where rules along the rows may lie."""
+    width = mask.shape[1]
+    within = inside.sum(axis=1)
+    # A row with under half the span in ink is no rule: bridging fills small breaks only.
+    candidates = np.flatnonzero(
+        (mask.sum(axis=1) >= RULE_SPAN / 2 * within) & (within >= width / 2)
+    )
     if candidates.size == 0:
         return []
     bridge = max(1, round(RULE_GAP * width))
-    rows = ndimage.binary_closing(mask[candidates], structure=np.ones((1, 2 * bridge + 1), bool))
+    structure = np.ones((1, 2 * bridge + 1), bool)
+    rows = ndimage.binary_closing(mask[candidates], structure=structure) & inside[candidates]
     # Closing cannot bridge a break at the image's edge: those columns are left out.
+    inked = rows[:, bridge:-bridge].sum(axis=1)
     covered = np.zeros(mask.shape[0], bool)
-    covered[candidates] = rows[:, bridge:-bridge].mean(axis=1) >= RULE_SPAN
+    covered[candidates] = inked >= RULE_SPAN * inside[candidates, bridge:-bridge].sum(axis=1)
     labels, _ = ndimage.label(covered)
     return [rows for (rows,) in ndimage.find_objects(labels)]
 
 
 def _rule_pixels(mask: np.ndarray, writing: np.ndarray, bands: list[slice]) -> np.ndarray:
-    """The pixels of `mask` on the horizontal rules `bands`, less those where a stroke of
-    the `writing` (the ink off every rule) carries on above and below a rule."""
+    """The pixels of `mask` on the horizontal rules `bands` and a row either side (a rule
+    printed or levelled a pixel off its row), less those where a stroke of the `writing`
+    (the ink off every rule) carries on above and below."""
     height, width = mask.shape
     rules = np.zeros_like(mask)
-    for rows in bands:
+    for band in bands:
+        rows = slice(max(0, band.start - 1), min(height, band.stop + 1))
         above = writing[rows.start - 1] if rows.start > 0 else np.zeros(width, bool)
         below = writing[rows.stop] if rows.stop < height else np.zeros(width, bool)
         rules[rows] = mask[rows] & ~(_widened(above) & _widened(below))
