@@ -34,6 +34,26 @@ def test_a_thin_rule_across_the_page_goes_and_the_stroke_crossing_it_stays():
     np.testing.assert_array_equal(cleaned[:, 97:103], ink[:, 97:103])
 
 
+@pytest.mark.parametrize("degrees", [-3.5, 2.0])
+def test_a_rule_photographed_askew_goes(degrees):
+    ink = _page()
+    columns = np.arange(ink.shape[1])
+    rows = np.rint(60 + np.tan(np.radians(degrees)) * (columns - 100)).astype(int)
+    ink[rows, columns] = np.maximum(ink[rows, columns], 0.4)
+    cleaned = remove_rules(ink)
+    assert not cleaned[:, :96].any() and not cleaned[:, 104:].any()
+    np.testing.assert_array_equal(cleaned[:, 97:103], _page()[:, 97:103])
+
+
+def test_a_rule_slanted_more_than_a_photograph_slants_it_stays():
+    ink = _page()
+    columns = np.arange(ink.shape[1])
+    rows = np.rint(60 + np.tan(np.radians(12)) * (columns - 100)).astype(int)
+    inside = (rows >= 0) & (rows < ink.shape[0])
+    ink[rows[inside], columns[inside]] = 0.4
+    np.testing.assert_array_equal(remove_rules(ink), ink)
+
+
 def test_a_squared_pages_grid_goes_both_ways():
     ink = _page()
     ink[::20, :] = np.maximum(ink[::20, :], 0.3)
