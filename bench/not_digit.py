@@ -123,12 +123,12 @@ def _trained_branch(
 ) -> tuple[object, Score]:
     """A branch trained on MNIST training digits, the styled and looked training digits and fresh
     training non-digits, with its logits on every validation and report set (cached)."""
-    (x_train, _), _ = load_mnist()
+    (x_train, y_train), _ = load_mnist()
     training = roles["training"]
     styled = np.concatenate(
         [v for k, v in training.images.items() if k.startswith(("styled ", "look "))]
     )
-    data = BranchData(x_train[:50000], styled, load_fashion_mnist("train"))
+    data = BranchData(x_train[:50000], styled, load_fashion_mnist("train"), y_train[:50000])
     branch = train_branch(
         model,  # type: ignore[arg-type]
         data,
