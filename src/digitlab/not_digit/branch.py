@@ -41,7 +41,7 @@ class BranchData:
     """What the branch learns from: `digits` (MNIST training digits, augmented as they are
     drawn), `styled` (training digits in the styles of `styles` and the looks of `looks`,
     read back by `to_mnist`), and the sources non-digits are cut from: MNIST training digits
-    for fragments, pairs and turned, mirrored, overlaid or struck digits (`labels` are the
+    for fragments, pairs and turned or mirrored digits (`labels` are the
     digits' classes), Fashion-MNIST's training split for clothes."""
 
     digits: np.ndarray

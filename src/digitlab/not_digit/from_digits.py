@@ -1,35 +1,30 @@
-"""Non-digits made of real handwriting: MNIST digits turned, mirrored, overlaid or struck.
+"""Non-digits made of real handwriting: MNIST digits turned or mirrored into no digit.
 
 A score trained only on glyphs drawn by our stroke renderer learns "our renderer's glyphs"
-and generalises poorly to letters and symbols it was not shown. These kinds are real pen
-strokes that are no digit, so the score learns the strokes' arrangement, not their look.
+and generalises poorly to letters and symbols it was not shown. Turned and mirrored digits
+are real pen strokes that are no digit, so the score learns what a digit's strokes look
+like, not what our renderer's strokes look like.
 
-Only digits that no reader takes for a digit once transformed are used, chosen by looking
-at samples of every class: turned on its side, only 3 (an m or w) and 4; upside down, 3
-(an epsilon), 4 (an h) and 7 (an L); mirrored, 3, 7 and 9 (a P). A 0 or 8 turned stays a
-0 or 8, a 1 becomes a bar, a turned 2, 5, 6 or 9 or a mirrored 2, 4, 5 or 6 still reads as
-a digit in many hands. Overlaid digits are two of different classes, never a 1 (a 1 over
-most digits reads as that digit), a 0 or an 8 (over most others they read as 0 or 8);
-struck-through digits are never a 0, 1 or 7 (a slashed 0, a 1 along the stroke and a
-crossed 7 are digits).
+Only digits that no reader takes for a digit once turned are used, chosen by looking at
+samples of every class: on its side, only 3 (an m or w) and 4; upside down, 3 (an epsilon),
+4 (an h) and 7 (an L); mirrored, 3, 7 and 9 (a P). A 0 or 8 turned stays a 0 or 8 (or an
+infinity sign that reads as 8 when slanted), a 1 becomes a bar that may still be a slanted
+1, and a turned 2, 5, 6 or 9 or a mirrored 2, 4, 5 or 6 still reads as a digit in many
+hands.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 from digitlab.errors import ConfigError
 from digitlab.images.mnist_style import normalize_digit
 
-TURNABLE = {
-    "digits on their side": (3, 4),
-    "digits upside down": (3, 4, 7),
-    "mirrored digits": (3, 7, 9),
-    "overlaid digits": (2, 3, 4, 5, 6, 7, 9),
-    "struck-through digits": (2, 3, 4, 5, 6, 8, 9),
-}
-"""Each kind made from MNIST digits of given classes, and those classes."""
+TURNS = {"on their side": (3, 4), "upside down": (3, 4, 7), "mirrored": (3, 7, 9)}
+"""Each way of turning a digit, and the classes that read as no digit once turned so."""
+
+KIND = "turned or mirrored digits"
+"""The training kind of non-digit made here."""
 
 
 def need(source: np.ndarray | None, kind: str) -> np.ndarray:
@@ -39,13 +34,12 @@ def need(source: np.ndarray | None, kind: str) -> np.ndarray:
     return source
 
 
-def of_classes(kind: str, source: np.ndarray | None, labels: np.ndarray | None) -> np.ndarray:
-    """The digits of `source` whose `labels` are among the classes `kind` is made from.
-    Raises `ConfigError` when either is missing or they differ in length."""
-    digits = need(source, kind)
+def _of_classes(turn: str, source: np.ndarray | None, labels: np.ndarray | None) -> np.ndarray:
+    """The digits of `source` whose `labels` are among the classes `turn` applies to."""
+    digits = need(source, KIND)
     if labels is None or len(labels) != len(digits):
-        raise ConfigError(f"non-digits of kind {kind!r} need the class of every source digit")
-    return digits[np.isin(labels, TURNABLE[kind])]
+        raise ConfigError(f"non-digits of kind {KIND!r} need the class of every source digit")
+    return digits[np.isin(labels, TURNS[turn])]
 
 
 def _picks(rng: np.random.Generator, digits: np.ndarray, count: int) -> np.ndarray:
@@ -57,63 +51,17 @@ def _normalized(images: list[np.ndarray]) -> np.ndarray:
     return np.stack([normalize_digit(image.astype(np.float32) / 255) for image in images])
 
 
-def on_their_side(
+def turned_or_mirrored(
     rng: np.random.Generator, count: int, source: np.ndarray | None, labels: np.ndarray | None
 ) -> np.ndarray:
-    """Digits turned a quarter, clockwise or not."""
-    digits = _picks(rng, of_classes("digits on their side", source, labels), count)
-    return _normalized([np.rot90(digit, 1 if rng.random() < 0.5 else 3) for digit in digits])
-
-
-def upside_down(
-    rng: np.random.Generator, count: int, source: np.ndarray | None, labels: np.ndarray | None
-) -> np.ndarray:
-    """Digits turned half a turn."""
-    digits = _picks(rng, of_classes("digits upside down", source, labels), count)
-    return _normalized([np.rot90(digit, 2) for digit in digits])
-
-
-def mirrored(
-    rng: np.random.Generator, count: int, source: np.ndarray | None, labels: np.ndarray | None
-) -> np.ndarray:
-    """Digits mirrored left to right."""
-    digits = _picks(rng, of_classes("mirrored digits", source, labels), count)
-    return _normalized(list(digits[:, :, ::-1]))
-
-
-def overlaid(
-    rng: np.random.Generator, count: int, source: np.ndarray | None, labels: np.ndarray | None
-) -> np.ndarray:
-    """Two digits of different classes in one frame, one over the other, the second
-    shifted 2 to 4 px from the first."""
-    digits = of_classes("overlaid digits", source, labels)
-    classes = np.asarray(labels)[np.isin(np.asarray(labels), TURNABLE["overlaid digits"])]
-    if len(np.unique(classes)) < 2:
-        raise ConfigError("overlaid digits need source digits of at least two classes")
-    images = []
-    for _ in range(count):
-        first = int(rng.integers(len(digits)))
-        others = np.flatnonzero(classes != classes[first])
-        second = digits[others[rng.integers(len(others))]]
-        shift = rng.integers(2, 5, size=2) * rng.choice([-1, 1], size=2)
-        moved = np.roll(second, tuple(int(s) for s in shift), axis=(0, 1))
-        images.append(np.maximum(digits[first], moved))
-    return _normalized(images)
-
-
-def struck_through(
-    rng: np.random.Generator, count: int, source: np.ndarray | None, labels: np.ndarray | None
-) -> np.ndarray:
-    """A digit crossed out by a straight stroke from one side of its box to the other,
-    reaching past it, at any slope."""
-    images = []
-    for digit in _picks(rng, of_classes("struck-through digits", source, labels), count):
-        paper = Image.fromarray(np.pad(digit, 8))
-        angle = rng.uniform(0, np.pi)
-        half = rng.uniform(14, 20)
-        centre = 22 + rng.uniform(-3, 3, size=2)
-        offset = half * np.array([np.cos(angle), np.sin(angle)])
-        ends = [tuple(centre - offset), tuple(centre + offset)]
-        ImageDraw.Draw(paper).line(ends, fill=255, width=int(rng.integers(2, 4)))
-        images.append(np.asarray(paper))
+    """MNIST digits (`source`, of classes `labels`) on their side (a quarter turn either
+    way), upside down or mirrored left to right, about a third each, each only from the
+    classes of `TURNS`. Raises `ConfigError` when the source or its labels are missing."""
+    sides, downs, mirrors = (int(n) for n in rng.multinomial(count, [1 / 3] * 3))
+    side = _picks(rng, _of_classes("on their side", source, labels), sides)
+    images = [np.rot90(digit, 1 if rng.random() < 0.5 else 3) for digit in side]
+    images += [
+        np.rot90(d, 2) for d in _picks(rng, _of_classes("upside down", source, labels), downs)
+    ]
+    images += list(_picks(rng, _of_classes("mirrored", source, labels), mirrors)[:, :, ::-1])
     return _normalized(images)

@@ -26,15 +26,7 @@ from scipy.interpolate import make_interp_spline
 from digitlab.data.idx import read_idx
 from digitlab.errors import ConfigError
 from digitlab.images.mnist_style import normalize_digit
-from digitlab.not_digit.from_digits import (
-    TURNABLE,
-    mirrored,
-    need,
-    on_their_side,
-    overlaid,
-    struck_through,
-    upside_down,
-)
+from digitlab.not_digit.from_digits import KIND, need, turned_or_mirrored
 from digitlab.not_digit.glyphs import (
     HELD_OUT_SHAPES,
     LETTERS,
@@ -300,15 +292,11 @@ TRAINING_KINDS: dict[str, Generator] = {
     "fragments": _fragments,
     "pairs": _pairs,
     "fashion": _fashion,
-    "digits on their side": on_their_side,
-    "digits upside down": upside_down,
-    "mirrored digits": mirrored,
-    "overlaid digits": overlaid,
-    "struck-through digits": struck_through,
+    KIND: turned_or_mirrored,
 }
 """The non-digits a not-a-digit score is trained on: half of the letters and of the
 symbols, never the other half, and real handwriting that is no digit (`from_digits`).
-Fragments, pairs and the `from_digits` kinds take MNIST training digits as source, fashion
+Fragments, pairs and turned or mirrored digits take MNIST training digits as source, fashion
 Fashion-MNIST's training split."""
 
 UNSEEN_KINDS = ("letters, unseen half", "symbols, unseen half", "new shapes", "scrawls")
@@ -330,11 +318,9 @@ seeds). The `UNSEEN_KINDS` were never trained on; the trained halves of the lett
 symbols are reported apart, so that seen is never mistaken for unseen. Fragments and pairs
 take MNIST test digits as source, fashion Fashion-MNIST's test split."""
 
-NEEDS_SOURCE = {"fragments": "digits", "pairs": "digits", "fashion": "fashion"} | {
-    kind: "digits" for kind in TURNABLE
-}
-"""The kinds cut from images, and which images: MNIST digits or Fashion-MNIST. The
-`from_digits` kinds need the digits' classes too (`labels`)."""
+NEEDS_SOURCE = {"fragments": "digits", "pairs": "digits", KIND: "digits", "fashion": "fashion"}
+"""The kinds cut from images, and which images: MNIST digits or Fashion-MNIST. Turned or
+mirrored digits need the digits' classes too (`labels`)."""
 
 
 def make_non_digits(
@@ -347,7 +333,7 @@ def make_non_digits(
 ) -> np.ndarray:
     """`count` non-digits of `kind` (a key of `TRAINING_KINDS`, or of `HELD_OUT_KINDS` when
     `held_out`), count x 28 x 28 uint8, the same for the same seed. Fragments and pairs
-    need MNIST digits as `source`, the `from_digits` kinds their classes as `labels` too,
+    need MNIST digits as `source`, turned or mirrored digits their classes as `labels` too,
     fashion Fashion-MNIST images. Raises `ConfigError` for an unknown kind or a missing
     source or labels."""
     kinds = HELD_OUT_KINDS if held_out else TRAINING_KINDS
