@@ -203,7 +203,7 @@ def main() -> None:
     parser.add_argument(
         "--extend-to", type=Path, default=None, help="train a branch, write the model with it here"
     )
-    parser.add_argument("--epochs", type=int, default=14, help="branch epochs (default: 14)")
+    parser.add_argument("--epochs", type=int, default=18, help="branch epochs (default: 18)")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/results.md")
     args = parser.parse_args()
     model_path = args.model or pretrained_model_path()

@@ -162,15 +162,15 @@ def test_shipped_model_flags_a_scribble_and_fashion_and_accepts_mnist(mnist: Mni
     _, (x_test, y_test) = mnist
     outputs = _shipped_outputs(x_test[:500])
     assert np.mean(outputs[:, :10].argmax(axis=1) == y_test[:500]) >= 0.98
-    assert np.mean(outputs[:, 10] < 0.5) <= 0.015  # 0.3% of all MNIST test digits, documented
+    assert np.mean(outputs[:, 10] < 0.5) <= 0.015  # 0.5% of all MNIST test digits, documented
     scribbles = make_non_digits("scrawls", 200, seed=1, held_out=True)
     fashion = make_non_digits(
         "fashion", 200, seed=1, held_out=True, source=load_fashion_mnist("t10k")
     )
     letters = make_non_digits("letters, unseen half", 200, seed=1, held_out=True)
-    assert np.mean(_shipped_outputs(scribbles)[:, 10] < 0.5) >= 0.4  # 56% documented
+    assert np.mean(_shipped_outputs(scribbles)[:, 10] < 0.5) >= 0.5  # 64% documented
     assert np.mean(_shipped_outputs(fashion)[:, 10] < 0.5) >= 0.9  # 97% documented
-    assert np.mean(_shipped_outputs(letters)[:, 10] < 0.5) >= 0.6  # 74% documented
+    assert np.mean(_shipped_outputs(letters)[:, 10] < 0.5) >= 0.85  # 89% documented, was 76%
 
 
 def test_shipped_model_accepts_digits_of_writers_outside_mnist() -> None:
