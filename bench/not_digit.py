@@ -123,12 +123,12 @@ def _trained_branch(
 ) -> tuple[object, Score]:
     """A branch trained on MNIST training digits, the styled and looked training digits and fresh
     training non-digits, with its logits on every validation and report set (cached)."""
-    (x_train, _), _ = load_mnist()
+    (x_train, y_train), _ = load_mnist()
     training = roles["training"]
     styled = np.concatenate(
         [v for k, v in training.images.items() if k.startswith(("styled ", "look "))]
     )
-    data = BranchData(x_train[:50000], styled, load_fashion_mnist("train"))
+    data = BranchData(x_train[:50000], styled, load_fashion_mnist("train"), y_train[:50000])
     branch = train_branch(
         model,  # type: ignore[arg-type]
         data,
@@ -203,7 +203,7 @@ def main() -> None:
     parser.add_argument(
         "--extend-to", type=Path, default=None, help="train a branch, write the model with it here"
     )
-    parser.add_argument("--epochs", type=int, default=14, help="branch epochs (default: 14)")
+    parser.add_argument("--epochs", type=int, default=18, help="branch epochs (default: 18)")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/results.md")
     args = parser.parse_args()
     model_path = args.model or pretrained_model_path()

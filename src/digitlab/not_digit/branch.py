@@ -41,11 +41,13 @@ class BranchData:
     """What the branch learns from: `digits` (MNIST training digits, augmented as they are
     drawn), `styled` (training digits in the styles of `styles` and the looks of `looks`,
     read back by `to_mnist`), and the sources non-digits are cut from: MNIST training digits
-    for fragments and pairs, Fashion-MNIST's training split for clothes."""
+    for fragments, pairs and turned or mirrored digits (`labels` are the
+    digits' classes), Fashion-MNIST's training split for clothes."""
 
     digits: np.ndarray
     styled: np.ndarray
     fashion: np.ndarray
+    labels: np.ndarray
 
 
 def build_branch(feature_size: int, seed: int = 0) -> keras.Model:
@@ -85,7 +87,13 @@ def epoch_non_digits(data: BranchData, per_kind: int, seed: int) -> np.ndarray:
     sources = {"digits": data.digits, "fashion": data.fashion}
     return np.concatenate(
         [
-            make_non_digits(kind, per_kind, seed, source=sources.get(NEEDS_SOURCE.get(kind, "")))
+            make_non_digits(
+                kind,
+                per_kind,
+                seed,
+                source=sources.get(NEEDS_SOURCE.get(kind, "")),
+                labels=data.labels,
+            )
             for kind in TRAINING_KINDS
         ]
     )
@@ -118,7 +126,8 @@ def train_branch(
     augmented = build_augmentation(seed=seed)(pixels)
     trainer = keras.Model(pixels, logits([augmented, trunk(augmented)]), name="branch_trainer")
     batch_size = 128
-    steps = epochs * -(-(digits_per_epoch + len(data.styled) + per_kind * 8) // batch_size)
+    per_epoch = digits_per_epoch + len(data.styled) + per_kind * len(TRAINING_KINDS)
+    steps = epochs * -(-per_epoch // batch_size)
     trainer.compile(
         optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, steps)),
         loss=keras.losses.BinaryCrossentropy(from_logits=True),

@@ -67,18 +67,24 @@ def uci_digits() -> np.ndarray:
 
 
 def _non_digits(
-    sets: ImageSets, counts: int, seed: int, held_out: bool, digits: np.ndarray
+    sets: ImageSets,
+    counts: int,
+    seed: int,
+    held_out: bool,
+    digits: np.ndarray,
+    labels: np.ndarray,
 ) -> None:
     fashion = load_fashion_mnist("t10k" if held_out else "train")
     sources = {"digits": digits, "fashion": fashion}
     for kind in HELD_OUT_KINDS if held_out else TRAINING_KINDS:
         source = sources[NEEDS_SOURCE[kind]] if kind in NEEDS_SOURCE else None
-        sets.add(kind, make_non_digits(kind, counts, seed, held_out, source), is_digit=False)
+        images = make_non_digits(kind, counts, seed, held_out, source, labels)
+        sets.add(kind, images, is_digit=False)
 
 
 def training_sets(seed: int = 0, mnist_count: int = 20000, per_kind: int = 3000) -> ImageSets:
     """Digits and TRAINING non-digits to fit a head on."""
-    (x_train, _), _ = load_mnist()
+    (x_train, y_train), _ = load_mnist()
     sets = ImageSets()
     sets.add("mnist train", x_train[:mnist_count], is_digit=True)
     for style, images in styled_digits(x_train[mnist_count : mnist_count + 400], seed).items():
@@ -86,7 +92,7 @@ def training_sets(seed: int = 0, mnist_count: int = 20000, per_kind: int = 3000)
     looked = digit_looks(x_train[mnist_count + 400 : mnist_count + 2400], seed)
     for look, images in looked.items():
         sets.add(f"look {look}", images, is_digit=True)
-    _non_digits(sets, per_kind, seed, held_out=False, digits=x_train[:50000])
+    _non_digits(sets, per_kind, seed, False, x_train[:50000], y_train[:50000])
     return sets
 
 
@@ -105,11 +111,11 @@ def validation_sets(seed: int = 0) -> ImageSets:
 
 def report_sets(seed: int = 0, per_style: int = 200, per_kind: int = 1000) -> ImageSets:
     """MNIST test, styled MNIST test, UCI digits and HELD-OUT non-digits, to report on."""
-    _, (x_test, _) = load_mnist()
+    _, (x_test, y_test) = load_mnist()
     sets = ImageSets()
     sets.add("mnist test", x_test, is_digit=True)
     for style, images in styled_digits(x_test[:per_style], seed + 2).items():
         sets.add(style, images, is_digit=True)
     sets.add("uci 8x8 digits", uci_digits(), is_digit=True)
-    _non_digits(sets, per_kind, seed, held_out=True, digits=x_test)
+    _non_digits(sets, per_kind, seed, True, x_test, y_test)
     return sets

@@ -26,6 +26,7 @@ from scipy.interpolate import make_interp_spline
 from digitlab.data.idx import read_idx
 from digitlab.errors import ConfigError
 from digitlab.images.mnist_style import normalize_digit
+from digitlab.not_digit.from_digits import KIND, need, turned_or_mirrored
 from digitlab.not_digit.glyphs import (
     HELD_OUT_SHAPES,
     LETTERS,
@@ -51,8 +52,9 @@ FASHION_SHA256 = {
 CANVAS = 128
 """Side of the drawing canvas; the glyph's unit box spans its middle 80 pixels."""
 
-Generator = Callable[[np.random.Generator, int, np.ndarray | None], np.ndarray]
-"""(random generator, count, source images or None) -> count x 28 x 28 uint8."""
+Generator = Callable[[np.random.Generator, int, np.ndarray | None, np.ndarray | None], np.ndarray]
+"""(random generator, count, source images or None, their digit classes or None) ->
+count x 28 x 28 uint8."""
 
 
 def load_fashion_mnist(split: str, folder: Path = FASHION_FOLDER) -> np.ndarray:
@@ -143,14 +145,21 @@ def render_glyph(glyph: Glyph, rng: np.random.Generator, jitter: float = 0.015) 
 def _from_glyphs(glyphs: dict[str, Glyph]) -> Generator:
     names = sorted(glyphs)
 
-    def generate(rng: np.random.Generator, count: int, source: np.ndarray | None) -> np.ndarray:
+    def generate(
+        rng: np.random.Generator,
+        count: int,
+        source: np.ndarray | None,
+        labels: np.ndarray | None,
+    ) -> np.ndarray:
         picks = rng.integers(0, len(names), size=count)
         return np.stack([render_glyph(glyphs[names[pick]], rng) for pick in picks])
 
     return generate
 
 
-def _scribbles(rng: np.random.Generator, count: int, source: np.ndarray | None) -> np.ndarray:
+def _scribbles(
+    rng: np.random.Generator, count: int, source: np.ndarray | None, labels: np.ndarray | None
+) -> np.ndarray:
     """One or two smooth curves, each through 5 to 9 random points."""
     images = []
     for _ in range(count):
@@ -162,7 +171,9 @@ def _scribbles(rng: np.random.Generator, count: int, source: np.ndarray | None) 
     return np.stack(images)
 
 
-def _scrawls(rng: np.random.Generator, count: int, source: np.ndarray | None) -> np.ndarray:
+def _scrawls(
+    rng: np.random.Generator, count: int, source: np.ndarray | None, labels: np.ndarray | None
+) -> np.ndarray:
     """A pen wandering at random: 25 to 50 steps, turning a little each step, kept in the box."""
     images = []
     for _ in range(count):
@@ -195,7 +206,9 @@ def _random_part(rng: np.random.Generator) -> Stroke:
     return curve(*points)
 
 
-def _strokes(rng: np.random.Generator, count: int, source: np.ndarray | None) -> np.ndarray:
+def _strokes(
+    rng: np.random.Generator, count: int, source: np.ndarray | None, labels: np.ndarray | None
+) -> np.ndarray:
     """Two to four random segments and arcs: glyph-like marks that are no letter or digit."""
     return np.stack(
         [
@@ -205,16 +218,12 @@ def _strokes(rng: np.random.Generator, count: int, source: np.ndarray | None) ->
     )
 
 
-def _need(source: np.ndarray | None, kind: str) -> np.ndarray:
-    if source is None or source.ndim != 3 or len(source) == 0:
-        raise ConfigError(f"non-digits of kind {kind!r} are cut from images: pass them as source")
-    return source
-
-
-def _fragments(rng: np.random.Generator, count: int, source: np.ndarray | None) -> np.ndarray:
+def _fragments(
+    rng: np.random.Generator, count: int, source: np.ndarray | None, labels: np.ndarray | None
+) -> np.ndarray:
     """A half, a corner or a band of a digit: 15% to 65% of its ink, never a narrow sliver
     (a tall thin piece is a 1 to any reader)."""
-    digits = _need(source, "fragments")
+    digits = need(source, "fragments")
     images: list[np.ndarray] = []
     while len(images) < count:
         digit = digits[rng.integers(len(digits))].astype(np.float32) / 255
@@ -246,9 +255,11 @@ def _fragments(rng: np.random.Generator, count: int, source: np.ndarray | None) 
     return np.stack(images)
 
 
-def _pairs(rng: np.random.Generator, count: int, source: np.ndarray | None) -> np.ndarray:
+def _pairs(
+    rng: np.random.Generator, count: int, source: np.ndarray | None, labels: np.ndarray | None
+) -> np.ndarray:
     """Two digits side by side in one frame, from touching to a small gap."""
-    digits = _need(source, "pairs")
+    digits = need(source, "pairs")
     images = []
     for _ in range(count):
         first, second = (digits[rng.integers(len(digits))].astype(np.float32) / 255 for _ in "ab")
@@ -260,9 +271,11 @@ def _pairs(rng: np.random.Generator, count: int, source: np.ndarray | None) -> n
     return np.stack(images)
 
 
-def _fashion(rng: np.random.Generator, count: int, source: np.ndarray | None) -> np.ndarray:
+def _fashion(
+    rng: np.random.Generator, count: int, source: np.ndarray | None, labels: np.ndarray | None
+) -> np.ndarray:
     """Fashion-MNIST clothes, re-normalised as `to_mnist` would."""
-    images = _need(source, "fashion")
+    images = need(source, "fashion")
     picks = rng.choice(len(images), size=count, replace=count > len(images))
     return np.stack([normalize_digit(images[pick].astype(np.float32) / 255) for pick in picks])
 
@@ -279,10 +292,12 @@ TRAINING_KINDS: dict[str, Generator] = {
     "fragments": _fragments,
     "pairs": _pairs,
     "fashion": _fashion,
+    KIND: turned_or_mirrored,
 }
 """The non-digits a not-a-digit score is trained on: half of the letters and of the
-symbols, never the other half. Fragments and pairs take MNIST training digits as source,
-fashion Fashion-MNIST's training split."""
+symbols, never the other half, and real handwriting that is no digit (`from_digits`).
+Fragments, pairs and turned or mirrored digits take MNIST training digits as source, fashion
+Fashion-MNIST's training split."""
 
 UNSEEN_KINDS = ("letters, unseen half", "symbols, unseen half", "new shapes", "scrawls")
 """Held-out kinds that training never draws: the figures that show generalisation."""
@@ -303,8 +318,9 @@ seeds). The `UNSEEN_KINDS` were never trained on; the trained halves of the lett
 symbols are reported apart, so that seen is never mistaken for unseen. Fragments and pairs
 take MNIST test digits as source, fashion Fashion-MNIST's test split."""
 
-NEEDS_SOURCE = {"fragments": "digits", "pairs": "digits", "fashion": "fashion"}
-"""The kinds cut from images, and which images: MNIST digits or Fashion-MNIST."""
+NEEDS_SOURCE = {"fragments": "digits", "pairs": "digits", KIND: "digits", "fashion": "fashion"}
+"""The kinds cut from images, and which images: MNIST digits or Fashion-MNIST. Turned or
+mirrored digits need the digits' classes too (`labels`)."""
 
 
 def make_non_digits(
@@ -313,13 +329,15 @@ def make_non_digits(
     seed: int,
     held_out: bool = False,
     source: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
     """`count` non-digits of `kind` (a key of `TRAINING_KINDS`, or of `HELD_OUT_KINDS` when
     `held_out`), count x 28 x 28 uint8, the same for the same seed. Fragments and pairs
-    need MNIST digits as `source`, fashion Fashion-MNIST images. Raises `ConfigError` for an
-    unknown kind or a missing source."""
+    need MNIST digits as `source`, turned or mirrored digits their classes as `labels` too,
+    fashion Fashion-MNIST images. Raises `ConfigError` for an unknown kind or a missing
+    source or labels."""
     kinds = HELD_OUT_KINDS if held_out else TRAINING_KINDS
     if kind not in kinds:
         raise ConfigError(f"unknown non-digit kind {kind!r}; choose from {', '.join(kinds)}")
     rng = np.random.default_rng([seed, int(held_out), sorted(kinds).index(kind)])
-    return kinds[kind](rng, count, source)
+    return kinds[kind](rng, count, source, labels)
