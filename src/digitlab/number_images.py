@@ -34,12 +34,14 @@ LOOKS = (
     "ruled_paper",
     "squared_paper",
     "underlined",
+    "desk_edge",
 )
 """How the ink looks: MNIST's strokes, a felt-tip, a fine pen, a photographed ballpoint;
-and MNIST's strokes on a notebook's ruled or squared page, or with a line drawn under the
-number (those three always dark ink on light paper)."""
+and MNIST's strokes on a notebook's ruled or squared page, with a line drawn under the
+number, or on a sheet photographed with a strip of the desk beside it (those four always
+dark ink on light paper)."""
 
-PAPER_LOOKS = ("ruled_paper", "squared_paper", "underlined")
+PAPER_LOOKS = ("ruled_paper", "squared_paper", "underlined", "desk_edge")
 
 DIGIT_HEIGHT = 60
 """The tallest digit's height in pixels; the others are 85% to 100% of it."""
@@ -191,4 +193,23 @@ def _underlined(canvas: np.ndarray, boxes: Boxes, rng: np.random.Generator) -> n
     return lined
 
 
-_PAPERS = {"ruled_paper": _ruled, "squared_paper": _squared, "underlined": _underlined}
+def _desk_edge(canvas: np.ndarray, boxes: Boxes, rng: np.random.Generator) -> np.ndarray:
+    """A strip of a darker desk along the left side, and along the bottom half the time,
+    its edge straight and slightly aslant: a sheet photographed without filling the frame."""
+    height, width = canvas.shape
+    rows, columns = np.mgrid[:height, :width]
+    shade = float(rng.uniform(0.55, 0.8))
+    edge = width * rng.uniform(0.05, 0.12) + rng.uniform(-0.03, 0.03) * (rows - height / 2)
+    desk = columns < np.minimum(edge, min(box[0] for box in boxes) - 0.05 * width)
+    if rng.random() < 0.5:
+        top = max(box[3] for box in boxes) + 0.05 * height
+        desk |= rows >= max(top, height - height * rng.uniform(0.06, 0.12))
+    return np.where(desk, np.maximum(canvas, shade), canvas)
+
+
+_PAPERS = {
+    "ruled_paper": _ruled,
+    "squared_paper": _squared,
+    "underlined": _underlined,
+    "desk_edge": _desk_edge,
+}

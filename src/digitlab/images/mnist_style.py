@@ -230,9 +230,9 @@ def extract_ink(gray: np.ndarray, name: str = "the image") -> np.ndarray:
     """Find the ink: float32 in 0..1, 1 for ink cores, 0 for paper, specks removed.
 
     The paper level is subtracted, the result scaled so that typical ink is 1 and paper
-    noise (three robust standard deviations) is 0, a desk caught beside the page
-    (`page_edges`) and a ruled or squared page's printed rules (`rules`) are taken out,
-    and ink blobs far smaller than the largest one are dropped.
+    noise (three robust standard deviations) is 0, a ruled or squared page's printed rules
+    (`rules`) and a desk caught beside the page (`page_edges`) are taken out, and ink blobs
+    far smaller than the largest one are dropped.
     Raises `NoDigitFoundError` for blank or near-blank images.
     """
     signal = (1.0 - gray) if ink_is_dark(gray) else gray
@@ -250,7 +250,7 @@ def extract_ink(gray: np.ndarray, name: str = "the image") -> np.ndarray:
     paper_top = paper_median + 3 * noise
     floor = min(max(paper_top, FLOOR_SHARE * core), core / 2)
     ink = np.clip((deviation - floor) / (core - floor), 0.0, 1.0).astype(np.float32)
-    ink = remove_specks(remove_rules(remove_page_edges(ink)))
+    ink = remove_specks(remove_page_edges(remove_rules(ink)))
     if np.count_nonzero(ink >= 0.5) < MIN_INK_PIXELS:
         raise NoDigitFoundError(f"{name}: no digit found (only specks, no stroke)")
     return ink

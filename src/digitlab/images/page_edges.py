@@ -7,7 +7,8 @@ digit itself. It is told from writing by running along nearly a whole side of th
 with a straight inner edge (the page's edge, slanted or not), while the writing (the
 largest other blob) stays clear of the border: a stroke meets the border at its end, or
 along a curving stretch where a digit fills its frame, and then the writing usually meets
-the border too. A desk caught only in a corner stays.
+the border too, or runs up to that piece. A desk caught only in a corner stays. Rules are
+taken out first (`rules`): a squared page's grid along the border is no desk.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ STRAIGHT = 0.02
 this share of the side's length, or 2 pixels."""
 
 STRAIGHT_SHARE = 0.8
+
+MARGIN = 0.03
+"""Paper lies between the page's edge and the writing: at least this share of the image's
+shorter side, or `MIN_MARGIN` pixels."""
+
+MIN_MARGIN = 4
 
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
@@ -46,9 +53,14 @@ def remove_page_edges(ink: np.ndarray) -> np.ndarray:
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     sizes[[0, *along]] = 0
     on_border = set(np.unique(np.concatenate(sides)).tolist())
-    if not sizes.any() or int(sizes.argmax()) in on_border:
+    writing = int(sizes.argmax())
+    if not sizes.any() or writing in on_border:
         return ink  # no writing, or writing that meets the border: a tight crop
-    return np.where(np.isin(labels, sorted(along)), 0.0, ink).astype(np.float32)
+    beyond = np.isin(labels, sorted(along))
+    margin = ndimage.distance_transform_edt(~beyond)[labels == writing].min()
+    if margin < max(MIN_MARGIN, MARGIN * min(ink.shape)):
+        return ink  # the writing runs up to it: a piece of the digit, not the desk
+    return np.where(beyond, 0.0, ink).astype(np.float32)
 
 
 def _straight(blob: np.ndarray) -> bool:

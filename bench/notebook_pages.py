@@ -1,0 +1,76 @@
+"""Numbers written in notebooks and photographed on desks, read with and without the page
+cleanup (issue 17's phone photos of paper).
+
+Numbers of 2 to 6 MNIST *test* digits with ordinary gaps (`digitlab.number_images`) on blank
+paper, on a ruled page, on a squared page, with a line under them, and on a sheet
+photographed with a strip of the desk beside it. Each is read twice by `read_number` with
+the shipped model: as it is, and with the page cleanup switched off in this process (the
+desk and rule removal of `images.page_edges` and `images.rules`, and the reader's dropping
+of underlines), which is how these numbers read before it. Prints whole-number accuracy.
+
+    .venv/bin/python bench/notebook_pages.py [--per-length 40] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+
+import digitlab.images.mnist_style as mnist_style
+import digitlab.reading.number as number_module
+from digitlab.data.sources import load_mnist
+from digitlab.inference.predictor import Predictor
+from digitlab.number_images import PAPER_LOOKS, ComposedNumber, compose_number
+from digitlab.reading import read_number
+from digitlab.tables import markdown_table
+
+LENGTHS = range(2, 7)
+
+
+@contextlib.contextmanager
+def without_cleanup() -> Iterator[None]:
+    """Read as before the page cleanup: every step of it left out, in this process only."""
+    kept = (mnist_style.remove_rules, mnist_style.remove_page_edges, number_module.drop_underlines)
+    mnist_style.remove_rules = mnist_style.remove_page_edges = lambda ink: ink
+    number_module.drop_underlines = lambda pieces: pieces
+    try:
+        yield
+    finally:
+        mnist_style.remove_rules, mnist_style.remove_page_edges = kept[:2]
+        number_module.drop_underlines = kept[2]
+
+
+def _share_read(items: list[ComposedNumber], predictor: Predictor) -> float:
+    return float(
+        np.mean([read_number(item.data, predictor).number == item.number for item in items])
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-length", type=int, default=40, help="numbers per look and length")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    args = parser.parse_args()
+    _, (x_test, y_test) = load_mnist()
+    predictor = Predictor.load(threads=1)
+    rows = []
+    for look in ("plain", *PAPER_LOOKS):
+        rng = np.random.default_rng([args.seed, len(rows)])
+        items = []
+        for length in LENGTHS:
+            for _ in range(args.per_length):
+                picked = rng.integers(0, len(x_test), size=length)
+                items.append(compose_number(x_test[picked], y_test[picked], rng, "ordinary", look))
+        cleaned = _share_read(items, predictor)
+        with without_cleanup():
+            before = _share_read(items, predictor)
+        rows.append([look, len(items), f"{before:.1%}", f"{cleaned:.1%}"])
+        print(rows[-1], flush=True)
+    print(markdown_table(["look", "numbers", "without the cleanup", "with it"], rows))
+
+
+if __name__ == "__main__":
+    main()
