@@ -52,13 +52,12 @@ def remove_rules(ink: np.ndarray) -> np.ndarray:
     across, down = _Rules.find(mask), _Rules.find(mask.T)
     if across is None and down is None:
         return ink
-    candidates = _pixels(across) | _pixels(down, transposed=True)
-    stroke = stroke_width(mask & ~candidates)
+    stroke = stroke_width(mask & ~_pixels(across, mask) & ~_pixels(down, mask.T).T)
     if stroke < MIN_STROKE:
         return ink
     across = across.thinner_than(THINNER_THAN_STROKES * stroke) if across else None
     down = down.thinner_than(THINNER_THAN_STROKES * stroke) if down else None
-    writing = mask & ~_pixels(across) & ~_pixels(down, transposed=True)
+    writing = mask & ~_pixels(across, mask) & ~_pixels(down, mask.T).T
     rules = np.zeros_like(mask)
     if across is not None:
         rules |= across.off_the_writing(writing)
@@ -67,12 +66,9 @@ def remove_rules(ink: np.ndarray) -> np.ndarray:
     return np.where(rules, 0.0, ink).astype(np.float32)
 
 
-def _pixels(rules: _Rules | None, transposed: bool = False) -> np.ndarray | bool:
-    """All the ink on `rules` (False for none), in the image's own orientation."""
-    if rules is None:
-        return False
-    pixels = rules.pixels()
-    return pixels.T if transposed else pixels
+def _pixels(rules: _Rules | None, mask: np.ndarray) -> np.ndarray:
+    """All the ink of `mask` on `rules` (none when there are no rules)."""
+    return np.zeros_like(mask) if rules is None else rules.pixels()
 
 
 @dataclass(frozen=True)
@@ -107,8 +103,8 @@ class _Slant:
 def _slope(mask: np.ndarray) -> float | None:
     """The slant (rise over run) along which the thin ink of `mask` (`_thin_across`) lines
     up into the fullest row, when a rule could lie along it: None when too few columns hold
-    ink, or thin ink, for any rule to cross the image. Tried coarsely, then to a pixel's rise across
-    the image."""
+    ink, or thin ink, for any rule to cross the image. Tried coarsely, then to a pixel's
+    rise across the image."""
     width = mask.shape[1]
     if mask.any(axis=0).mean() < RULE_SPAN:
         return None
