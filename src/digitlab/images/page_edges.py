@@ -36,10 +36,13 @@ _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 def remove_page_edges(ink: np.ndarray) -> np.ndarray:
     """`ink` (float, 0 on paper) without the blobs beyond the page's edge (see above)."""
+    sides = (ink[0], ink[-1], ink[:, 0], ink[:, -1])
+    if all(np.count_nonzero(side) < ALONG_SIDE * side.size for side in sides):
+        return ink  # most images: no side is inked nearly all along
     labels, count = ndimage.label(ink > 0, structure=_EIGHT_CONNECTED)
     if count < 2:
         return ink
-    # Each side as the image's first rows, turned so: top, bottom, left, right.
+    # Each side as the image's first row, turned so: top, bottom, left, right.
     turned = (labels, labels[::-1], labels.T, labels.T[::-1])
     along = {
         int(label)
@@ -47,12 +50,11 @@ def remove_page_edges(ink: np.ndarray) -> np.ndarray:
         for label, run in zip(*np.unique(view[0], return_counts=True), strict=True)
         if label > 0 and run >= ALONG_SIDE * view.shape[1] and _straight(view == label)
     }
-    sides = tuple(view[0] for view in turned)
     if not along:
         return ink
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     sizes[[0, *along]] = 0
-    on_border = set(np.unique(np.concatenate(sides)).tolist())
+    on_border = set(np.unique(np.concatenate([view[0] for view in turned])).tolist())
     writing = int(sizes.argmax())
     if not sizes.any() or writing in on_border:
         return ink  # no writing, or writing that meets the border: a tight crop
