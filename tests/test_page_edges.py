@@ -75,6 +75,14 @@ def test_a_curved_stroke_along_a_side_stays():
     np.testing.assert_array_equal(remove_page_edges(ink), ink)
 
 
+def test_a_small_image_is_all_digit():
+    # A coarse 12 x 12 thumbnail: the digit runs along a side, a speck lies inside.
+    ink = np.zeros((12, 12), np.float32)
+    ink[:, :3] = 1.0
+    ink[5:7, 8:10] = 1.0
+    np.testing.assert_array_equal(remove_page_edges(ink), ink)
+
+
 def test_a_digit_filling_its_frame_alone_stays():
     ink = np.zeros((60, 60), np.float32)
     ink[:, :25] = 1.0

@@ -31,11 +31,17 @@ shorter side, or `MIN_MARGIN` pixels."""
 
 MIN_MARGIN = 4
 
+MIN_SIDE = 64
+"""Images with a side shorter than this many pixels are left as they are: a photograph of a
+page is larger, and a small image is all digit."""
+
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
 def remove_page_edges(ink: np.ndarray) -> np.ndarray:
     """`ink` (float, 0 on paper) without the blobs beyond the page's edge (see above)."""
+    if min(ink.shape) < MIN_SIDE:
+        return ink
     sides = (ink[0], ink[-1], ink[:, 0], ink[:, -1])
     if all(np.count_nonzero(side) < ALONG_SIDE * side.size for side in sides):
         return ink  # most images: no side is inked nearly all along
