@@ -10,7 +10,7 @@ has the right length and that digit is right) by gap kind, by length, by look, a
 issue's targets (2 to 6 digits in MNIST's own strokes) by gap kind; and numbers read per
 second (one thread, in-process).
 
-    .venv/bin/python bench/read_numbers.py [--per-cell 40] [--seed 0]
+    .venv/bin/python bench/read_numbers.py [--per-cell 40] [--seed 0] [--looks plain ...]
 """
 
 from __future__ import annotations
@@ -38,13 +38,16 @@ def main() -> None:
         "--per-cell", type=int, default=40, help="numbers per (gap, length, look) (default: 40)"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--looks", nargs="+", choices=LOOKS, default=list(LOOKS), help="looks (default: all)"
+    )
     args = parser.parse_args()
     _, (x_test, y_test) = load_mnist()
     predictor = Predictor.load(threads=1)
     rng = np.random.default_rng(args.seed)
     tallies: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     seconds = 0.0
-    for look in LOOKS:
+    for look in args.looks:
         for gap in GAPS:
             for length in LENGTHS:
                 for _ in range(args.per_cell):
