@@ -167,6 +167,7 @@ def _rules(
     thickness, level = int(rng.integers(1, 3)), float(rng.uniform(0.25, 0.5))
     length = ruled.shape[1]
     rise = np.rint(rng.uniform(-0.05, 0.05) * (np.arange(length) - length / 2)).astype(int)
+    # Starting above the page, so that slanted rules reach its upper corners too.
     for start in range(
         first - spacing * (1 + int(np.abs(rise).max()) // spacing), ruled.shape[0], spacing
     ):
