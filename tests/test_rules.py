@@ -11,7 +11,6 @@ from digitlab.images.rules import remove_rules
 from digitlab.inference.predictor import Predictor
 from digitlab.number_images import compose_number
 from digitlab.reading import read_number
-from digitlab.styles import encode, pen_strokes, place
 
 
 @pytest.fixture(scope="module")
@@ -83,21 +82,17 @@ def test_a_line_half_across_the_page_is_no_rule():
     np.testing.assert_array_equal(remove_rules(ink), ink)
 
 
-def _on_ruled_paper(digit: np.ndarray, rng: np.random.Generator) -> bytes:
-    """An MNIST digit written on a ruled page: its foot on a rule, another rule above."""
-    ink = place(pen_strokes(digit, 3.0), 160, 160, 40, 50)
-    feet = int(np.flatnonzero(ink.any(axis=1))[-1]) + int(rng.integers(-2, 3))
-    for row in (feet, feet - 90):
-        ink[row : row + 2] = np.maximum(ink[row : row + 2], 0.4)
-    return encode(np.rint(255 * (1 - ink)).astype(np.uint8), "PNG")
-
-
 def test_to_mnist_reads_a_digit_on_ruled_paper_as_without(mnist, predictor):
     _, (x_test, y_test) = mnist
     rng = np.random.default_rng(3)
     picks = rng.choice(len(x_test), size=40, replace=False)
-    ruled = np.stack([to_mnist(_on_ruled_paper(x_test[index], rng)) for index in picks])
-    plain = np.stack([to_mnist(x_test[index]) for index in picks])
+    ruled = np.stack(
+        [
+            to_mnist(compose_number(x_test[[i]], y_test[[i]], rng, look="ruled_paper").data)
+            for i in picks
+        ]
+    )
+    plain = np.stack([to_mnist(x_test[i]) for i in picks])
     ruled_digits = predictor.predict(ruled).probabilities.argmax(axis=1)
     plain_digits = predictor.predict(plain).probabilities.argmax(axis=1)
     assert np.mean(ruled_digits == y_test[picks]) >= np.mean(plain_digits == y_test[picks]) - 0.05
