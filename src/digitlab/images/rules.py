@@ -135,9 +135,10 @@ def _thin_across(mask: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Rules:
-    """The bands of a mask, sheared level by `slant`, where rules along rows may lie."""
+    """The bands of a mask `height` rows tall, sheared level by `slant`, where rules along
+    rows may lie."""
 
-    mask: np.ndarray
+    height: int
     slant: _Slant
     level: np.ndarray
     bands: list[slice]
@@ -153,25 +154,25 @@ class _Rules:
         slant = _Slant.of(slope, mask.shape[1])
         level = slant.level(mask)
         bands = _bands(level, slant.level(np.ones_like(mask)))
-        return cls(mask, slant, level, bands) if bands else None
+        return cls(mask.shape[0], slant, level, bands) if bands else None
 
     def pixels(self) -> np.ndarray:
         """The ink on every band, in the mask's own rows."""
         on_bands = np.zeros_like(self.level)
         for band in self.bands:
             on_bands[band] = self.level[band]
-        return self.slant.back(on_bands, self.mask.shape[0])
+        return self.slant.back(on_bands, self.height)
 
     def thinner_than(self, thickness: float) -> _Rules | None:
         """Only the bands at most `thickness` rows thick; None when no band is."""
         bands = [band for band in self.bands if band.stop - band.start <= thickness]
-        return _Rules(self.mask, self.slant, self.level, bands) if bands else None
+        return _Rules(self.height, self.slant, self.level, bands) if bands else None
 
     def off_the_writing(self, writing: np.ndarray) -> np.ndarray:
         """The rules' pixels, less those where a stroke of `writing` (the ink off every
         rule) carries on above and below a rule, in the mask's own rows."""
         return self.slant.back(
-            _rule_pixels(self.level, self.slant.level(writing), self.bands), self.mask.shape[0]
+            _rule_pixels(self.level, self.slant.level(writing), self.bands), self.height
         )
 
 
