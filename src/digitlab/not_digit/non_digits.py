@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy.interpolate import make_interp_spline
 
 from digitlab.data.idx import read_idx
+from digitlab.data.sources import FASHION_MNIST_SHA256, fashion_mnist_dir
 from digitlab.errors import ConfigError
 from digitlab.images.mnist_style import normalize_digit
 from digitlab.not_digit.from_digits import KIND, need, turned_or_mirrored
@@ -40,15 +40,6 @@ from digitlab.not_digit.glyphs import (
     line,
 )
 
-FASHION_FOLDER = Path("/usr/share/datasets/fashion-mnist")
-"""Where Debian's `dataset-fashion-mnist` package puts the Fashion-MNIST IDX files."""
-
-FASHION_SHA256 = {
-    "train": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-    "t10k": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-}
-"""SHA-256 of the decompressed image files (docs/data.md)."""
-
 CANVAS = 128
 """Side of the drawing canvas; the glyph's unit box spans its middle 80 pixels."""
 
@@ -57,13 +48,15 @@ Generator = Callable[[np.random.Generator, int, np.ndarray | None, np.ndarray | 
 count x 28 x 28 uint8."""
 
 
-def load_fashion_mnist(split: str, folder: Path = FASHION_FOLDER) -> np.ndarray:
-    """Fashion-MNIST images of `split` ("train" or "t10k"), N x 28 x 28 uint8, verified by
-    SHA-256. Raises `DataError` when the file is missing or corrupt, `ChecksumError` when
-    it is not the published file."""
-    if split not in FASHION_SHA256:
+def load_fashion_mnist(split: str) -> np.ndarray:
+    """Fashion-MNIST images of `split` ("train" or "t10k"), N x 28 x 28 uint8, from where
+    `data.sources` finds them (`$DIGITLAB_FASHION_MNIST`, else Debian's folder), verified
+    by SHA-256. Raises `DataError` when the file is missing or corrupt, `ChecksumError`
+    when it is not the published file."""
+    if split not in ("train", "t10k"):
         raise ConfigError(f"unknown Fashion-MNIST split {split!r}; choose train or t10k")
-    return read_idx(folder / f"{split}-images-idx3-ubyte.gz", FASHION_SHA256[split])
+    name = f"{split}-images"
+    return read_idx(fashion_mnist_dir() / f"{name}-idx3-ubyte.gz", FASHION_MNIST_SHA256[name])
 
 
 def _stroke_points(stroke: Stroke) -> np.ndarray:
