@@ -34,7 +34,11 @@ from sklearn.metrics import roc_auc_score
 
 from digitlab.atomic import atomic_path
 from digitlab.data.sources import load_mnist
-from digitlab.inference.digit_score import DEFAULT_NOT_DIGIT_THRESHOLD, split_outputs
+from digitlab.inference.digit_score import (
+    DEFAULT_NOT_DIGIT_THRESHOLD,
+    NOT_DIGIT_OUTPUTS,
+    split_outputs,
+)
 from digitlab.inference.modelfile import load_keras_model
 from digitlab.inference.pretrained import pretrained_model_path
 from digitlab.not_digit.branch import BranchData, attach_branch, branch_logits, train_branch
@@ -214,7 +218,7 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     images_cache.mkdir(parents=True, exist_ok=True)
     model = load_keras_model(model_path)
-    has_branch = model.outputs[0].shape[-1] == 11
+    has_branch = model.outputs[0].shape[-1] == NOT_DIGIT_OUTPUTS
 
     roles = {
         "training": _cached(images_cache, "training", lambda: training_sets(args.seed)),

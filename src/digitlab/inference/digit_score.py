@@ -23,7 +23,10 @@ if TYPE_CHECKING:
 DEFAULT_NOT_DIGIT_THRESHOLD = 0.5
 """Digit scores below this say "not a digit"; a model with a head maps its own choice here."""
 
-NOT_DIGIT_OUTPUTS = 11
+DIGIT_CLASSES = 10
+"""The digits 0 to 9: the probability columns of every digit model."""
+
+NOT_DIGIT_OUTPUTS = DIGIT_CLASSES + 1
 """The output width of a model with a "not a digit" head: 10 digits, then the digit score."""
 
 
@@ -37,7 +40,7 @@ def has_not_digit_head(raw: np.ndarray) -> bool:
 def class_count(output_width: int) -> int:
     """The classes a model with outputs this wide tells apart: the width, less the digit
     score column of a model that knows non-digits."""
-    return 10 if output_width == NOT_DIGIT_OUTPUTS else output_width
+    return DIGIT_CLASSES if output_width == NOT_DIGIT_OUTPUTS else output_width
 
 
 def split_outputs(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +55,9 @@ def split_outputs(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     outputs = np.asarray(raw, dtype=np.float32)
     if has_not_digit_head(outputs):
-        return _as_probabilities(outputs[:, :10]), np.clip(outputs[:, 10], 0.0, 1.0)
+        return _as_probabilities(outputs[:, :DIGIT_CLASSES]), np.clip(
+            outputs[:, DIGIT_CLASSES], 0.0, 1.0
+        )
     probabilities = _as_probabilities(outputs)
     return probabilities, np.asarray(probabilities.max(axis=1))
 

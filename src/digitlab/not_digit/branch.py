@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from digitlab.errors import ModelError
+from digitlab.inference.digit_score import DIGIT_CLASSES
 from digitlab.not_digit.non_digits import NEEDS_SOURCE, TRAINING_KINDS, make_non_digits
 from digitlab.not_digit.scores import last_dense
 
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 BRANCH_NAME = "not_digit"
 LOGIT_LAYER = "digit_logit"
 OUTPUT_LAYER = "probabilities_and_digit_score"
-NUM_DIGITS = 10
 
 
 @dataclass(frozen=True)
@@ -167,8 +167,8 @@ def attach_branch(model: keras.Model, branch: keras.Model, threshold: float) -> 
 
     if any(layer.name == BRANCH_NAME for layer in model.layers):
         raise ModelError(f"model {model.name!r} already has a not-a-digit branch")
-    if len(model.outputs) != 1 or model.outputs[0].shape[-1] != NUM_DIGITS:
-        raise ModelError(f"model {model.name!r} does not output {NUM_DIGITS} probabilities")
+    if len(model.outputs) != 1 or model.outputs[0].shape[-1] != DIGIT_CLASSES:
+        raise ModelError(f"model {model.name!r} does not output {DIGIT_CLASSES} probabilities")
     shifted = keras.models.clone_model(branch)
     shifted.set_weights(branch.get_weights())
     kernel, bias = shifted.get_layer(LOGIT_LAYER).get_weights()

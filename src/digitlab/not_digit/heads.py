@@ -17,24 +17,17 @@ HIDDEN_UNITS = 64
 class DigitHead:
     """A fitted head: hidden Dense (ReLU) weights and bias, output weights and bias, with the
     input standardisation already folded into the hidden layer. `logit` gives the head's
-    raw score; `threshold` is the raw score at which an image stops counting as a digit."""
+    raw score."""
 
     hidden_kernel: np.ndarray
     hidden_bias: np.ndarray
     output_kernel: np.ndarray
     output_bias: np.ndarray
-    threshold: float = 0.0
 
     def logit(self, features: np.ndarray) -> np.ndarray:
         """The head's raw digit score of penultimate features (higher = more digit-like)."""
         hidden = np.maximum(features @ self.hidden_kernel + self.hidden_bias, 0.0)
         return np.asarray((hidden @ self.output_kernel + self.output_bias)[:, 0])
-
-    def with_threshold(self, threshold: float) -> DigitHead:
-        """The same head with `threshold` (a raw score) as its decision point."""
-        return DigitHead(
-            self.hidden_kernel, self.hidden_bias, self.output_kernel, self.output_bias, threshold
-        )
 
 
 def fit_head(
@@ -51,8 +44,10 @@ def fit_head(
     features = np.concatenate([digit_features, non_digit_features]).astype(np.float32)
     labels = np.concatenate([np.ones(len(digit_features)), np.zeros(len(non_digit_features))])
     mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
-    weights = np.where(labels == 1, len(labels) / (2 * len(digit_features)), 0.0) + np.where(
-        labels == 0, len(labels) / (2 * len(non_digit_features)), 0.0
+    weights = np.where(
+        labels == 1,
+        len(labels) / (2 * len(digit_features)),
+        len(labels) / (2 * len(non_digit_features)),
     )
     keras.utils.set_random_seed(seed)
     head = keras.Sequential(

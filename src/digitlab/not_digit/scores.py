@@ -3,7 +3,8 @@
 All of them read a classifier's penultimate features: the input of its last `Dense` layer
 (for every model of the registry, calibrated or not). From those features:
 
-    max_softmax   the top probability the model gives (the usual baseline)
+    max-softmax   the top probability the model gives (the usual baseline; the model's own
+                  output, `inference.digit_score.split_outputs`)
     energy        log-sum-exp of the logits (Liu et al. 2020): uses every logit, not the top one
     Mahalanobis   minus the smallest distance to a class mean under the shared covariance
                   (Lee et al. 2018), fitted on training digits
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.special import logsumexp, softmax
+from scipy.special import logsumexp
 
 from digitlab.errors import ModelError
 
@@ -52,11 +53,6 @@ def logits_of(dense: keras.layers.Dense, features: np.ndarray) -> np.ndarray:
     """The last Dense layer's output before its activation (the logits)."""
     kernel, bias = (np.asarray(weight, np.float32) for weight in dense.get_weights())
     return np.asarray(features @ kernel + bias, np.float32)
-
-
-def max_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """The top softmax probability of each row of logits."""
-    return np.asarray(softmax(logits / temperature, axis=1).max(axis=1))
 
 
 def energy(logits: np.ndarray) -> np.ndarray:
