@@ -14,7 +14,8 @@ drawn afresh. "Unseen kinds" are those no score was trained on:
 the unseen halves of the letters and symbols, new shapes and scrawls; the trained halves are
 reported apart and left out of the AUROC.
 
-Images and features are cached under /tmp by model checksum, so a rerun takes seconds.
+Images are cached under /tmp by a checksum of the code that makes them, features by the
+model's checksum too, so a rerun takes seconds.
 
     .venv/bin/python bench/not_digit.py                         # the shipped model
     .venv/bin/python bench/not_digit.py --model CNN.keras --extend-to OUT.keras
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+import digitlab
 from digitlab.atomic import atomic_path
 from digitlab.data.sources import load_mnist
 from digitlab.inference.digit_score import (
@@ -66,6 +68,23 @@ Score = Callable[[str, str], np.ndarray]
 """(role, set name) -> the score of every image of that set, higher = more digit-like."""
 
 BRANCH = "conv branch"
+
+
+def _generators_digest() -> str:
+    """A digest of the code that makes the image sets (the not-a-digit package, the styles
+    and `to_mnist`'s images package): cached sets made by other code are never reused."""
+    package = Path(digitlab.__file__).parent
+    sources = sorted(
+        [
+            *(package / "not_digit").glob("*.py"),
+            package / "styles.py",
+            *(package / "images").glob("*.py"),
+        ]
+    )
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _cached(cache: Path, name: str, make: Callable[[], ImageSets]) -> ImageSets:
@@ -212,7 +231,7 @@ def main() -> None:
     args = parser.parse_args()
     model_path = args.model or pretrained_model_path()
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
-    images = f"images-looks-{args.seed}"
+    images = f"images-{_generators_digest()}-{args.seed}"
     cache = Path(os.environ.get("TMPDIR", "/tmp")) / "digitlab-not-digit" / f"{digest}-{images}"
     images_cache = cache.parent / images
     cache.mkdir(parents=True, exist_ok=True)
