@@ -284,7 +284,7 @@ def _train(
 
     seed, epochs = settings["seed"], settings["epochs"]
     keras.utils.set_random_seed(seed)
-    head = freeze_for_finetuning(inner, person.x_train[:64], TRAINABLE_LAYERS)
+    freeze_for_finetuning(inner, person.x_train[:64], TRAINABLE_LAYERS)
     model = training_model(inner)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=settings["learning_rate"]),
@@ -295,7 +295,7 @@ def _train(
     answers = np.argmax(teacher(person.x_train), axis=1)
     anchors, per_anchor = replay_anchors(person.x_train, person.y_train, answers)
     pool = np.random.default_rng(seed).choice(len(y_mnist), NEIGHBOUR_POOL, replace=False)
-    neighbours = pool[nearest_images(inner, anchors, x_mnist[pool], per_anchor, head)]
+    neighbours = pool[nearest_images(inner, anchors, x_mnist[pool], per_anchor)]
     batches = EpochMixer(
         (person.x_train, person.y_train),
         (x_mnist, y_mnist),

@@ -10,6 +10,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from digitlab.not_digit.scores import last_dense
 from digitlab.training.augment import augment_images, build_augmentation
 from digitlab.training.compilation import all_layers
 from digitlab.training.person_digits import DIGIT_COLUMNS
@@ -100,15 +101,10 @@ def frozen_copy(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def nearest_images(
-    model: keras.Model,
-    person: np.ndarray,
-    pool: np.ndarray,
-    per_image: int,
-    head: list[keras.layers.Layer] | None = None,
+    model: keras.Model, person: np.ndarray, pool: np.ndarray, per_image: int
 ) -> np.ndarray:
     """Positions in `pool` of the `per_image` images nearest to each of `person`'s, as the
-    model sees them (the features the last Dense layer of its digit path reads, `head`
-    being the not-a-digit layers `freeze_for_finetuning` found), without repeats.
+    model sees them (the features its last Dense layer reads, `last_dense`), without repeats.
 
     These are the other writers' digits that teaching the person's habit would pull along
     (a slashed zero sits among 8s, 6s and slanted 1s); replaying them every epoch holds the
@@ -118,11 +114,7 @@ def nearest_images(
 
     if not len(person):
         return np.zeros(0, dtype=int)
-    dense = [
-        layer for layer in digit_layers(model, head or []) if isinstance(layer, keras.layers.Dense)
-    ]
-    last_dense = dense[-1]
-    features = keras.Model(model.inputs, last_dense.input)
+    features = keras.Model(model.inputs, last_dense(model).input)
     pool_features = features.predict(pool.astype(np.float32), batch_size=1000, verbose=0)
     person_features = features.predict(person.astype(np.float32), batch_size=1000, verbose=0)
     index = NearestNeighbors(n_neighbors=min(per_image, len(pool))).fit(pool_features)
