@@ -10,6 +10,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from digitlab.inference.digit_score import split_outputs
 from digitlab.not_digit.scores import last_dense
 from digitlab.training.augment import augment_images, build_augmentation
 from digitlab.training.compilation import all_layers
@@ -55,8 +56,7 @@ def digit_layers(model: keras.Model, head: list[keras.layers.Layer]) -> list[ker
 
 
 def _digit_outputs(model: keras.Model, probe: np.ndarray) -> np.ndarray:
-    outputs = keras.ops.convert_to_numpy(model(probe, training=False))
-    return np.asarray(outputs[:, :DIGIT_COLUMNS])
+    return split_outputs(keras.ops.convert_to_numpy(model(probe, training=False)))[0]
 
 
 def _only_beyond_digits(model: keras.Model, layer: keras.layers.Layer, probe: np.ndarray) -> bool:
@@ -94,8 +94,7 @@ def frozen_copy(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     copy.set_weights(model.get_weights())
 
     def digit_probabilities(images: np.ndarray) -> np.ndarray:
-        outputs = copy.predict(images, batch_size=1000, verbose=0)
-        return np.asarray(outputs[:, :DIGIT_COLUMNS], dtype=np.float32)
+        return split_outputs(copy.predict(images, batch_size=1000, verbose=0))[0]
 
     return digit_probabilities
 
