@@ -163,7 +163,7 @@ def test_replayed_digits_are_taught_the_models_own_answers_and_the_persons_their
     # The person's labels are none the model would give, so their targets cannot pass for its.
     person = (x_train[:6], (y_train[:6] + 1) % 10)
     neighbours = np.array([100, 101])
-    mixer = EpochMixer(person, (x_train[:300], y_train[:300]), teacher, neighbours, 30, 0.5, 64, 0)
+    mixer = EpochMixer(person, x_train[:300], teacher, neighbours, 30, 0.5, 64, 0)
     x, targets = mixer[0]
     answers = teacher(x)
     replayed = np.all(np.abs(targets - answers) < 1e-6, axis=1)

@@ -123,9 +123,9 @@ def nearest_images(
 
 class EpochMixer(keras.utils.PyDataset):  # type: ignore[misc]  # Keras ships no types
     """Batches of one epoch: the person's images, repeated to make up `person_share` of it,
-    shuffled with `replay` MNIST training images, all augmented afresh every epoch. The
-    replayed images are `neighbours` (positions in `replayed`, from `nearest_images`) in
-    every epoch, and the rest drawn afresh each epoch.
+    shuffled with `replay` of the MNIST training images `x_replay`, all augmented afresh
+    every epoch. The replayed images are `neighbours` (positions in `x_replay`, from
+    `nearest_images`) in every epoch, and the rest drawn afresh each epoch.
 
     Targets are probability vectors: one-hot for the person's labels, and for a replayed
     image what `teacher` (the model before fine-tuning) answers for the same augmented
@@ -138,7 +138,7 @@ class EpochMixer(keras.utils.PyDataset):  # type: ignore[misc]  # Keras ships no
     def __init__(
         self,
         person: tuple[np.ndarray, np.ndarray],
-        replayed: tuple[np.ndarray, np.ndarray],
+        x_replay: np.ndarray,
         teacher: Callable[[np.ndarray], np.ndarray],
         neighbours: np.ndarray,
         replay: int,
@@ -149,7 +149,7 @@ class EpochMixer(keras.utils.PyDataset):  # type: ignore[misc]  # Keras ships no
     ) -> None:
         super().__init__(**kwargs)
         self.x_person, self.y_person = person
-        self.x_replay, _ = replayed
+        self.x_replay = x_replay
         self.teacher = teacher
         self.neighbours = neighbours
         self.others = np.setdiff1d(np.arange(len(self.x_replay)), neighbours)
