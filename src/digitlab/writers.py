@@ -35,7 +35,7 @@ from scipy import ndimage
 
 from digitlab.atomic import atomic_write_bytes
 from digitlab.images import stroke_width
-from digitlab.styles import encode, pad_randomly, pen_strokes
+from digitlab.styles import encode, gray_on, pad_randomly, pen_strokes
 
 Habit = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 """(ink, float 0..1 cropped to the digit; random generator) -> the ink with the habit drawn."""
@@ -157,8 +157,7 @@ def render_digit(digit: np.ndarray, label: int, writer: str, rng: np.random.Gene
     habit = WRITERS[writer].get(label)
     if habit is not None:
         ink = habit(ink, rng)
-    paper = np.rint(255 * (1.0 - pad_randomly(ink, rng, 0.1, 0.4))).astype(np.uint8)
-    return encode(paper, "PNG")
+    return encode(gray_on(pad_randomly(ink, rng, 0.1, 0.4), 255, 0), "PNG")
 
 
 def write_writer(
