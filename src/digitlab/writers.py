@@ -33,7 +33,6 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from digitlab.atomic import atomic_write_bytes
 from digitlab.images import stroke_width
 from digitlab.styles import encode, gray_on, pad_randomly, pen_strokes
 
@@ -170,7 +169,8 @@ def write_writer(
 ) -> int:
     """Write `per_digit` digits of each label, from the first of `x`/`y` with that label, as
     `out/<label>/<label>_<index>.png` in the hand of `writer` (one of `WRITERS`); return
-    how many. The same `seed` draws the same strokes.
+    how many. The same `seed` draws the same strokes. Like `styles.write_styled_set`, these
+    generated files are written directly, not atomically.
     """
     rng = np.random.default_rng(seed)
     written = 0
@@ -178,8 +178,7 @@ def write_writer(
         folder = Path(out) / str(label)
         folder.mkdir(parents=True, exist_ok=True)
         for index in np.flatnonzero(y == label)[:per_digit]:
-            atomic_write_bytes(
-                folder / f"{label}_{index}.png", render_digit(x[index], label, writer, rng)
-            )
+            path = folder / f"{label}_{index}.png"
+            path.write_bytes(render_digit(x[index], label, writer, rng))
             written += 1
     return written
