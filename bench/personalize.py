@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import resource
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -41,7 +40,7 @@ from digitlab.inference.pretrained import pretrained_model_path  # noqa: E402
 from digitlab.tables import markdown_table  # noqa: E402
 from digitlab.training.finetune import finetune  # noqa: E402
 from digitlab.writers import TUNED_ON, WRITERS, write_writer  # noqa: E402
-from publishing import publish  # noqa: E402
+from publishing import cpu_seconds, publish  # noqa: E402
 
 HELD_OUT_PER_DIGIT = 30
 HEADERS = [
@@ -55,11 +54,6 @@ HEADERS = [
     "seconds",
     "CPU seconds",
 ]
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def writer_accuracy(predictor: Predictor, root: Path) -> float:
@@ -79,11 +73,11 @@ def measure(writer: str, samples: int, before: float, scratch: Path) -> list[obj
     (x, y), _ = load_mnist()
     teach, held = scratch / f"{writer}-{samples}", scratch / f"{writer}-held"
     write_writer(teach, writer, x[50000:55000], y[50000:55000], samples, seed=samples)
-    cpu, started = _cpu_seconds(), time.perf_counter()
+    cpu, started = cpu_seconds(), time.perf_counter()
     result = finetune(
         pretrained_model_path(), teach, scratch / f"run-{writer}-{samples}", held_out_fraction=0.0
     )
-    seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     after = writer_accuracy(Predictor.load(result.onnx_path), held)
     return [
         writer,
