@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import resource
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -41,7 +40,7 @@ from digitlab.inference.pretrained import pretrained_model_path  # noqa: E402
 from digitlab.tables import markdown_table  # noqa: E402
 from digitlab.training.finetune import finetune  # noqa: E402
 from digitlab.writers import TUNED_ON, WRITERS, write_writer  # noqa: E402
-from publishing import publish  # noqa: E402
+from publishing import cpu_seconds, publish  # noqa: E402
 
 HELD_OUT_PER_DIGIT = 30
 HEADERS = [
@@ -57,11 +56,6 @@ HEADERS = [
 ]
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def writer_accuracy(predictor: Predictor, root: Path) -> float:
     """The share of the images in the class-folder tree `root` read as their folder's digit."""
     files = collect_files([root])
@@ -73,17 +67,17 @@ def writer_accuracy(predictor: Predictor, root: Path) -> float:
     return float(np.mean(right))
 
 
-def measure(writer: str, samples: int, scratch: Path) -> list[object]:
-    """One row of the table: teach `writer` from `samples` digits of each label."""
+def measure(writer: str, samples: int, before: float, scratch: Path) -> list[object]:
+    """One row of the table: teach `writer` from `samples` digits of each label; `before` is
+    the shipped model's accuracy on the writer's held-out digits."""
     (x, y), _ = load_mnist()
     teach, held = scratch / f"{writer}-{samples}", scratch / f"{writer}-held"
     write_writer(teach, writer, x[50000:55000], y[50000:55000], samples, seed=samples)
-    before = writer_accuracy(Predictor.load(), held)
-    cpu, started = _cpu_seconds(), time.perf_counter()
+    cpu, started = cpu_seconds(), time.perf_counter()
     result = finetune(
         pretrained_model_path(), teach, scratch / f"run-{writer}-{samples}", held_out_fraction=0.0
     )
-    seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
+    seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     after = writer_accuracy(Predictor.load(result.onnx_path), held)
     return [
         writer,
@@ -110,12 +104,15 @@ def main() -> None:
     (x, y), _ = load_mnist()
     rows: list[list[object]] = []
     spawn = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
+    shipped = Predictor.load()
+    before: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as scratch, ProcessPoolExecutor(args.jobs, spawn) as pool:
         for writer in args.writers:
             held = Path(scratch) / f"{writer}-held"
             write_writer(held, writer, x[55000:], y[55000:], HELD_OUT_PER_DIGIT, seed=1)
+            before[writer] = writer_accuracy(shipped, held)
         jobs = [
-            pool.submit(measure, writer, samples, Path(scratch))
+            pool.submit(measure, writer, samples, before[writer], Path(scratch))
             for writer in args.writers
             for samples in args.samples
         ]

@@ -10,6 +10,7 @@ import datetime
 import os
 import platform
 import re
+import resource
 from pathlib import Path
 
 from digitlab.atomic import atomic_write_text
@@ -31,6 +32,12 @@ def _cpu_info() -> tuple[str, set[str]]:
     )
     name = fields.get("model name") or platform.processor() or platform.machine()
     return " ".join(name.split()), set(fields.get("flags", "").split())
+
+
+def cpu_seconds() -> float:
+    """The CPU seconds (user + system) this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def machine_label() -> str:

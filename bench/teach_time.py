@@ -12,7 +12,6 @@ and the job's CPU seconds. The samples and the taught model go to a temporary fo
 from __future__ import annotations
 
 import argparse
-import io
 import tempfile
 import time
 from pathlib import Path
@@ -20,17 +19,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import psutil
-from PIL import Image
 
 from digitlab.data.sources import load_mnist
 from digitlab.serve.process import server_process
-
-
-def _png(digit: np.ndarray) -> bytes:
-    """An MNIST digit as dark ink on white paper, as a person's scan would be."""
-    buffer = io.BytesIO()
-    Image.fromarray(255 - digit).save(buffer, format="PNG")
-    return buffer.getvalue()
+from digitlab.styles import encode
 
 
 def _job_cpu_seconds(seen: dict[int, float]) -> None:
@@ -48,6 +40,7 @@ def main() -> None:
     parser.add_argument("--per-digit", type=int, default=20, help="samples per digit (20)")
     args = parser.parse_args()
     _, (x_test, y_test) = load_mnist()
+    scans = 255 - x_test  # dark ink on white paper, as a person's scan would be
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         options = ["--samples-dir", str(folder / "samples")]
@@ -58,7 +51,7 @@ def main() -> None:
                     answer = http.post(
                         "/samples",
                         params={"label": digit},
-                        content=_png(x_test[index]),
+                        content=encode(scans[index], "PNG"),
                         headers={"Content-Type": "image/png"},
                     )
                     answer.raise_for_status()
@@ -70,7 +63,7 @@ def main() -> None:
                 time.sleep(0.2)
             if status["state"] != "done":
                 raise SystemExit(f"the fine-tune ended {status['state']}: {status}")
-            probe = {"content": _png(x_test[0]), "headers": {"Content-Type": "image/png"}}
+            probe = {"content": encode(scans[0], "PNG"), "headers": {"Content-Type": "image/png"}}
             while "taught" not in http.post("/predict", **probe).json()["model"]:
                 time.sleep(0.1)
             seconds = time.monotonic() - start

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -25,11 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from digitlab.evaluation import evaluate_model_file  # noqa: E402
 from digitlab.training.config import make_config, parse_override  # noqa: E402
 from digitlab.training.loop import default_run_dir, train  # noqa: E402
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+from publishing import cpu_seconds  # noqa: E402
 
 
 def main() -> None:
@@ -69,7 +64,7 @@ def main() -> None:
         "wall_seconds_to_trained": round(trained - started, 1),
         "evaluate_seconds": round(finished - trained, 1),
         "wall_seconds": round(finished - started, 1),
-        "cpu_seconds": round(_cpu_seconds(), 1),
+        "cpu_seconds": round(cpu_seconds(), 1),
         "cores": os.cpu_count(),
         "load_average_before": [round(value, 2) for value in load_before],
         "load_average_after": [round(value, 2) for value in os.getloadavg()],

@@ -163,7 +163,7 @@ def test_replayed_digits_are_taught_the_models_own_answers_and_the_persons_their
     # The person's labels are none the model would give, so their targets cannot pass for its.
     person = (x_train[:6], (y_train[:6] + 1) % 10)
     neighbours = np.array([100, 101])
-    mixer = EpochMixer(person, (x_train[:300], y_train[:300]), teacher, neighbours, 30, 0.5, 64, 0)
+    mixer = EpochMixer(person, x_train[:300], teacher, neighbours, 30, 0.5, 64, 0)
     x, targets = mixer[0]
     answers = teacher(x)
     replayed = np.all(np.abs(targets - answers) < 1e-6, axis=1)
@@ -203,7 +203,7 @@ def test_open_four_parts_the_upper_strokes_and_keeps_the_foot(mnist):
 
 def test_only_the_last_stages_and_never_batch_norm_are_left_to_train(mnist):
     model = keras.saving.load_model(pretrained_model_path())
-    head = freeze_for_finetuning(model, np.zeros((2, 28, 28), np.float32), trainable_layers=3)
+    freeze_for_finetuning(model, np.zeros((2, 28, 28), np.float32), trainable_layers=3)
     trainable = [layer.name for layer in model.layers if layer.trainable_variables]
     assert trainable == ["conv3a", "conv3b", "logits"]
     # The shipped model's not-a-digit branch is a model inside it, reading the classifier's
@@ -211,7 +211,7 @@ def test_only_the_last_stages_and_never_batch_norm_are_left_to_train(mnist):
     (x_train, _), _ = mnist
     pool = x_train[1000:1200].copy()
     pool[[5, 150]] = x_train[:2]
-    found = nearest_images(model, x_train[:2], pool, per_image=1, head=head)
+    found = nearest_images(model, x_train[:2], pool, per_image=1)
     assert found.tolist() == [5, 150]
 
 

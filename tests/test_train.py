@@ -138,9 +138,7 @@ def test_validation_split_is_stratified_reproducible_and_limited(mnist):
 
 @pytest.mark.slow
 def test_train_writes_a_complete_run_folder(tmp_path):
-    config = make_config(
-        overrides={"limit": 600, "epochs": 2, "batch_size": 32, **_dotted(SMALL_MLP)}
-    )
+    config = _small_config(epochs=2, augment=True)
     import keras
 
     class EpochLog(keras.callbacks.Callback):
@@ -192,16 +190,7 @@ def test_train_writes_a_complete_run_folder(tmp_path):
 def test_progress_bar_never_counts_past_the_epochs_steps(tmp_path, capfd):
     # 540 training images in batches of 32 make 17 steps; run 4 at a time, Keras's own bar
     # counted them as 4, 8, 12, 16, 20 of 17.
-    config = make_config(
-        overrides={
-            "limit": 600,
-            "epochs": 1,
-            "batch_size": 32,
-            "steps_per_execution": 4,
-            "augment": False,
-            **_dotted(SMALL_MLP),
-        }
-    )
+    config = _small_config(epochs=1, steps_per_execution=4)
     train(config, out=tmp_path / "run", verbose=1)
     counts = [
         (int(done), int(total))
@@ -221,9 +210,10 @@ def test_train_refuses_a_non_empty_run_folder(tmp_path):
     assert keep.read_text() == "mine"
 
 
-def _small_config(epochs: int) -> TrainConfig:
-    """600 images, batch 32, no augmentation, the small MLP: a run of a few seconds."""
-    overrides = {"limit": 600, "epochs": epochs, "batch_size": 32, "augment": False}
+def _small_config(epochs: int, **extra: object) -> TrainConfig:
+    """600 images, batch 32, no augmentation, the small MLP: a run of a few seconds.
+    `extra` overrides any setting (e.g. `augment=True`)."""
+    overrides = {"limit": 600, "epochs": epochs, "batch_size": 32, "augment": False, **extra}
     return make_config(overrides={**overrides, **_dotted(SMALL_MLP)})
 
 

@@ -76,14 +76,16 @@ def encode(pixels: np.ndarray, image_format: str, **options: int) -> bytes:
     return buffer.getvalue()
 
 
-def _gray_on(ink: np.ndarray, paper: float, ink_level: float) -> np.ndarray:
+def gray_on(ink: np.ndarray, paper: float, ink_level: float) -> np.ndarray:
+    """`ink` coverage (0..1) as uint8 gray: `paper` where there is none, `ink_level` where
+    it is full."""
     return np.rint(paper + (ink_level - paper) * ink).astype(np.uint8)
 
 
 def black_on_white(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
     """Dark pen on white paper, scanned: large, with uneven margins. PNG."""
     ink = pad_randomly(pen_strokes(digit, rng.uniform(4, 8)), rng, 0.1, 0.6)
-    return encode(_gray_on(ink, 255, 0), "PNG"), ".png"
+    return encode(gray_on(ink, 255, 0), "PNG"), ".png"
 
 
 def white_on_black_offcentre(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
@@ -94,7 +96,7 @@ def white_on_black_offcentre(digit: np.ndarray, rng: np.random.Generator) -> tup
     rooms = (side - ink.shape[0], side - ink.shape[1])
     top, left = (round(room * (rng.uniform(0, 1 / 3) + rng.choice([0, 2 / 3]))) for room in rooms)
     canvas = place(ink, side, side, top, left)
-    return encode(_gray_on(canvas, 0, 255), "PNG"), ".png"
+    return encode(gray_on(canvas, 0, 255), "PNG"), ".png"
 
 
 def blue_ink_photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
@@ -133,21 +135,21 @@ def low_resolution(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, 
     small = Image.fromarray(ink, mode="F").resize((width, height), Image.Resampling.BOX)
     ink = np.clip(np.asarray(small, np.float32), 0, 1)
     ink = np.pad(ink, [tuple(rng.integers(1, 4, size=2)) for _ in range(2)])
-    return encode(_gray_on(ink, 255, 0), "PNG"), ".png"
+    return encode(gray_on(ink, 255, 0), "PNG"), ".png"
 
 
 def thick_strokes(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
     """A felt-tip pen: strokes about twice as thick as MNIST's, dark on white. PNG."""
     scale = rng.uniform(5, 7)
     ink = change_thickness(pen_strokes(digit, scale), round(scale * rng.uniform(0.6, 1.0)))
-    return encode(_gray_on(pad_randomly(ink, rng, 0.1, 0.4), 255, 0), "PNG"), ".png"
+    return encode(gray_on(pad_randomly(ink, rng, 0.1, 0.4), 255, 0), "PNG"), ".png"
 
 
 def thin_strokes(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
     """A fine pen: strokes about half as thick as MNIST's, dark on white. PNG."""
     scale = rng.uniform(6, 8)
     ink = change_thickness(pen_strokes(digit, scale), -round(scale * 0.4))
-    return encode(_gray_on(pad_randomly(ink, rng, 0.1, 0.4), 255, 0), "PNG"), ".png"
+    return encode(gray_on(pad_randomly(ink, rng, 0.1, 0.4), 255, 0), "PNG"), ".png"
 
 
 def small_on_large_canvas(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
@@ -155,13 +157,13 @@ def small_on_large_canvas(digit: np.ndarray, rng: np.random.Generator) -> tuple[
     ink = pen_strokes(digit, rng.uniform(1.5, 2.2))
     side = int(rng.integers(400, 601))
     top, left = (int(rng.integers(0, side - extent)) for extent in ink.shape)
-    return encode(_gray_on(place(ink, side, side, top, left), 230, 20), "PNG"), ".png"
+    return encode(gray_on(place(ink, side, side, top, left), 230, 20), "PNG"), ".png"
 
 
 def tight_crop(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
     """Cropped to the ink with no margin at all, dark on white. BMP."""
     ink = pen_strokes(digit, rng.uniform(3, 6))
-    return encode(_gray_on(ink, 255, 0), "BMP"), ".bmp"
+    return encode(gray_on(ink, 255, 0), "BMP"), ".bmp"
 
 
 def transparent_canvas(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
@@ -192,7 +194,7 @@ def soft_thick_pen(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def frame_filling_scan(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
     """A tight crop of a scan: soft, thick dark strokes filling the frame, no margin. PNG."""
     ink = fill_frame(soft_thick_pen(digit, rng), rng)
-    return encode(_gray_on(ink, 255, 0), "PNG"), ".png"
+    return encode(gray_on(ink, 255, 0), "PNG"), ".png"
 
 
 def frame_filling_upscaled(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
@@ -206,7 +208,7 @@ def frame_filling_upscaled(digit: np.ndarray, rng: np.random.Generator) -> tuple
     method = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)[int(rng.integers(2))]
     large = small.resize((round(width * factor), round(height * factor)), method)
     ink = fill_frame(np.clip(np.asarray(large, np.float32), 0.0, 1.0), rng)
-    return encode(_gray_on(ink, 255, 0), "PNG"), ".png"
+    return encode(gray_on(ink, 255, 0), "PNG"), ".png"
 
 
 def frame_filling_photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:

@@ -33,9 +33,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from digitlab.atomic import atomic_write_bytes
 from digitlab.images import stroke_width
-from digitlab.styles import encode, pad_randomly, pen_strokes
+from digitlab.styles import encode, gray_on, pad_randomly, pen_strokes
 
 Habit = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 """(ink, float 0..1 cropped to the digit; random generator) -> the ink with the habit drawn."""
@@ -157,8 +156,7 @@ def render_digit(digit: np.ndarray, label: int, writer: str, rng: np.random.Gene
     habit = WRITERS[writer].get(label)
     if habit is not None:
         ink = habit(ink, rng)
-    paper = np.rint(255 * (1.0 - pad_randomly(ink, rng, 0.1, 0.4))).astype(np.uint8)
-    return encode(paper, "PNG")
+    return encode(gray_on(pad_randomly(ink, rng, 0.1, 0.4), 255, 0), "PNG")
 
 
 def write_writer(
@@ -171,7 +169,8 @@ def write_writer(
 ) -> int:
     """Write `per_digit` digits of each label, from the first of `x`/`y` with that label, as
     `out/<label>/<label>_<index>.png` in the hand of `writer` (one of `WRITERS`); return
-    how many. The same `seed` draws the same strokes.
+    how many. The same `seed` draws the same strokes. Like `styles.write_styled_set`, these
+    generated files are written directly, not atomically.
     """
     rng = np.random.default_rng(seed)
     written = 0
@@ -179,8 +178,7 @@ def write_writer(
         folder = Path(out) / str(label)
         folder.mkdir(parents=True, exist_ok=True)
         for index in np.flatnonzero(y == label)[:per_digit]:
-            atomic_write_bytes(
-                folder / f"{label}_{index}.png", render_digit(x[index], label, writer, rng)
-            )
+            path = folder / f"{label}_{index}.png"
+            path.write_bytes(render_digit(x[index], label, writer, rng))
             written += 1
     return written

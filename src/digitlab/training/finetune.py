@@ -155,7 +155,7 @@ def finetune(
     person = split_person_digits(x, y, held_out_fraction, seed)
     inner = load_keras_model(model)
     _check_outputs(inner, Path(model))
-    (x_mnist, y_mnist), (x_test, y_test) = load_mnist()
+    (x_mnist, _), (x_test, y_test) = load_mnist()
     settings = {
         "model": str(model),
         "data": str(data),
@@ -177,7 +177,7 @@ def finetune(
             report("scoring")
             before = _scores(inner, person, x_test, y_test)
             training_started = time.perf_counter()
-            history = _train(inner, person, x_mnist, y_mnist, settings, report, verbose)
+            history = _train(inner, person, x_mnist, settings, report, verbose)
             settings["train_seconds"] = round(time.perf_counter() - training_started, 2)
             report("rescoring")
             after = _scores(inner, person, x_test, y_test)
@@ -262,7 +262,6 @@ def _train(
     inner: keras.Model,
     person: PersonDigits,
     x_mnist: np.ndarray,
-    y_mnist: np.ndarray,
     settings: dict[str, Any],
     report: _Reporter,
     verbose: int,
@@ -284,7 +283,7 @@ def _train(
 
     seed, epochs = settings["seed"], settings["epochs"]
     keras.utils.set_random_seed(seed)
-    head = freeze_for_finetuning(inner, person.x_train[:64], TRAINABLE_LAYERS)
+    freeze_for_finetuning(inner, person.x_train[:64], TRAINABLE_LAYERS)
     model = training_model(inner)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=settings["learning_rate"]),
@@ -294,11 +293,11 @@ def _train(
     teacher = frozen_copy(inner)
     answers = np.argmax(teacher(person.x_train), axis=1)
     anchors, per_anchor = replay_anchors(person.x_train, person.y_train, answers)
-    pool = np.random.default_rng(seed).choice(len(y_mnist), NEIGHBOUR_POOL, replace=False)
-    neighbours = pool[nearest_images(inner, anchors, x_mnist[pool], per_anchor, head)]
+    pool = np.random.default_rng(seed).choice(len(x_mnist), NEIGHBOUR_POOL, replace=False)
+    neighbours = pool[nearest_images(inner, anchors, x_mnist[pool], per_anchor)]
     batches = EpochMixer(
         (person.x_train, person.y_train),
-        (x_mnist, y_mnist),
+        x_mnist,
         teacher,
         neighbours,
         settings["replay"],

@@ -10,6 +10,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from digitlab.inference.digit_score import split_outputs
+from digitlab.not_digit.scores import last_dense
 from digitlab.training.augment import augment_images, build_augmentation
 from digitlab.training.compilation import all_layers
 from digitlab.training.person_digits import DIGIT_COLUMNS
@@ -54,8 +56,7 @@ def digit_layers(model: keras.Model, head: list[keras.layers.Layer]) -> list[ker
 
 
 def _digit_outputs(model: keras.Model, probe: np.ndarray) -> np.ndarray:
-    outputs = keras.ops.convert_to_numpy(model(probe, training=False))
-    return np.asarray(outputs[:, :DIGIT_COLUMNS])
+    return split_outputs(keras.ops.convert_to_numpy(model(probe, training=False)))[0]
 
 
 def _only_beyond_digits(model: keras.Model, layer: keras.layers.Layer, probe: np.ndarray) -> bool:
@@ -93,22 +94,16 @@ def frozen_copy(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     copy.set_weights(model.get_weights())
 
     def digit_probabilities(images: np.ndarray) -> np.ndarray:
-        outputs = copy.predict(images, batch_size=1000, verbose=0)
-        return np.asarray(outputs[:, :DIGIT_COLUMNS], dtype=np.float32)
+        return split_outputs(copy.predict(images, batch_size=1000, verbose=0))[0]
 
     return digit_probabilities
 
 
 def nearest_images(
-    model: keras.Model,
-    person: np.ndarray,
-    pool: np.ndarray,
-    per_image: int,
-    head: list[keras.layers.Layer] | None = None,
+    model: keras.Model, person: np.ndarray, pool: np.ndarray, per_image: int
 ) -> np.ndarray:
     """Positions in `pool` of the `per_image` images nearest to each of `person`'s, as the
-    model sees them (the features the last Dense layer of its digit path reads, `head`
-    being the not-a-digit layers `freeze_for_finetuning` found), without repeats.
+    model sees them (the features its last Dense layer reads, `last_dense`), without repeats.
 
     These are the other writers' digits that teaching the person's habit would pull along
     (a slashed zero sits among 8s, 6s and slanted 1s); replaying them every epoch holds the
@@ -118,11 +113,7 @@ def nearest_images(
 
     if not len(person):
         return np.zeros(0, dtype=int)
-    dense = [
-        layer for layer in digit_layers(model, head or []) if isinstance(layer, keras.layers.Dense)
-    ]
-    last_dense = dense[-1]
-    features = keras.Model(model.inputs, last_dense.input)
+    features = keras.Model(model.inputs, last_dense(model).input)
     pool_features = features.predict(pool.astype(np.float32), batch_size=1000, verbose=0)
     person_features = features.predict(person.astype(np.float32), batch_size=1000, verbose=0)
     index = NearestNeighbors(n_neighbors=min(per_image, len(pool))).fit(pool_features)
@@ -132,9 +123,9 @@ def nearest_images(
 
 class EpochMixer(keras.utils.PyDataset):  # type: ignore[misc]  # Keras ships no types
     """Batches of one epoch: the person's images, repeated to make up `person_share` of it,
-    shuffled with `replay` MNIST training images, all augmented afresh every epoch. The
-    replayed images are `neighbours` (positions in `replayed`, from `nearest_images`) in
-    every epoch, and the rest drawn afresh each epoch.
+    shuffled with `replay` of the MNIST training images `x_replay`, all augmented afresh
+    every epoch. The replayed images are `neighbours` (positions in `x_replay`, from
+    `nearest_images`) in every epoch, and the rest drawn afresh each epoch.
 
     Targets are probability vectors: one-hot for the person's labels, and for a replayed
     image what `teacher` (the model before fine-tuning) answers for the same augmented
@@ -147,7 +138,7 @@ class EpochMixer(keras.utils.PyDataset):  # type: ignore[misc]  # Keras ships no
     def __init__(
         self,
         person: tuple[np.ndarray, np.ndarray],
-        replayed: tuple[np.ndarray, np.ndarray],
+        x_replay: np.ndarray,
         teacher: Callable[[np.ndarray], np.ndarray],
         neighbours: np.ndarray,
         replay: int,
@@ -158,7 +149,7 @@ class EpochMixer(keras.utils.PyDataset):  # type: ignore[misc]  # Keras ships no
     ) -> None:
         super().__init__(**kwargs)
         self.x_person, self.y_person = person
-        self.x_replay, _ = replayed
+        self.x_replay = x_replay
         self.teacher = teacher
         self.neighbours = neighbours
         self.others = np.setdiff1d(np.arange(len(self.x_replay)), neighbours)
