@@ -45,6 +45,10 @@ DECODE_THREADS = min(4, os.cpu_count() or 1)
 INLINE_MAX_BYTES = 64 * 1024
 INLINE_MAX_IMAGE_MEMORY = 5_000_000
 
+#: Uploads over `INLINE_MAX_BYTES` a process holds at once (`UploadSlotsMiddleware`):
+#: with their bodies and decoding, a bound on its memory under any number of clients.
+MAX_LARGE_UPLOADS = 8
+
 #: Small images read at once by `/read`: the reading runs on threads (its model calls wait
 #: for the batcher on the event loop), in a lane of its own so that no photo delays it.
 SMALL_READ_THREADS = min(4, os.cpu_count() or 1)
