@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from PIL import Image
+
+from digitlab.images import SUPPORTED_FORMATS
 from digitlab.inference.digit_score import DEFAULT_NOT_DIGIT_THRESHOLD
 from digitlab.serve.schemas import ErrorResponse
 from digitlab.serve.uploads import MAX_BODY_BYTES, MAX_IMAGE_MEMORY
@@ -12,14 +15,17 @@ from digitlab.serve.uploads import MAX_BODY_BYTES, MAX_IMAGE_MEMORY
 #: The query parameter by which a request chooses its own not-digit threshold.
 THRESHOLD_PARAMETER = "not_digit_threshold"
 
-_IMAGE_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/tiff", "image/webp")
+# Pillow fills `Image.MIME` as it loads its format plugins: load them all first.
+Image.init()
+_IMAGE_TYPES = tuple(Image.MIME[image_format] for image_format in SUPPORTED_FORMATS)
+_FORMAT_NAMES = f"{', '.join(SUPPORTED_FORMATS[:-1])} or {SUPPORTED_FORMATS[-1]}"
 
 _IMAGE_REQUEST_BODY: dict[str, Any] = {
     "required": True,
     "description": (
-        "An image (PNG, JPEG, BMP, GIF, TIFF or WebP; any size; dark ink on light paper or "
-        "light on dark), either as the multipart form field `file` or as the raw body with "
-        f"an `image/*` content type. At most {MAX_BODY_BYTES:,} bytes."
+        f"An image ({_FORMAT_NAMES}; any size; dark ink on light paper or light on dark), "
+        "either as the multipart form field `file` or as the raw body with an `image/*` "
+        f"content type. At most {MAX_BODY_BYTES:,} bytes."
     ),
     "content": {
         "multipart/form-data": {
