@@ -20,7 +20,8 @@ Image.init()
 _IMAGE_TYPES = tuple(Image.MIME[image_format] for image_format in SUPPORTED_FORMATS)
 _FORMAT_NAMES = f"{', '.join(SUPPORTED_FORMATS[:-1])} or {SUPPORTED_FORMATS[-1]}"
 
-_IMAGE_REQUEST_BODY: dict[str, Any] = {
+#: The request body of every image route: multipart or a raw image.
+IMAGE_REQUEST_BODY: dict[str, Any] = {
     "required": True,
     "description": (
         f"An image ({_FORMAT_NAMES}; any size; dark ink on light paper or light on dark), "
@@ -43,6 +44,9 @@ _IMAGE_REQUEST_BODY: dict[str, Any] = {
 }
 
 
+_BAD_IMAGE = "The image is empty, corrupt or truncated, or blank (no ink at all)"
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     reasons = {
         400: "The multipart body is malformed.",
@@ -51,10 +55,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
             f"{MAX_IMAGE_MEMORY:,} bytes of memory to decode."
         ),
         415: "The body is not an image, or the content type is neither multipart nor image/*.",
-        422: (
-            "The image is empty, corrupt or truncated, or blank (no ink at all), or "
-            f"{THRESHOLD_PARAMETER} is not a number between 0 and 1."
-        ),
+        422: f"{_BAD_IMAGE}.",
         503: "The model is not loaded yet, or the server is busy with large or slow images.",
     }
     return {code: {"model": ErrorResponse, "description": reasons[code]} for code in codes}
@@ -76,6 +77,14 @@ _THRESHOLD_QUERY: dict[str, Any] = {
 # What /predict and /read share in the OpenAPI description: the body, the threshold and
 # the errors.
 IMAGE_ROUTE: dict[str, Any] = {
-    "openapi_extra": {"requestBody": _IMAGE_REQUEST_BODY, "parameters": [_THRESHOLD_QUERY]},
-    "responses": error_responses(400, 413, 415, 422, 503),
+    "openapi_extra": {"requestBody": IMAGE_REQUEST_BODY, "parameters": [_THRESHOLD_QUERY]},
+    "responses": {
+        **error_responses(400, 413, 415, 422, 503),
+        422: {
+            "model": ErrorResponse,
+            "description": (
+                f"{_BAD_IMAGE}, or {THRESHOLD_PARAMETER} is not a number between 0 and 1."
+            ),
+        },
+    },
 }
