@@ -184,6 +184,16 @@ def test_drawing_with_a_finger_on_a_phone_shows_the_digit(
     # under the finger (it moved 23 px while a digit was drawn when lines could wrap).
     after = page.get_by_test_id("canvas").bounding_box()
     assert after is not None and abs(after["y"] - box["y"]) < 4
+    # Nor must the line saying that a drawing is not a digit, in its longest words.
+    page.get_by_test_id("not-digit").evaluate(
+        """note => {
+            note.textContent =
+                "None of this looks like digits; the faded answer is only the best guess.";
+            note.hidden = false;
+        }"""
+    )
+    noted = page.get_by_test_id("canvas").bounding_box()
+    assert noted is not None and abs(noted["y"] - after["y"]) < 4
     assert shown == str(label)
     assert page.evaluate("window.scrollY") == 0, "drawing with a finger scrolled the page"
 
