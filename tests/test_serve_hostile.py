@@ -24,10 +24,9 @@ from PIL import Image
 
 from digit_images import paper_png, png_bytes
 from digitlab.cli.serve import default_allowed_hosts
-from digitlab.serve.app import MAX_LARGE_UPLOADS
 from digitlab.serve.attacks import tiny_scan_jpeg, with_stray_byte
 from digitlab.serve.process import server_process
-from digitlab.serve.uploads import INLINE_MAX_BYTES
+from digitlab.serve.uploads import INLINE_MAX_BYTES, MAX_LARGE_UPLOADS
 
 # Every test here starts or talks to a real server.
 pytestmark = pytest.mark.slow

@@ -123,6 +123,18 @@ def test_a_label_that_is_not_a_digit_is_refused_and_writes_nothing(
     assert files_under(tmp_path) == []
 
 
+def test_openapi_gives_samples_the_image_body_but_not_the_threshold_it_ignores(
+    client: TestClient,
+):
+    spec = client.get("/openapi.json").json()
+    samples = spec["paths"]["/samples"]["post"]
+    predict = spec["paths"]["/predict"]["post"]
+    assert samples["requestBody"] == predict["requestBody"]
+    assert [parameter["name"] for parameter in samples["parameters"]] == ["label"]
+    assert "not_digit_threshold" not in samples["responses"]["422"]["description"]
+    assert "not_digit_threshold" in predict["responses"]["422"]["description"]
+
+
 def test_uploads_predict_refuses_are_refused_and_leave_no_file(client, samples_dir, digits):
     data = digits[0][0]
     refused = {

@@ -76,6 +76,19 @@ def page(browser: Browser, server_url: str) -> Iterator[Page]:
 
 
 @pytest.fixture
+def phone_page(browser: Browser, server_url: str) -> Iterator[Page]:
+    """The page on a phone: 390x844 CSS pixels, three device pixels to one, touch."""
+    yield from open_page(
+        browser,
+        server_url,
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=3,
+        is_mobile=True,
+        has_touch=True,
+    )
+
+
+@pytest.fixture
 def number_page(browser: Browser, shipped_server_url: str) -> Iterator[Page]:
     """The page of a server of the shipped model, which reads numbers well."""
     yield from open_page(browser, shipped_server_url)
@@ -156,21 +169,12 @@ def test_drawing_with_a_pen_shows_the_digit(page: Page, drawable_digits: dict[in
 
 
 def test_drawing_with_a_finger_on_a_phone_shows_the_digit(
-    browser: Browser,
-    server_url: str,
+    phone_page: Page,
     drawable_digits: dict[int, np.ndarray],
 ):
-    context = browser.new_context(
-        viewport={"width": 390, "height": 844},
-        device_scale_factor=3,
-        is_mobile=True,
-        has_touch=True,
-    )
-    page = context.new_page()
-    page.goto(server_url)
+    page = phone_page
     # Drawn once the page has settled: the model's name and the sample counts arrive after
     # the load, and a canvas that moves mid-stroke would draw another digit.
-    page.wait_for_function("!document.getElementById('model-name').textContent.includes('loading')")
     page.wait_for_load_state("networkidle")
     box = page.get_by_test_id("canvas").bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
@@ -180,9 +184,18 @@ def test_drawing_with_a_finger_on_a_phone_shows_the_digit(
     # under the finger (it moved 23 px while a digit was drawn when lines could wrap).
     after = page.get_by_test_id("canvas").bounding_box()
     assert after is not None and abs(after["y"] - box["y"]) < 4
+    # Nor must the line saying that a drawing is not a digit, in its longest words.
+    page.get_by_test_id("not-digit").evaluate(
+        """note => {
+            note.textContent =
+                "None of this looks like digits; the faded answer is only the best guess.";
+            note.hidden = false;
+        }"""
+    )
+    noted = page.get_by_test_id("canvas").bounding_box()
+    assert noted is not None and abs(noted["y"] - after["y"]) < 4
     assert shown == str(label)
     assert page.evaluate("window.scrollY") == 0, "drawing with a finger scrolled the page"
-    context.close()
 
 
 def test_prediction_updates_live_while_still_drawing(

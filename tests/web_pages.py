@@ -4,6 +4,7 @@ touch, and reading back what the page shows. Shared by the browser tests."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from playwright.sync_api import Browser, Page
@@ -22,11 +23,17 @@ CHROMIUM_ARGS = [
 ]
 
 
-def open_page(browser: Browser, url: str) -> Iterator[Page]:
+def open_page(browser: Browser, url: str, **context_options: Any) -> Iterator[Page]:
+    """The page at `url`, once it has its model's name, in a context of its own: a desktop
+    window unless `context_options` (`Browser.new_context`'s) say otherwise."""
     # Reduced motion turns off the bars' animation, so a screenshot shows their final widths.
-    context = browser.new_context(
-        viewport={"width": 1100, "height": 860}, device_scale_factor=2, reduced_motion="reduce"
-    )
+    options = {
+        "viewport": {"width": 1100, "height": 860},
+        "device_scale_factor": 2,
+        "reduced_motion": "reduce",
+        **context_options,
+    }
+    context = browser.new_context(**options)
     page = context.new_page()
     page.goto(url)
     page.wait_for_function("!document.getElementById('model-name').textContent.includes('loading')")

@@ -68,6 +68,7 @@ from digitlab.serve.teaching import TeachingSettings
 from digitlab.serve.uploads import (
     INLINE_MAX_BYTES,
     MAX_BODY_BYTES,
+    MAX_LARGE_UPLOADS,
     in_decode_lane,
     open_decode_lanes,
     preprocess,
@@ -76,10 +77,6 @@ from digitlab.serve.uploads import (
 
 if TYPE_CHECKING:
     from digitlab.inference.predictor import Predictor
-
-#: Uploads over `INLINE_MAX_BYTES` a process holds at once (`UploadSlotsMiddleware`):
-#: with their bodies and decoding, a bound on its memory under any number of clients.
-MAX_LARGE_UPLOADS = 8
 
 #: The environment variables that tell `app_from_environment` which model to serve and
 #: which Host names to answer (comma-separated; unset: any).

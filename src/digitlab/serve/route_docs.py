@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from PIL import Image
+
+from digitlab.images import SUPPORTED_FORMATS
 from digitlab.inference.digit_score import DEFAULT_NOT_DIGIT_THRESHOLD
 from digitlab.serve.schemas import ErrorResponse
 from digitlab.serve.uploads import MAX_BODY_BYTES, MAX_IMAGE_MEMORY
@@ -12,14 +15,18 @@ from digitlab.serve.uploads import MAX_BODY_BYTES, MAX_IMAGE_MEMORY
 #: The query parameter by which a request chooses its own not-digit threshold.
 THRESHOLD_PARAMETER = "not_digit_threshold"
 
-_IMAGE_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/tiff", "image/webp")
+# Pillow fills `Image.MIME` as it loads its format plugins: load them all first.
+Image.init()
+_IMAGE_TYPES = tuple(Image.MIME[image_format] for image_format in SUPPORTED_FORMATS)
+_FORMAT_NAMES = f"{', '.join(SUPPORTED_FORMATS[:-1])} or {SUPPORTED_FORMATS[-1]}"
 
-_IMAGE_REQUEST_BODY: dict[str, Any] = {
+#: The request body of every image route: multipart or a raw image.
+IMAGE_REQUEST_BODY: dict[str, Any] = {
     "required": True,
     "description": (
-        "An image (PNG, JPEG, BMP, GIF, TIFF or WebP; any size; dark ink on light paper or "
-        "light on dark), either as the multipart form field `file` or as the raw body with "
-        f"an `image/*` content type. At most {MAX_BODY_BYTES:,} bytes."
+        f"An image ({_FORMAT_NAMES}; any size; dark ink on light paper or light on dark), "
+        "either as the multipart form field `file` or as the raw body with an `image/*` "
+        f"content type. At most {MAX_BODY_BYTES:,} bytes."
     ),
     "content": {
         "multipart/form-data": {
@@ -37,6 +44,9 @@ _IMAGE_REQUEST_BODY: dict[str, Any] = {
 }
 
 
+_BAD_IMAGE = "The image is empty, corrupt or truncated, or blank (no ink at all)"
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     reasons = {
         400: "The multipart body is malformed.",
@@ -45,10 +55,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
             f"{MAX_IMAGE_MEMORY:,} bytes of memory to decode."
         ),
         415: "The body is not an image, or the content type is neither multipart nor image/*.",
-        422: (
-            "The image is empty, corrupt or truncated, or blank (no ink at all), or "
-            f"{THRESHOLD_PARAMETER} is not a number between 0 and 1."
-        ),
+        422: f"{_BAD_IMAGE}.",
         503: "The model is not loaded yet, or the server is busy with large or slow images.",
     }
     return {code: {"model": ErrorResponse, "description": reasons[code]} for code in codes}
@@ -70,6 +77,14 @@ _THRESHOLD_QUERY: dict[str, Any] = {
 # What /predict and /read share in the OpenAPI description: the body, the threshold and
 # the errors.
 IMAGE_ROUTE: dict[str, Any] = {
-    "openapi_extra": {"requestBody": _IMAGE_REQUEST_BODY, "parameters": [_THRESHOLD_QUERY]},
-    "responses": error_responses(400, 413, 415, 422, 503),
+    "openapi_extra": {"requestBody": IMAGE_REQUEST_BODY, "parameters": [_THRESHOLD_QUERY]},
+    "responses": {
+        **error_responses(400, 413, 415, 422, 503),
+        422: {
+            "model": ErrorResponse,
+            "description": (
+                f"{_BAD_IMAGE}, or {THRESHOLD_PARAMETER} is not a number between 0 and 1."
+            ),
+        },
+    },
 }

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 
 from digitlab.errors import SamplesError, SamplesFullError, TeachingBusyError, TeachingError
-from digitlab.serve.route_docs import IMAGE_ROUTE
+from digitlab.serve.route_docs import IMAGE_REQUEST_BODY, error_responses
 from digitlab.serve.samples import SAMPLE_ID_PATTERN
 from digitlab.serve.schemas import ErrorResponse, FinetuneStatus, SampleCounts, SampleCreated
 from digitlab.serve.teaching import (
@@ -42,10 +42,10 @@ _CONFLICTS: dict[int | str, dict[str, Any]] = {
     }
 }
 
-# /predict's body and errors, and the full store.
+# /predict's body and errors (it has no not-digit threshold), and the full store.
 _SAMPLE_ROUTE: dict[str, Any] = {
-    "openapi_extra": IMAGE_ROUTE["openapi_extra"],
-    "responses": {**IMAGE_ROUTE["responses"], **_CONFLICTS},
+    "openapi_extra": {"requestBody": IMAGE_REQUEST_BODY},
+    "responses": {**error_responses(400, 413, 415, 422, 503), **_CONFLICTS},
 }
 
 

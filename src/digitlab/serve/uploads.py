@@ -45,6 +45,10 @@ DECODE_THREADS = min(4, os.cpu_count() or 1)
 INLINE_MAX_BYTES = 64 * 1024
 INLINE_MAX_IMAGE_MEMORY = 5_000_000
 
+#: Uploads over `INLINE_MAX_BYTES` a process holds at once (`UploadSlotsMiddleware`):
+#: with their bodies and decoding, a bound on its memory under any number of clients.
+MAX_LARGE_UPLOADS = 8
+
 #: Small images read at once by `/read`: the reading runs on threads (its model calls wait
 #: for the batcher on the event loop), in a lane of its own so that no photo delays it.
 SMALL_READ_THREADS = min(4, os.cpu_count() or 1)
@@ -120,13 +124,13 @@ async def in_decode_lane(
             small = functools.partial(decode, name=name, max_memory_bytes=INLINE_MAX_IMAGE_MEMORY)
             if small_on_loop:
                 return small(data)
-            return await on_lane(state.small_read_limiter, small, data)
+            return await _on_lane(state.small_read_limiter, small, data)
     lane = state.progressive_decode_limiter if progressive else state.decode_limiter
     large = functools.partial(decode, name=name, max_memory_bytes=MAX_IMAGE_MEMORY)
-    return await on_lane(lane, large, data)
+    return await _on_lane(lane, large, data)
 
 
-async def on_lane(
+async def _on_lane(
     lane: anyio.CapacityLimiter, decode: Callable[[bytes], _Decoded], data: bytes
 ) -> _Decoded:
     """`decode(data)` on a thread once `lane` has room; 503 after `DECODE_WAIT_S`."""

@@ -284,6 +284,8 @@ function showNotDigit(digits) {
     notDigitText.textContent =
       `${strangers} of ${digits.length} parts do not look like digits (faded).`;
   }
+  // A phone shows the note on one line, cut short: its title keeps the whole of it.
+  notDigitText.title = notDigitText.textContent;
 }
 
 // One digit shows as a lone answer; several get a box each on the pad and a chip each
@@ -376,6 +378,7 @@ function resetAnswer() {
   predictionText.classList.remove("not-digit");
   notDigitText.hidden = true;
   notDigitText.textContent = "";
+  notDigitText.title = "";
   delete predictionText.dataset.length;
   digitsShown = [];
   chipList.hidden = true;
