@@ -22,6 +22,21 @@ def paper_png(digit: np.ndarray, side: int = 200) -> bytes:
     return png_bytes(255 - np.asarray(enlarged))
 
 
+def digits_in_look(
+    x: np.ndarray, y: np.ndarray, look: str, seed: int, count: int = 40
+) -> tuple[np.ndarray, np.ndarray]:
+    """`count` of the digits `x` (labels `y`), each written alone in a look of
+    `number_images` (a notebook page, a desk beside the sheet) and read back by `to_mnist`:
+    (the 28 x 28 images, their positions in `x`)."""
+    from digitlab.images import to_mnist
+    from digitlab.number_images import compose_number
+
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(x), size=count, replace=False)
+    images = [to_mnist(compose_number(x[[i]], y[[i]], rng, look=look).data) for i in picks]
+    return np.stack(images), picks
+
+
 # Must match STROKE_FRACTION and UPLOAD_SIZE in serve/static/app.js.
 STROKE_FRACTION = 1 / 24
 UPLOAD_SIZE = 140

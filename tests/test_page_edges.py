@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from digitlab.images import to_mnist
+from digit_images import digits_in_look
 from digitlab.images.page_edges import remove_page_edges
 from digitlab.inference.predictor import Predictor
 from digitlab.number_images import compose_number
@@ -68,14 +68,7 @@ def test_a_digit_filling_its_frame_alone_stays():
 
 def test_to_mnist_reads_a_digit_photographed_on_a_desk(mnist, predictor):
     _, (x_test, y_test) = mnist
-    rng = np.random.default_rng(4)
-    picks = rng.choice(len(x_test), size=40, replace=False)
-    images = np.stack(
-        [
-            to_mnist(compose_number(x_test[[i]], y_test[[i]], rng, look="desk_edge").data)
-            for i in picks
-        ]
-    )
+    images, picks = digits_in_look(x_test, y_test, "desk_edge", seed=4)
     digits = predictor.predict(images).probabilities.argmax(axis=1)
     assert np.mean(digits == y_test[picks]) >= 0.9
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from digit_images import digits_in_look
 from digitlab.images import to_mnist
 from digitlab.images.rules import remove_rules
 from digitlab.inference.predictor import Predictor
@@ -84,14 +85,7 @@ def test_a_line_half_across_the_page_is_no_rule():
 
 def test_to_mnist_reads_a_digit_on_ruled_paper_as_without(mnist, predictor):
     _, (x_test, y_test) = mnist
-    rng = np.random.default_rng(3)
-    picks = rng.choice(len(x_test), size=40, replace=False)
-    ruled = np.stack(
-        [
-            to_mnist(compose_number(x_test[[i]], y_test[[i]], rng, look="ruled_paper").data)
-            for i in picks
-        ]
-    )
+    ruled, picks = digits_in_look(x_test, y_test, "ruled_paper", seed=3)
     plain = np.stack([to_mnist(x_test[i]) for i in picks])
     ruled_digits = predictor.predict(ruled).probabilities.argmax(axis=1)
     plain_digits = predictor.predict(plain).probabilities.argmax(axis=1)
