@@ -39,14 +39,17 @@ IMAGE_MODES: dict[str, tuple[str, ...]] = {
     "GIF": ("L", "P"),
     "TIFF": ("1", "L", "LA", "RGB", "RGBA", "CMYK", "I;16", "F"),
     "WEBP": ("L", "RGB", "RGBA"),
+    "PPM": ("1", "L", "RGB"),
 }
 EXIF_ORIENTATION = 0x0112
 
 # The document `GET /openapi.json` serves; building it loads no model.
 schema = schemathesis.openapi.from_dict(create_app().openapi())
 # schemathesis sends a generated binary body only for media types it has a serializer for;
-# without these two it would leave out every BMP and TIFF request.
-schemathesis.serializer.alias(["image/bmp", "image/tiff"], "application/octet-stream")
+# without these it would leave out every BMP, TIFF and PPM request.
+schemathesis.serializer.alias(
+    ["image/bmp", "image/tiff", "image/x-portable-anymap"], "application/octet-stream"
+)
 PREDICT = schema["/predict"]["POST"]
 # multipart/form-data and each image/* type the operation documents.
 PREDICT_MEDIA_TYPES = PREDICT.get_request_payload_content_types()
