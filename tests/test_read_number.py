@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+import digitlab.reading.number as number_module
 from digitlab.errors import NoDigitFoundError
 from digitlab.images import decode, extract_ink, normalize_digit, to_grayscale, to_mnist
 from digitlab.inference.modelfile import load_keras_model
@@ -17,6 +18,7 @@ from digitlab.inference.predictor import FileFailure, FileReading, Predictor
 from digitlab.number_images import LOOKS, compose_number
 from digitlab.reading import read_number
 from digitlab.reading.number import SPLIT_WIDTH, _Scorer
+from digitlab.reading.part_scorer import NOT_WHOLE, shipped_part_scorer
 from digitlab.reading.segment import (
     CUT_STEP,
     CUT_TURN_COST,
@@ -172,6 +174,57 @@ def test_a_number_is_read_in_few_classifier_calls(held_out_digits, predictor, mo
     for item in numbers:
         read_number(item.data, predictor)
     assert len(calls) <= 2.5 * len(numbers)
+
+
+class _EveryPartWhole:
+    """The part scorer switched off: every part whole, every digit as likely."""
+
+    def probabilities(self, views):
+        return np.concatenate([np.full((len(views), 10), 0.1), np.zeros((len(views), 1))], 1)
+
+
+def test_the_part_scorer_keeps_wide_digits_whole(held_out_digits, predictor, monkeypatch):
+    # Before the part scorer, a wide 0 or 2 beside others was often read as two digits
+    # (its halves are confident digits to the classifier alone): 8 of these 200, against 2
+    # with it.
+    numbers = _numbers(held_out_digits, 200, "ordinary", seed=11)
+
+    def too_long():
+        readings = [read_number(item.data, predictor).number for item in numbers]
+        return sum(
+            len(read) > len(item.number) for read, item in zip(readings, numbers, strict=True)
+        )
+
+    with_scorer = too_long()
+    monkeypatch.setattr(number_module, "shipped_part_scorer", _EveryPartWhole)
+    without = too_long()
+    assert with_scorer <= 3
+    assert without >= with_scorer + 4
+
+
+class _WholenessOnly:
+    """The shipped part scorer with its digit probabilities flattened: a cut part is read
+    by the classifier alone."""
+
+    def probabilities(self, views):
+        probabilities = shipped_part_scorer().probabilities(views)
+        probabilities[:, :NOT_WHOLE] = 1.0
+        return probabilities
+
+
+def test_parts_cut_through_an_overlap_are_read_by_both_networks(
+    held_out_digits, predictor, monkeypatch
+):
+    # A part cut through an overlap keeps a stray end of its neighbour's stroke, which the
+    # part scorer has learnt to look past: 164 of these 200 read right, against 156.
+    numbers = _numbers(held_out_digits, 200, "overlapping", seed=13)
+
+    def right():
+        return sum(read_number(item.data, predictor).number == item.number for item in numbers)
+
+    both = right()
+    monkeypatch.setattr(number_module, "shipped_part_scorer", _WholenessOnly)
+    assert both >= right() + 5
 
 
 def _seams_by_argmin(cost, starts, band, inside):

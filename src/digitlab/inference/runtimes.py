@@ -63,7 +63,7 @@ def _loader_for(path: Path) -> tuple[Loader, str]:
         raise ModelError(f"{path}: no such model file")
     loaders = {
         ".keras": (_keras_file_runner, "Keras"),
-        ".onnx": (_onnx_runner, "ONNX Runtime"),
+        ".onnx": (onnx_runner, "ONNX Runtime"),
         ".tflite": (_tflite_runner, "TFLite"),
     }
     if path.suffix not in loaders:
@@ -166,7 +166,9 @@ def _saved_model_runner(path: Path, threads: int | None) -> tuple[Runner, InputS
     return run, _input_shape(inputs[input_name].shape.as_list())
 
 
-def _onnx_runner(path: Path, threads: int | None) -> tuple[Runner, InputShape]:
+def onnx_runner(path: Path, threads: int | None) -> tuple[Runner, InputShape]:
+    """An ONNX Runtime session on the CPU (`threads` intra-op threads; None: its default)
+    as a runner of its first input, and that input's declared shape."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()

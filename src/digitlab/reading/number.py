@@ -8,13 +8,15 @@ pieces are one digit when the joined piece is a more confident digit than the tw
 and a wide blob is read as the run of parts between its candidate seams that the
 classifier finds most likely, with a prior against parts too wide to be one digit (the
 classifier-scored cut search of the issue). A model with a not-a-digit head also says how
-much each candidate looks like one whole digit, which weighs against halves and pairs.
+much each candidate looks like a digit, and the part scorer, trained on the cut search's
+own candidates, how likely each is one whole digit rather than a half or a pair.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,6 +30,8 @@ from digitlab.images import (
     read_header,
     to_grayscale,
 )
+from digitlab.reading.part_scorer import NOT_WHOLE, shipped_part_scorer
+from digitlab.reading.part_view import part_views
 from digitlab.reading.segment import (
     Piece,
     between,
@@ -73,7 +77,12 @@ class DigitReading:
     """One digit of a number: the digit (the best guess, even when the part is not a
     digit), its probability, every class's probability, its box (x0, y0, x1, y1; x1 and
     y1 exclusive) in the original image's pixels, the 28x28 uint8 image the model saw,
-    its digit score and whether that reached the predictor's not-digit threshold."""
+    its digit score and whether that reached the predictor's not-digit threshold.
+
+    A digit from a blob the reader weighed cutting (one at least `SPLIT_WIDTH` digit heights
+    wide) is read by the classifier and the part scorer together: its probabilities are
+    the normalised product of both networks' ten. Any other digit, and the digit of an
+    image of one digit, has the classifier's own."""
 
     digit: int
     confidence: float
@@ -144,12 +153,30 @@ def shipped_predictor() -> Predictor:
 
 def find_digits(ink: np.ndarray, scorer: _Scorer) -> list[Piece]:
     """The pieces of `ink` that are one digit each, left to right."""
-    pieces = _join_side_by_side(join_fragments(drop_underlines(blobs(ink))), scorer)
+    pieces = _pieces(ink, scorer)
     height = typical_height(pieces)
     digits: list[Piece] = []
     for piece in pieces:
         digits.extend(_segment(piece, ink, scorer, height))
     return left_to_right(digits)
+
+
+def cut_candidates(
+    ink: np.ndarray, predictor: Predictor
+) -> Iterator[tuple[Piece, list[Piece], float]]:
+    """Each piece of `ink` that the reader weighs cutting, with its candidate parts and the
+    typical digit height: what the part scorer is trained on."""
+    pieces = _pieces(ink, _Scorer(ink, predictor))
+    height = typical_height(pieces)
+    for piece in pieces:
+        cut = cut_parts(piece, ink, height)
+        if cut is not None:
+            yield piece, list(cut[0].values()), height
+
+
+def _pieces(ink: np.ndarray, scorer: _Scorer) -> list[Piece]:
+    """The blobs of `ink` joined into pieces that may each be one digit or several."""
+    return _join_side_by_side(join_fragments(drop_underlines(blobs(ink))), scorer)
 
 
 def _join_side_by_side(pieces: list[Piece], scorer: _Scorer) -> list[Piece]:
@@ -184,15 +211,41 @@ def _join_side_by_side(pieces: list[Piece], scorer: _Scorer) -> list[Piece]:
 
 def _segment(piece: Piece, ink: np.ndarray, scorer: _Scorer, height: float) -> list[Piece]:
     """`piece` read as its most likely run of digits: every way to cut it along its
-    candidate seams into parts no wider than `MAX_PART_WIDTH` is weighed, each part by the
-    classifier's log probability less `WIDE_COST` for width beyond `WIDE_PART`, and the
-    best sum wins (dynamic programming, left to right). All candidate parts go to the
-    classifier in one batch."""
-    if piece.width < SPLIT_WIDTH * height:
+    candidate seams into parts no wider than `MAX_PART_WIDTH` is weighed, and the best sum
+    of the parts' scores wins (dynamic programming, left to right). A part scores the log
+    of the classifier's confidence in it, less `WIDE_COST` for width beyond `WIDE_PART`,
+    plus the log of the part scorer's chance that it is one whole digit (which sees the ink
+    around the part: half of a wide 0 is a confident digit to the classifier alone). All
+    candidate parts go to each model in one batch."""
+    cut = cut_parts(piece, ink, height)
+    if cut is None:
         return [piece]
+    parts, last = cut
+    confidences = scorer.confidences(list(parts.values()))
+    widths = np.array([part.width for part in parts.values()]) / height
+    scores = np.log(np.maximum(confidences, 1e-12)) - WIDE_COST * np.maximum(
+        0.0, widths - WIDE_PART
+    )
+    scores += np.log(np.maximum(scorer.wholeness(piece, list(parts.values()), height), 1e-12))
+    path = _best_path(dict(zip(parts, scores.tolist(), strict=True)), last)
+    if path is None:
+        return [piece]
+    return [parts[edge] for edge in zip(path, path[1:], strict=False)]
+
+
+def cut_parts(
+    piece: Piece, ink: np.ndarray, height: float
+) -> tuple[dict[tuple[int, int], Piece], int] | None:
+    """The candidate digits of a blob that may be several: the parts between any two of
+    its seams (node 0 is its left edge, node `last` its right edge), each no wider than
+    `MAX_PART_WIDTH` digit heights and holding at least `MIN_INK_SHARE` of its ink.
+    Returns (parts by (start node, end node), last), or None when `piece` is too narrow
+    to be cut or has no seam."""
+    if piece.width < SPLIT_WIDTH * height:
+        return None
     seams = cut_seams(piece, ink, height)
     if not seams:
-        return [piece]
+        return None
     nodes: list[np.ndarray | None] = [None, *seams, None]
     centres = [0.0, *(float(seam.mean()) for seam in seams), float(piece.width)]
     parts: dict[tuple[int, int], Piece] = {}
@@ -203,15 +256,7 @@ def _segment(piece: Piece, ink: np.ndarray, scorer: _Scorer, height: float) -> l
             part = between(piece, nodes[start], nodes[end])
             if part is not None and part.mask.sum() >= MIN_INK_SHARE * piece.mask.sum():
                 parts[start, end] = part
-    confidences = scorer.confidences(list(parts.values()))
-    widths = np.array([part.width for part in parts.values()]) / height
-    scores = np.log(np.maximum(confidences, 1e-12)) - WIDE_COST * np.maximum(
-        0.0, widths - WIDE_PART
-    )
-    path = _best_path(dict(zip(parts, scores.tolist(), strict=True)), len(nodes) - 1)
-    if path is None:
-        return [piece]
-    return [parts[edge] for edge in zip(path, path[1:], strict=False)]
+    return parts, len(nodes) - 1
 
 
 def _best_path(scores: dict[tuple[int, int], float], last: int) -> list[int] | None:
@@ -239,6 +284,8 @@ class _Scorer:
         self._predictor = predictor
         self._weigh_digit_score = predictor.has_not_digit_head
         self._known: dict[tuple[int, int, bytes, tuple[int, int]], _Scored] = {}
+        # The part scorer's ten digit probabilities of each part the cut search weighed.
+        self._in_context: dict[tuple[int, int, bytes, tuple[int, int]], np.ndarray] = {}
 
     @staticmethod
     def _key(piece: Piece) -> tuple[int, int, bytes, tuple[int, int]]:
@@ -264,9 +311,21 @@ class _Scorer:
             confidences *= np.array([scored.digit_score for scored in known])
         return confidences
 
+    def wholeness(self, blob: Piece, parts: list[Piece], height: float) -> np.ndarray:
+        """The part scorer's chance that each of the cut search's `parts` of `blob` is one
+        whole digit; its digit probabilities are kept for reading the parts."""
+        probabilities = shipped_part_scorer().probabilities(
+            part_views(self._ink, blob, parts, height)
+        )
+        for part, row in zip(parts, probabilities, strict=True):
+            self._in_context[self._key(part)] = row[:NOT_WHOLE]
+        return 1.0 - probabilities[:, NOT_WHOLE]
+
     def use_all_ink(self, piece: Piece) -> None:
-        """Score `piece` from all the ink in its box, as `to_mnist` does (specks kept)."""
+        """Score `piece` from all the ink in its box, as `to_mnist` does (specks kept), by
+        the classifier alone, as `predict` would."""
         self._known.pop(self._key(piece), None)
+        self._in_context.pop(self._key(piece), None)
         image = normalize_digit(self._ink)
         self._known[self._key(piece)] = _scored(image[np.newaxis], self._predictor)[0]
 
@@ -277,6 +336,10 @@ class _Scorer:
         self.score([piece])
         scored = self._known[self._key(piece)]
         probabilities = scored.probabilities
+        in_context = self._in_context.get(self._key(piece))
+        if in_context is not None:
+            joint = probabilities * in_context
+            probabilities = (joint / max(float(joint.sum()), 1e-30)).astype(np.float32)
         digit = int(probabilities.argmax())
         box = (
             max(0, int(np.floor(piece.left * scale[0]))),

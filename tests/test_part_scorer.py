@@ -1,0 +1,96 @@
+"""The part scorer: the views it sees, how its training parts are labelled and exported, and
+the shipped scorer on parts of numbers of MNIST test digits it was never trained on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from digitlab.inference.predictor import Predictor
+from digitlab.reading.part_scorer import NOT_WHOLE, PartScorer, shipped_part_scorer
+from digitlab.reading.part_view import VIEW_COLUMNS, VIEW_ROWS, part_views
+from digitlab.reading.segment import Piece, blobs
+from digitlab.training.part_scorer import (
+    _class,
+    export_part_scorer,
+    part_set,
+    train_part_scorer,
+)
+
+
+def _two_squares() -> np.ndarray:
+    ink = np.zeros((80, 160), np.float32)
+    ink[20:60, 30:50] = 1.0
+    ink[20:60, 60:100] = 0.5
+    return ink
+
+
+def test_a_view_holds_the_part_and_the_ink_around_it_apart():
+    ink = _two_squares()
+    left, right = blobs(ink)
+    views = part_views(ink, left, [left], height=40.0)
+    assert views.shape == (1, VIEW_ROWS, VIEW_COLUMNS, 2)
+    mine, rest = views[0, ..., 0], views[0, ..., 1]
+    columns = np.arange(VIEW_COLUMNS)
+    # The part is centred; the other square lies right of it, none of it in channel 0.
+    assert abs((mine.sum(axis=0) * columns).sum() / mine.sum() - (VIEW_COLUMNS - 1) / 2) < 1
+    assert (rest.sum(axis=0) * columns).sum() / rest.sum() > VIEW_COLUMNS / 2 + 4
+    assert mine.max() == pytest.approx(1.0) and rest.max() == pytest.approx(0.5)
+    # Box filtering keeps the ink's mass: the window is 60 x 80 working pixels.
+    scale = VIEW_ROWS * VIEW_COLUMNS / (60 * 80)
+    assert mine.sum() == pytest.approx(left.mask.sum() * scale, rel=1e-3)
+
+
+def test_a_part_at_the_image_edge_is_viewed_on_blank_paper():
+    ink = np.zeros((30, 30), np.float32)
+    ink[0:30, 0:6] = 1.0
+    (part,) = blobs(ink)
+    views = part_views(ink, part, [part], height=30.0)
+    assert views[0, ..., 1].max() == 0.0
+    assert views[0, ..., 0].sum() > 0
+
+
+@pytest.fixture(scope="module")
+def test_parts(mnist):
+    _, (x_test, y_test) = mnist
+    return part_set(x_test, y_test, 40, np.random.default_rng(3), Predictor.load(threads=1))
+
+
+def test_the_shipped_scorer_tells_whole_digits_from_halves_and_pairs(test_parts):
+    whole = test_parts.classes != NOT_WHOLE
+    assert 0.1 < whole.mean() < 0.9
+    views = test_parts.views.astype(np.float32) / 255
+    scored = 1 - shipped_part_scorer().probabilities(views)[:, NOT_WHOLE]
+    ours = roc_auc_score(whole, scored)
+    # What the reader weighed parts by before: the classifier's own view of each part.
+    assert ours >= 0.95
+    assert ours > roc_auc_score(whole, test_parts.alone) + 0.05
+
+
+def test_parts_are_labelled_whole_only_when_they_cover_one_digit():
+    spans = [(10.0, 50.0), (60.0, 90.0)]
+    mask = np.ones((40, 1), bool)
+
+    def part(left, right):
+        return Piece(0, left, np.repeat(mask, right - left, axis=1))
+
+    assert _class(part(10, 50), spans, "47") == 4
+    assert _class(part(62, 90), spans, "47") == 7  # a cut through an overlap
+    assert _class(part(10, 30), spans, "47") == NOT_WHOLE  # half of the 4
+    assert _class(part(10, 90), spans, "47") == NOT_WHOLE  # both
+    assert _class(part(10, 40), spans, "47") is None  # three quarters: left out
+
+
+def test_a_scorer_trained_briefly_exports_to_onnx_that_answers_as_keras(mnist, tmp_path):
+    (x_train, y_train), _ = mnist
+    predictor = Predictor.load(threads=1)
+    rng = np.random.default_rng(0)
+    parts = part_set(x_train[:2000], y_train[:2000], 6, rng, predictor)
+    assert len(parts) > 20 and set(np.unique(parts.classes)) > {NOT_WHOLE}
+    model = train_part_scorer(parts, parts, epochs=1, verbose=0)
+    out = tmp_path / "scorer.onnx"
+    assert export_part_scorer(model, out, parts) <= 1e-4
+    exported = PartScorer(out).probabilities(parts.views.astype(np.float32) / 255)
+    reference = np.asarray(model.predict(parts.views.astype(np.float32), verbose=0))
+    np.testing.assert_allclose(exported, reference, atol=1e-4)
