@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 from sklearn.metrics import roc_auc_score
 
+from digitlab.images import decode, extract_ink, to_grayscale
 from digitlab.inference.predictor import Predictor
+from digitlab.number_images import compose_number
+from digitlab.reading.number import cut_candidates
 from digitlab.reading.part_scorer import NOT_WHOLE, PartScorer, shipped_part_scorer
 from digitlab.reading.part_view import VIEW_COLUMNS, VIEW_ROWS, part_views
 from digitlab.reading.segment import Piece, blobs
@@ -49,6 +53,65 @@ def test_a_part_at_the_image_edge_is_viewed_on_blank_paper():
     views = part_views(ink, part, [part], height=30.0)
     assert views[0, ..., 1].max() == 0.0
     assert views[0, ..., 0].sum() > 0
+
+
+def _pillow_views(ink, blob, parts, height):
+    """The views as the shipped part scorer's training made them: each part's window
+    pasted and resized by Pillow (BOX), the part and the rest apart."""
+    rows = max(1, round(1.5 * height))
+    columns = max(1, round(rows * VIEW_COLUMNS / VIEW_ROWS))
+    pad = max(rows, columns)
+    padded = np.pad(ink.astype(np.float32), pad)
+    canvas = np.zeros_like(padded)
+    top = round((blob.top + blob.bottom) / 2 - rows / 2) + pad
+    views = []
+    for part in parts:
+        left = round(part.centre_x - columns / 2) + pad
+        canvas[:] = 0
+        canvas[part.top + pad : part.bottom + pad, part.left + pad : part.right + pad] = part.ink(
+            ink
+        )
+        window = padded[top : top + rows, left : left + columns]
+        mine = canvas[top : top + rows, left : left + columns]
+        views.append(
+            np.stack(
+                [
+                    np.asarray(
+                        Image.fromarray(np.ascontiguousarray(channel), mode="F").resize(
+                            (VIEW_COLUMNS, VIEW_ROWS), Image.Resampling.BOX
+                        )
+                    )
+                    for channel in (mine, window - mine)
+                ],
+                axis=-1,
+            )
+        )
+    return np.array(views)
+
+
+def test_views_are_box_filtered_as_the_scorers_training_views_were(mnist):
+    _, (x_test, y_test) = mnist
+    rng = np.random.default_rng(8)
+    predictor = Predictor.load(threads=1)
+    cases = 0
+    for length, gap, look in [(3, "touching", "plain"), (5, "overlapping", "thin_pen")] * 3:
+        picked = rng.integers(0, len(x_test), size=length)
+        item = compose_number(x_test[picked], y_test[picked], rng, gap, look)
+        ink = extract_ink(to_grayscale(decode(item.data)))
+        for blob, parts, height in cut_candidates(ink, predictor):
+            expected = _pillow_views(ink, blob, parts, height)
+            np.testing.assert_allclose(part_views(ink, blob, parts, height), expected, atol=1e-6)
+            cases += len(parts)
+    small = np.zeros((20, 24), np.float32)  # two digits 9 px tall: the window is enlarged
+    small[4:13, 2:9] = small[4:13, 12:20] = 1.0
+    joined = small.copy()
+    joined[8, 4:15] = 1.0
+    (blob,) = blobs(joined)
+    parts = [blob, *blobs(small)]
+    np.testing.assert_allclose(
+        part_views(joined, blob, parts, 9.0), _pillow_views(joined, blob, parts, 9.0), atol=1e-6
+    )
+    assert cases > 30
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,15 @@
 A candidate cut out of a blob can look like a whole digit on its own (half of a 0 is a
 fine 1 once normalised); what gives it away is its neighbourhood: a stroke that runs on
 across the cut. So the view is a window around the part, two digit heights wide and one
-and a half tall, scaled so that a digit is `VIEW_HEIGHT` * 2 / 3 pixels tall, in two
-channels: the part's ink, and all the other ink in the window.
+and a half tall, box-filtered to VIEW_ROWS x VIEW_COLUMNS, in two channels: the part's ink,
+and all the other ink in the window.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from PIL import Image
 
 from digitlab.reading.segment import Piece
 
@@ -24,31 +25,56 @@ times as much), so its pixels are square."""
 def part_views(ink: np.ndarray, blob: Piece, parts: list[Piece], height: float) -> np.ndarray:
     """The views of `parts` of `blob` (N x VIEW_ROWS x VIEW_COLUMNS x 2, float32 0..1):
     channel 0 the part's ink, channel 1 the rest of the ink, in a window centred on the
-    part's columns and the blob's rows, `WINDOW_HEIGHT` typical digit heights tall."""
+    part's columns and the blob's rows, `WINDOW_HEIGHT` typical digit heights tall.
+
+    The window is box-filtered as Pillow's BOX resize of a float image filters it (across
+    the columns, rounded to float32, then down the rows), which made the views the shipped
+    part scorer was trained on; here from running sums of the blob's rows, shared by its
+    parts, rather than a resize of each part's window."""
     window_rows = max(1, round(WINDOW_HEIGHT * height))
     window_columns = max(1, round(window_rows * VIEW_COLUMNS / VIEW_ROWS))
     pad = max(window_rows, window_columns)
-    padded = np.pad(ink.astype(np.float32), pad)
-    top = round((blob.top + blob.bottom) / 2 - window_rows / 2) + pad
-    views = np.empty((len(parts), VIEW_ROWS, VIEW_COLUMNS, 2), np.float32)
+    top = round((blob.top + blob.bottom) / 2 - window_rows / 2)
+    band = np.pad(ink.astype(np.float32), pad)[top + pad : top + pad + window_rows]
+    band_sums = _running_sums(band)
+    starts, counts = _box_ranges(window_columns, VIEW_COLUMNS)
+    across = np.empty((len(parts), 2, window_rows, VIEW_COLUMNS), np.float32)
     for number, part in enumerate(parts):
-        left = round(part.centre_x - window_columns / 2) + pad
-        window = padded[top : top + window_rows, left : left + window_columns]
-        mine = _paste(part.ink(ink), part.top + pad - top, part.left + pad - left, window.shape)
-        views[number, :, :, 0] = _shrink(mine)
-        views[number, :, :, 1] = _shrink(window - mine)
-    return views
+        left = round(part.centre_x - window_columns / 2)
+        first, last = left + pad + starts, left + pad + starts + counts
+        everything = (band_sums[:, last] - band_sums[:, first]) / counts
+        across[number, 0] = _part_across(part, ink, top, left, window_rows, starts, counts)
+        across[number, 1] = everything.astype(np.float32) - across[number, 0]
+    return np.moveaxis(_shrink_down(across), 1, -1)
 
 
-def _paste(pixels: np.ndarray, top: int, left: int, shape: tuple[int, ...]) -> np.ndarray:
-    """A zero array of `shape` with `pixels` put at (`top`, `left`), clipped to it."""
-    canvas = np.zeros(shape, np.float32)
-    rows = _clipped(top, pixels.shape[0], shape[0])
-    columns = _clipped(left, pixels.shape[1], shape[1])
-    canvas[rows, columns] = pixels[
-        rows.start - top : rows.stop - top, columns.start - left : columns.stop - left
-    ]
-    return canvas
+def _part_across(
+    part: Piece,
+    ink: np.ndarray,
+    top: int,
+    left: int,
+    window_rows: int,
+    starts: np.ndarray,
+    counts: np.ndarray,
+) -> np.ndarray:
+    """The part's ink in its window (which starts at `top`, `left`), box-filtered across
+    the columns only: window_rows x VIEW_COLUMNS."""
+    sums = _running_sums(part.ink(ink))
+    offset = part.left - left
+    first = np.clip(starts - offset, 0, part.width)
+    last = np.clip(starts + counts - offset, 0, part.width)
+    shrunk = ((sums[:, last] - sums[:, first]) / counts).astype(np.float32)
+    across = np.zeros((window_rows, VIEW_COLUMNS), np.float32)
+    rows = _clipped(part.top - top, part.height, window_rows)
+    across[rows] = shrunk[rows.start - (part.top - top) : rows.stop - (part.top - top)]
+    return across
+
+
+def _running_sums(pixels: np.ndarray) -> np.ndarray:
+    """Each row's running sum from its left edge (float64), a zero column first."""
+    sums = np.zeros((pixels.shape[0], pixels.shape[1] + 1), np.float64)
+    np.cumsum(pixels, axis=1, dtype=np.float64, out=sums[:, 1:])
+    return sums
 
 
 def _clipped(start: int, length: int, limit: int) -> slice:
@@ -57,7 +83,34 @@ def _clipped(start: int, length: int, limit: int) -> slice:
     return slice(first, max(first, min(limit, start + length)))
 
 
-def _shrink(window: np.ndarray) -> np.ndarray:
-    """`window` box-filtered to VIEW_ROWS x VIEW_COLUMNS."""
-    image = Image.fromarray(window, mode="F")
-    return np.asarray(image.resize((VIEW_COLUMNS, VIEW_ROWS), Image.Resampling.BOX))
+def _shrink_down(across: np.ndarray) -> np.ndarray:
+    """(..., rows, VIEW_COLUMNS) box-filtered down the rows to VIEW_ROWS, rounded to
+    float32: Pillow's second pass."""
+    starts, counts = _box_ranges(across.shape[-2], VIEW_ROWS)
+    sums = np.cumsum(across, axis=-2, dtype=np.float64)
+    sums = np.concatenate([np.zeros_like(sums[..., :1, :]), sums], axis=-2)
+    down: np.ndarray = (sums[..., starts + counts, :] - sums[..., starts, :]) / counts[
+        :, np.newaxis
+    ]
+    return down.astype(np.float32)
+
+
+@functools.cache
+def _box_ranges(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of `out` box-filtered pixels starts among `size`, and how many it
+    averages: Pillow's BOX filter takes the pixels whose centres fall in an output pixel's
+    footprint, computed as Pillow computes it (its rounding decides the ties)."""
+    scale = size / out
+    support = 0.5 * max(scale, 1.0)
+    inverse = 1.0 / max(scale, 1.0)
+    starts, counts = [], []
+    for pixel in range(out):
+        centre = (pixel + 0.5) * scale
+        first = max(int(centre - support + 0.5), 0)
+        last = min(int(centre + support + 0.5), size)
+        inside = [
+            index for index in range(first, last) if -0.5 < (index - centre + 0.5) * inverse <= 0.5
+        ]
+        starts.append(inside[0])
+        counts.append(len(inside))
+    return np.array(starts), np.array(counts)
