@@ -227,6 +227,34 @@ def test_parts_cut_through_an_overlap_are_read_by_both_networks(
     assert both >= right() + 5
 
 
+def test_asking_the_classifier_lazily_reads_as_asking_about_every_part(
+    held_out_digits, predictor, monkeypatch
+):
+    # The cut search asks the classifier about unlikely parts only when the best reading
+    # holds them; bounding their scores by a confidence of 1 keeps every answer the same.
+    numbers = [
+        *_numbers(held_out_digits, 15, "touching", seed=14),
+        *_numbers(held_out_digits, 15, "overlapping", seed=15),
+    ]
+    asked = []
+    predict = predictor.predict
+    monkeypatch.setattr(
+        predictor, "predict", lambda images: asked.append(len(images)) or predict(images)
+    )
+
+    def readings():
+        asked.clear()
+        return [read_number(item.data, predictor) for item in numbers], sum(asked)
+
+    lazily, few = readings()
+    monkeypatch.setattr(number_module, "LIKELY_WHOLE", 0.0)
+    eagerly, every = readings()
+    assert few < 0.5 * every  # 345 images against 998
+    for lazy, eager in zip(lazily, eagerly, strict=True):
+        assert lazy.number == eager.number
+        assert [digit.box for digit in lazy.digits] == [digit.box for digit in eager.digits]
+
+
 def _seams_by_argmin(cost, starts, band, inside):
     """`_cheapest_seams`'s definition, step by step: each row's cheapest of the three cells
     above (left, straight, right; the first on a tie, as `argmin`), then back from the

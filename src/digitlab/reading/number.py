@@ -62,6 +62,10 @@ WIDE_COST = 20.0
 """... and each digit height of width beyond it costs this much log probability (two
 touching digits are read with confidence as one wide digit otherwise)."""
 
+LIKELY_WHOLE = 0.1
+"""A cut part that the part scorer finds at least this likely whole goes to the classifier
+at once; any other only when the best reading so far holds it."""
+
 MIN_INK_SHARE = 0.1
 """A part of a cut blob holds at least this share of its ink (no slivers of a stroke)."""
 
@@ -215,22 +219,35 @@ def _segment(piece: Piece, ink: np.ndarray, scorer: _Scorer, height: float) -> l
     of the parts' scores wins (dynamic programming, left to right). A part scores the log
     of the classifier's confidence in it, less `WIDE_COST` for width beyond `WIDE_PART`,
     plus the log of the part scorer's chance that it is one whole digit (which sees the ink
-    around the part: half of a wide 0 is a confident digit to the classifier alone). All
-    candidate parts go to each model in one batch."""
+    around the part: half of a wide 0 is a confident digit to the classifier alone). The
+    part scorer sees every part in one batch; the classifier only the parts it needs to."""
     cut = cut_parts(piece, ink, height)
     if cut is None:
         return [piece]
     parts, last = cut
-    confidences = scorer.confidences(list(parts.values()))
-    widths = np.array([part.width for part in parts.values()]) / height
-    scores = np.log(np.maximum(confidences, 1e-12)) - WIDE_COST * np.maximum(
-        0.0, widths - WIDE_PART
-    )
-    scores += np.log(np.maximum(scorer.wholeness(piece, list(parts.values()), height), 1e-12))
-    path = _best_path(dict(zip(parts, scores.tolist(), strict=True)), last)
-    if path is None:
-        return [piece]
-    return [parts[edge] for edge in zip(path, path[1:], strict=False)]
+    listed = list(parts.values())
+    whole = scorer.wholeness(piece, listed, height)
+    widths = np.array([part.width for part in listed]) / height
+    # Every score starts as its bound: the classifier's confidence is at most 1. Only the
+    # parts likely whole go to the classifier at first; then those on the best path until
+    # the best path holds none unasked, which is then the best of all (the others' bounds
+    # are no higher). The same answer as asking about every part, with fewer asked.
+    scores = np.log(np.maximum(whole, 1e-12)) - WIDE_COST * np.maximum(0.0, widths - WIDE_PART)
+    asked = np.zeros(len(listed), bool)
+    ask = np.flatnonzero(whole >= LIKELY_WHOLE)
+    index = {edge: number for number, edge in enumerate(parts)}
+    while True:
+        if ask.size:
+            confidences = scorer.confidences([listed[number] for number in ask])
+            scores[ask] += np.log(np.maximum(confidences, 1e-12))
+            asked[ask] = True
+        path = _best_path(dict(zip(parts, scores.tolist(), strict=True)), last)
+        if path is None:
+            return [piece]
+        edges = list(zip(path, path[1:], strict=False))
+        ask = np.array([index[edge] for edge in edges if not asked[index[edge]]], np.int64)
+        if not ask.size:
+            return [parts[edge] for edge in edges]
 
 
 def cut_parts(

@@ -36,7 +36,7 @@ far from their start."""
 MIN_PART = 0.1
 """No part of a cut is narrower than this share of the typical digit height (a thin 1)."""
 
-CUTS_PER_HEIGHT = 3.0
+CUTS_PER_HEIGHT = 4.0
 """At most this many cut paths are kept per digit height of a piece's width."""
 
 CUT_TURN_COST = 0.05
