@@ -228,14 +228,32 @@ def _segment(piece: Piece, ink: np.ndarray, scorer: _Scorer, height: float) -> l
     listed = list(parts.values())
     whole = scorer.wholeness(piece, listed, height)
     widths = np.array([part.width for part in listed]) / height
-    # Every score starts as its bound: the classifier's confidence is at most 1. Only the
-    # parts likely whole go to the classifier at first; then those on the best path until
-    # the best path holds none unasked, which is then the best of all (the others' bounds
-    # are no higher). The same answer as asking about every part, with fewer asked.
-    scores = np.log(np.maximum(whole, 1e-12)) - WIDE_COST * np.maximum(0.0, widths - WIDE_PART)
-    asked = np.zeros(len(listed), bool)
-    ask = np.flatnonzero(whole >= LIKELY_WHOLE)
+    bounds = np.log(np.maximum(whole, 1e-12)) - WIDE_COST * np.maximum(0.0, widths - WIDE_PART)
+    edges = _best_cut(parts, last, bounds, whole >= LIKELY_WHOLE, scorer)
+    if edges is None:
+        return [piece]
+    return [parts[edge] for edge in edges]
+
+
+def _best_cut(
+    parts: dict[tuple[int, int], Piece],
+    last: int,
+    bounds: np.ndarray,
+    likely: np.ndarray,
+    scorer: _Scorer,
+) -> list[tuple[int, int]] | None:
+    """The edges of the best path through `parts` (node 0 -> `last`), each part scoring its
+    bound plus the log of the classifier's confidence in it; None when no path joins them.
+
+    The classifier is asked about the `likely` parts first, then about the parts on the
+    best path so far, until that path holds none unasked. The bound of an unasked part
+    counts its confidence as 1, which no answer exceeds, so that path is the best of all:
+    the same answer as asking about every part, with fewer asked."""
+    listed = list(parts.values())
     index = {edge: number for number, edge in enumerate(parts)}
+    scores = bounds.copy()
+    asked = np.zeros(len(listed), bool)
+    ask = np.flatnonzero(likely)
     while True:
         if ask.size:
             confidences = scorer.confidences([listed[number] for number in ask])
@@ -243,11 +261,11 @@ def _segment(piece: Piece, ink: np.ndarray, scorer: _Scorer, height: float) -> l
             asked[ask] = True
         path = _best_path(dict(zip(parts, scores.tolist(), strict=True)), last)
         if path is None:
-            return [piece]
+            return None
         edges = list(zip(path, path[1:], strict=False))
         ask = np.array([index[edge] for edge in edges if not asked[index[edge]]], np.int64)
         if not ask.size:
-            return [parts[edge] for edge in edges]
+            return edges
 
 
 def cut_parts(
