@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--out", type=Path, help="write the trained scorer here (ONNX)")
     args = parser.parse_args()
+    if args.numbers < 8 or args.epochs < 1:
+        parser.error("--numbers must be at least 8 and --epochs at least 1")
     (x_train, y_train), (x_test, y_test) = load_mnist()
     predictor = Predictor.load(threads=1)
     rng = np.random.default_rng(args.seed)

@@ -185,7 +185,7 @@ class _EveryPartWhole:
 
 def test_the_part_scorer_keeps_wide_digits_whole(held_out_digits, predictor, monkeypatch):
     # Before the part scorer, a wide 0 or 2 beside others was often read as two digits
-    # (its halves are confident digits to the classifier alone): 8 of these 200, against 2
+    # (its halves are confident digits to the classifier alone): 8 of these 200, against 3
     # with it.
     numbers = _numbers(held_out_digits, 200, "ordinary", seed=11)
 
@@ -198,7 +198,7 @@ def test_the_part_scorer_keeps_wide_digits_whole(held_out_digits, predictor, mon
     with_scorer = too_long()
     monkeypatch.setattr(number_module, "shipped_part_scorer", _EveryPartWhole)
     without = too_long()
-    assert with_scorer <= 3
+    assert with_scorer <= 4
     assert without >= with_scorer + 4
 
 
@@ -216,7 +216,7 @@ def test_parts_cut_through_an_overlap_are_read_by_both_networks(
     held_out_digits, predictor, monkeypatch
 ):
     # A part cut through an overlap keeps a stray end of its neighbour's stroke, which the
-    # part scorer has learnt to look past: 164 of these 200 read right, against 156.
+    # part scorer has learnt to look past: 171 of these 200 read right, against 158.
     numbers = _numbers(held_out_digits, 200, "overlapping", seed=13)
 
     def right():
@@ -249,7 +249,7 @@ def test_asking_the_classifier_lazily_reads_as_asking_about_every_part(
     lazily, few = readings()
     monkeypatch.setattr(number_module, "LIKELY_WHOLE", 0.0)
     eagerly, every = readings()
-    assert few < 0.5 * every  # 345 images against 998
+    assert few < 0.5 * every  # 323 images against 998
     for lazy, eager in zip(lazily, eagerly, strict=True):
         assert lazy.number == eager.number
         assert [digit.box for digit in lazy.digits] == [digit.box for digit in eager.digits]
