@@ -115,20 +115,20 @@ def test_views_are_box_filtered_as_the_scorers_training_views_were(mnist):
 
 
 @pytest.fixture(scope="module")
-def test_parts(mnist):
+def held_out_parts(mnist):
     _, (x_test, y_test) = mnist
     return part_set(x_test, y_test, 40, np.random.default_rng(3), Predictor.load(threads=1))
 
 
-def test_the_shipped_scorer_tells_whole_digits_from_halves_and_pairs(test_parts):
-    whole = test_parts.classes != NOT_WHOLE
+def test_the_shipped_scorer_tells_whole_digits_from_halves_and_pairs(held_out_parts):
+    whole = held_out_parts.classes != NOT_WHOLE
     assert 0.1 < whole.mean() < 0.9
-    views = test_parts.views.astype(np.float32) / 255
+    views = held_out_parts.views.astype(np.float32) / 255
     scored = 1 - shipped_part_scorer().probabilities(views)[:, NOT_WHOLE]
     ours = roc_auc_score(whole, scored)
     # What the reader weighed parts by before: the classifier's own view of each part.
     assert ours >= 0.95
-    assert ours > roc_auc_score(whole, test_parts.alone) + 0.05
+    assert ours > roc_auc_score(whole, held_out_parts.alone) + 0.05
 
 
 def test_parts_are_labelled_whole_only_when_they_cover_one_digit():
