@@ -62,7 +62,13 @@ def main() -> None:
         for name, (digits, labels, numbers) in sets.items():
             task = progress.add_task(f"{name} numbers", total=numbers)
             parts[name] = part_set(
-                digits, labels, numbers, rng, predictor, functools.partial(progress.advance, task)
+                digits,
+                labels,
+                numbers,
+                rng,
+                predictor,
+                functools.partial(progress.advance, task),
+                judged_alone=name == "test",
             )
     start = time.perf_counter()
     model = train_part_scorer(parts["training"], parts["watching"], args.epochs, args.seed)
@@ -80,6 +86,7 @@ def _report(model: object, test: PartSet) -> None:
     probabilities = np.asarray(model.predict(views, verbose=0))  # type: ignore[attr-defined]
     whole = test.classes != NOT_WHOLE
     scorer = roc_auc_score(whole, 1 - probabilities[:, NOT_WHOLE])
+    assert test.alone is not None
     print(f"machine: {machine_label()}")
     print(f"held-out parts (MNIST test digits): {len(test)}, {whole.mean():.1%} whole digits")
     print(f"AUROC whole vs not: part scorer {scorer:.4f}, ", end="")

@@ -117,7 +117,9 @@ def test_views_are_box_filtered_as_the_scorers_training_views_were(mnist):
 @pytest.fixture(scope="module")
 def held_out_parts(mnist):
     _, (x_test, y_test) = mnist
-    return part_set(x_test, y_test, 40, np.random.default_rng(3), Predictor.load(threads=1))
+    return part_set(
+        x_test, y_test, 40, np.random.default_rng(3), Predictor.load(threads=1), judged_alone=True
+    )
 
 
 def test_the_shipped_scorer_tells_whole_digits_from_halves_and_pairs(held_out_parts):
@@ -151,6 +153,7 @@ def test_a_scorer_trained_briefly_exports_to_onnx_that_answers_as_keras(mnist, t
     rng = np.random.default_rng(0)
     parts = part_set(x_train[:2000], y_train[:2000], 6, rng, predictor)
     assert len(parts) > 20 and set(np.unique(parts.classes)) > {NOT_WHOLE}
+    assert parts.alone is None
     model = train_part_scorer(parts, parts, epochs=1, verbose=0)
     out = tmp_path / "scorer.onnx"
     assert export_part_scorer(model, out, parts) <= 1e-4

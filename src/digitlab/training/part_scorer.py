@@ -45,13 +45,14 @@ LENGTHS = (2, 9)
 @dataclass(frozen=True)
 class PartSet:
     """Views of candidate parts (N x VIEW_ROWS x VIEW_COLUMNS x 2, uint8), their classes
-    (N,): the digit of a whole digit, `NOT_WHOLE` otherwise, and how surely the classifier
-    alone took each part for a digit (N,): its top probability times its digit score,
-    what the reader weighed candidates by before the part scorer."""
+    (N,): the digit of a whole digit, `NOT_WHOLE` otherwise, and, when asked for, how
+    surely the classifier alone took each part for a digit (N,): its top probability
+    times its digit score, what the reader weighed candidates by before the part scorer
+    (None when not asked for: training never needs it)."""
 
     views: np.ndarray
     classes: np.ndarray
-    alone: np.ndarray
+    alone: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.classes)
@@ -64,36 +65,33 @@ def part_set(
     rng: np.random.Generator,
     predictor: Predictor,
     on_number: Callable[[], None] | None = None,
+    judged_alone: bool = False,
 ) -> PartSet:
     """Candidate parts of `numbers` numbers composed from `digits` (with `labels`): random
     lengths, gap kinds and looks, read up to the cut search with `predictor` (which joins
-    side-by-side pieces), so that the blobs are those the reader cuts."""
-    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    side-by-side pieces), so that the blobs are those the reader cuts. With `judged_alone`,
+    `predictor` also judges each part alone (`PartSet.alone`)."""
+    found = [
+        (np.zeros((0, VIEW_ROWS, VIEW_COLUMNS, 2), np.uint8), np.zeros(0, np.int64), np.zeros(0))
+    ]
     for _ in range(numbers):
         picked = rng.integers(0, len(digits), size=int(rng.integers(*LENGTHS)))
         gap = str(rng.choice(list(GAPS)))
         look = str(rng.choice(LOOKS))
-        found.extend(
-            _number_parts(compose_number(digits[picked], labels[picked], rng, gap, look), predictor)
-        )
+        item = compose_number(digits[picked], labels[picked], rng, gap, look)
+        found.extend(_number_parts(item, predictor, judged_alone))
         if on_number is not None:
             on_number()
-    if not found:
-        return PartSet(
-            np.zeros((0, VIEW_ROWS, VIEW_COLUMNS, 2), np.uint8), np.zeros(0, np.int64), np.zeros(0)
-        )
-    return PartSet(
-        np.concatenate([views for views, _, _ in found]),
-        np.concatenate([classes for _, classes, _ in found]),
-        np.concatenate([alone for _, _, alone in found]),
-    )
+    views, classes, alone = (np.concatenate(arrays) for arrays in zip(*found, strict=True))
+    return PartSet(views, classes, alone if judged_alone else None)
 
 
 def _number_parts(
-    item: ComposedNumber, predictor: Predictor
+    item: ComposedNumber, predictor: Predictor, judged_alone: bool
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """For each blob of `item` that the reader weighs cutting: its labelled parts' views
-    (uint8), classes and the classifier's confidence times digit score for each."""
+    (uint8), classes and, with `judged_alone`, the classifier's confidence times digit
+    score for each (else zeros)."""
     gray = to_grayscale(decode(item.data, "number"), "number")
     ink = extract_ink(gray, "number")
     scale = gray.shape[1] / read_header(item.data, "number").width
@@ -105,11 +103,14 @@ def _number_parts(
         if not kept:
             continue
         chosen = [part for part, _ in kept]
-        said = predictor.predict(np.stack([normalize_digit(part.ink(ink)) for part in chosen]))
+        alone = np.zeros(len(chosen))
+        if judged_alone:
+            said = predictor.predict(np.stack([normalize_digit(part.ink(ink)) for part in chosen]))
+            alone = said.confidences * said.digit_scores
         yield (
             np.rint(part_views(ink, blob, chosen, height) * 255.0).astype(np.uint8),
             np.array([kind for _, kind in kept], np.int64),
-            said.confidences * said.digit_scores,
+            alone,
         )
 
 
