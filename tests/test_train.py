@@ -23,6 +23,7 @@ from digitlab.inference.modelfile import load_keras_model
 from digitlab.models import build_model
 from digitlab.training.compilation import uses_xla
 from digitlab.training.config import TrainConfig, make_config, parse_override
+from digitlab.training.interrupts import StopOnCtrlC
 from digitlab.training.loop import split_train_validation, train
 from digitlab.training.run_folder import HISTORY_COLUMNS, RunFolder, train_state_name
 from killed_writer import leave_temporary
@@ -325,6 +326,19 @@ def test_run_killed_with_sigkill_resumes_and_completes(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_ctrl_c_that_python_swallowed_still_stops_training_at_the_next_batch():
+    callback = StopOnCtrlC()
+    with callback.catching_ctrl_c():
+        with contextlib.suppress(KeyboardInterrupt):  # as a garbage-collector callback would
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        with pytest.raises(KeyboardInterrupt):
+            callback.on_train_batch_end(0)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    callback.pressed.clear()
+    callback.on_train_batch_end(1)
+
+
 def test_run_interrupted_before_its_first_epoch_resumes_from_epoch_zero(tmp_path):
     run_dir = tmp_path / "run"
     # An epoch long enough (hundreds of steps) that the interrupt lands in it on a busy machine.
@@ -344,16 +358,9 @@ def test_run_interrupted_before_its_first_epoch_resumes_from_epoch_zero(tmp_path
             assert process.poll() is None, "training ended before it could be interrupted"
             assert time.monotonic() < deadline, "no config.json within the time limit"
             time.sleep(0.01)
-        # Python drops a KeyboardInterrupt raised inside a garbage-collector callback (JAX
-        # registers one), so a Ctrl-C can be lost: press it again, as a person would, but
-        # only until the process says it was interrupted (another during its exit kills it).
-        # Shutting down after an interrupt can take seconds on a busy machine: wait for it.
-        for _ in range(10):
-            process.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=10)
-            if process.poll() is not None or "Interrupted" in stderr_path.read_text():
-                break
+        # One press is enough, even when it lands in a garbage-collector callback that
+        # swallows the interrupt (training.interrupts). A second during the exit kills it.
+        process.send_signal(signal.SIGINT)
         process.wait(timeout=120)
     finally:
         process.kill()

@@ -280,6 +280,7 @@ def _train_and_record(
 
     from digitlab.data.sources import load_dataset
     from digitlab.models import build_model
+    from digitlab.training.interrupts import StopOnCtrlC
     from digitlab.training.processes import process_local
     from digitlab.training.progress import step_progress_bar
     from digitlab.training.recorder import RunRecorder, write_derived
@@ -332,23 +333,28 @@ def _train_and_record(
         write_derived(write_to, inner, state)
 
     recorder = RunRecorder(write_to, inner, state)
+    ctrl_c = StopOnCtrlC()
     if state.epochs_completed < config.epochs:
-        model.fit(
-            x_train,
-            compilation.targets(config, y_train, dataset.num_classes),
-            batch_size=batch_size,
-            epochs=config.epochs,
-            initial_epoch=state.epochs_completed,
-            validation_data=(x_val, compilation.targets(config, y_val, dataset.num_classes)),
-            shuffle=True,
-            verbose=verbose,
-            callbacks=[
-                step_progress_bar(),
-                keras.callbacks.TerminateOnNaN(),
-                recorder,
-                keras.callbacks.TensorBoard(log_dir=str(write_to.tensorboard), write_graph=False),
-                *callbacks,
-            ],
-        )
+        with ctrl_c.catching_ctrl_c():
+            model.fit(
+                x_train,
+                compilation.targets(config, y_train, dataset.num_classes),
+                batch_size=batch_size,
+                epochs=config.epochs,
+                initial_epoch=state.epochs_completed,
+                validation_data=(x_val, compilation.targets(config, y_val, dataset.num_classes)),
+                shuffle=True,
+                verbose=verbose,
+                callbacks=[
+                    step_progress_bar(),
+                    keras.callbacks.TerminateOnNaN(),
+                    recorder,
+                    keras.callbacks.TensorBoard(
+                        log_dir=str(write_to.tensorboard), write_graph=False
+                    ),
+                    *callbacks,
+                    ctrl_c,
+                ],
+            )
     recorder.raise_if_diverged(folder.path)
     return _finish(write_to, config, dataset, inner, state, placement, validation)
