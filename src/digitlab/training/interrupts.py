@@ -1,10 +1,11 @@
 """Ctrl-C during training that is never lost.
 
 Python drops a `KeyboardInterrupt` raised inside a garbage collector's callback (JAX
-registers one), so a Ctrl-C that lands there did nothing and the run went on. While
-`fit` runs, Ctrl-C also sets a flag, and a callback raises the interrupt again at the end
-of the next batch if it has not stopped the run by then. Import this module where Keras
-is already wanted: it imports Keras.
+registers one), so a Ctrl-C that lands there did nothing and the run went on. While a
+run trains (from before its folder is made, through loading the data, to the end of `fit`)
+Ctrl-C also sets a flag, and a callback raises the interrupt again at the end of the next
+batch if it has not stopped the run by then. Import this module where Keras is already
+wanted: it imports Keras.
 """
 
 from __future__ import annotations

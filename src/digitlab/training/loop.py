@@ -213,6 +213,7 @@ def train(
     loaded or split; `TrainingDivergedError` when the loss stops being a number (the run
     folder keeps the last epoch before it).
     """
+    from digitlab.training.interrupts import StopOnCtrlC
     from digitlab.training.processes import current_process, scratch_run_dir
 
     process = current_process()
@@ -234,7 +235,12 @@ def train(
     # anything runs; and before a new folder is made, so a missing GPU leaves none behind.
     placement = prepare_training(config)
     compilation.refuse_xla_across_devices(config, placement.replicas)
-    with folder.writing() if process.is_writer else contextlib.nullcontext():
+    # From before the folder is made: a Ctrl-C lost while the data loads stops the first batch.
+    ctrl_c = StopOnCtrlC()
+    with (
+        ctrl_c.catching_ctrl_c(),
+        folder.writing() if process.is_writer else contextlib.nullcontext(),
+    ):
         if process.is_writer:
             if resume is None:
                 folder.prepare({**config.to_dict(), "versions": versions()})
@@ -254,7 +260,7 @@ def train(
                     folder,
                     RunFolder(write_dir),
                     verbose,
-                    callbacks,
+                    [*callbacks, ctrl_c],
                 )
         except DigitlabError:
             # Settings that fail before the first epoch (a missing dataset, bad model
@@ -280,7 +286,6 @@ def _train_and_record(
 
     from digitlab.data.sources import load_dataset
     from digitlab.models import build_model
-    from digitlab.training.interrupts import StopOnCtrlC
     from digitlab.training.processes import process_local
     from digitlab.training.progress import step_progress_bar
     from digitlab.training.recorder import RunRecorder, write_derived
@@ -333,28 +338,23 @@ def _train_and_record(
         write_derived(write_to, inner, state)
 
     recorder = RunRecorder(write_to, inner, state)
-    ctrl_c = StopOnCtrlC()
     if state.epochs_completed < config.epochs:
-        with ctrl_c.catching_ctrl_c():
-            model.fit(
-                x_train,
-                compilation.targets(config, y_train, dataset.num_classes),
-                batch_size=batch_size,
-                epochs=config.epochs,
-                initial_epoch=state.epochs_completed,
-                validation_data=(x_val, compilation.targets(config, y_val, dataset.num_classes)),
-                shuffle=True,
-                verbose=verbose,
-                callbacks=[
-                    step_progress_bar(),
-                    keras.callbacks.TerminateOnNaN(),
-                    recorder,
-                    keras.callbacks.TensorBoard(
-                        log_dir=str(write_to.tensorboard), write_graph=False
-                    ),
-                    *callbacks,
-                    ctrl_c,
-                ],
-            )
+        model.fit(
+            x_train,
+            compilation.targets(config, y_train, dataset.num_classes),
+            batch_size=batch_size,
+            epochs=config.epochs,
+            initial_epoch=state.epochs_completed,
+            validation_data=(x_val, compilation.targets(config, y_val, dataset.num_classes)),
+            shuffle=True,
+            verbose=verbose,
+            callbacks=[
+                step_progress_bar(),
+                keras.callbacks.TerminateOnNaN(),
+                recorder,
+                keras.callbacks.TensorBoard(log_dir=str(write_to.tensorboard), write_graph=False),
+                *callbacks,
+            ],
+        )
     recorder.raise_if_diverged(folder.path)
     return _finish(write_to, config, dataset, inner, state, placement, validation)
