@@ -49,8 +49,12 @@ if TYPE_CHECKING:
 
     from digitlab.inference.predictor import Predictor
 
-SPLIT_WIDTH = 0.85
+SPLIT_WIDTH = 0.6
 """Blobs at least this wide (a share of the typical digit height) may be several digits."""
+
+SURELY_WHOLE = 0.999
+"""A blob the part scorer finds one whole digit at least this surely is not cut (weighing
+its cuts would take ten times as long)."""
 
 MAX_PART_WIDTH = 1.8
 """No part of a cut blob is wider than this share of the typical digit height."""
@@ -61,10 +65,6 @@ WIDE_PART = 1.5
 WIDE_COST = 20.0
 """... and each digit height of width beyond it costs this much log probability (two
 touching digits are read with confidence as one wide digit otherwise)."""
-
-LIKELY_WHOLE = 0.1
-"""A cut part that the part scorer finds at least this likely whole goes to the classifier
-at once; any other only when the best reading so far holds it."""
 
 MIN_INK_SHARE = 0.1
 """A part of a cut blob holds at least this share of its ink (no slivers of a stroke)."""
@@ -220,7 +220,13 @@ def _segment(piece: Piece, ink: np.ndarray, scorer: _Scorer, height: float) -> l
     of the classifier's confidence in it, less `WIDE_COST` for width beyond `WIDE_PART`,
     plus the log of the part scorer's chance that it is one whole digit (which sees the ink
     around the part: half of a wide 0 is a confident digit to the classifier alone). The
-    part scorer sees every part in one batch; the classifier only the parts it needs to."""
+    part scorer sees every part in one batch; the classifier only the parts it needs to.
+    A blob too narrow to be two digits, or one the part scorer finds `SURELY_WHOLE`, stays
+    whole without its cuts weighed."""
+    if piece.width < SPLIT_WIDTH * height:
+        return [piece]
+    if scorer.wholeness(piece, [piece], height)[0] >= SURELY_WHOLE:
+        return [piece]
     cut = cut_parts(piece, ink, height)
     if cut is None:
         return [piece]
@@ -229,7 +235,7 @@ def _segment(piece: Piece, ink: np.ndarray, scorer: _Scorer, height: float) -> l
     whole = scorer.wholeness(piece, listed, height)
     widths = np.array([part.width for part in listed]) / height
     bounds = np.log(np.maximum(whole, 1e-12)) - WIDE_COST * np.maximum(0.0, widths - WIDE_PART)
-    edges = _best_cut(parts, last, bounds, whole >= LIKELY_WHOLE, scorer)
+    edges = _best_cut(parts, last, bounds, scorer)
     if edges is None:
         return [piece]
     return [parts[edge] for edge in edges]
@@ -239,26 +245,20 @@ def _best_cut(
     parts: dict[tuple[int, int], Piece],
     last: int,
     bounds: np.ndarray,
-    likely: np.ndarray,
     scorer: _Scorer,
 ) -> list[tuple[int, int]] | None:
     """The edges of the best path through `parts` (node 0 -> `last`), each part scoring its
     bound plus the log of the classifier's confidence in it; None when no path joins them.
 
-    The classifier is asked about the `likely` parts first, then about the parts on the
-    best path so far, until that path holds none unasked. The bound of an unasked part
-    counts its confidence as 1, which no answer exceeds, so that path is the best of all:
-    the same answer as asking about every part, with fewer asked."""
+    The classifier is asked only about the parts on the best path so far, until that path
+    holds none unasked. The bound of an unasked part counts its confidence as 1, which no
+    answer exceeds, so that path is the best of all: the same answer as asking about every
+    part, with a fraction of them asked."""
     listed = list(parts.values())
     index = {edge: number for number, edge in enumerate(parts)}
     scores = bounds.copy()
     asked = np.zeros(len(listed), bool)
-    ask = np.flatnonzero(likely)
     while True:
-        if ask.size:
-            confidences = scorer.confidences([listed[number] for number in ask])
-            scores[ask] += np.log(np.maximum(confidences, 1e-12))
-            asked[ask] = True
         path = _best_path(dict(zip(parts, scores.tolist(), strict=True)), last)
         if path is None:
             return None
@@ -266,6 +266,9 @@ def _best_cut(
         ask = np.array([index[edge] for edge in edges if not asked[index[edge]]], np.int64)
         if not ask.size:
             return edges
+        confidences = scorer.confidences([listed[number] for number in ask])
+        scores[ask] += np.log(np.maximum(confidences, 1e-12))
+        asked[ask] = True
 
 
 def cut_parts(
