@@ -33,19 +33,32 @@ def part_views(ink: np.ndarray, blob: Piece, parts: list[Piece], height: float) 
     parts, rather than a resize of each part's window."""
     window_rows = max(1, round(WINDOW_HEIGHT * height))
     window_columns = max(1, round(window_rows * VIEW_COLUMNS / VIEW_ROWS))
-    pad = max(window_rows, window_columns)
     top = round((blob.top + blob.bottom) / 2 - window_rows / 2)
-    band = np.pad(ink.astype(np.float32), pad)[top + pad : top + pad + window_rows]
+    lefts = [round(part.centre_x - window_columns / 2) for part in parts]
+    origin = min(lefts)
+    band = _cut_out(ink, top, origin, window_rows, max(lefts) + window_columns - origin)
     band_sums = _running_sums(band)
     starts, counts = _box_ranges(window_columns, VIEW_COLUMNS)
     across = np.empty((len(parts), 2, window_rows, VIEW_COLUMNS), np.float32)
-    for number, part in enumerate(parts):
-        left = round(part.centre_x - window_columns / 2)
-        first, last = left + pad + starts, left + pad + starts + counts
+    for number, (part, left) in enumerate(zip(parts, lefts, strict=True)):
+        first, last = left - origin + starts, left - origin + starts + counts
         everything = (band_sums[:, last] - band_sums[:, first]) / counts
         across[number, 0] = _part_across(part, ink, top, left, window_rows, starts, counts)
         across[number, 1] = everything.astype(np.float32) - across[number, 0]
     return np.moveaxis(_shrink_down(across), 1, -1)
+
+
+def _cut_out(ink: np.ndarray, top: int, left: int, rows: int, columns: int) -> np.ndarray:
+    """The rows x columns of `ink` from (`top`, `left`) as float32, blank paper beyond
+    its edges."""
+    window = np.zeros((rows, columns), np.float32)
+    inside_rows = _clipped(top, rows, ink.shape[0])
+    inside_columns = _clipped(left, columns, ink.shape[1])
+    window[
+        inside_rows.start - top : inside_rows.stop - top,
+        inside_columns.start - left : inside_columns.stop - left,
+    ] = ink[inside_rows, inside_columns]
+    return window
 
 
 def _part_across(
