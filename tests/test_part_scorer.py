@@ -55,6 +55,15 @@ def test_a_part_at_the_image_edge_is_viewed_on_blank_paper():
     assert views[0, ..., 0].sum() > 0
 
 
+def test_a_blob_without_candidate_parts_has_no_views_to_score():
+    ink = np.zeros((30, 30), np.float32)
+    ink[5:25, 10:14] = 1.0
+    (blob,) = blobs(ink)
+    views = part_views(ink, blob, [], height=20.0)
+    assert views.shape == (0, VIEW_ROWS, VIEW_COLUMNS, 2)
+    assert shipped_part_scorer().probabilities(views).shape == (0, NOT_WHOLE + 1)
+
+
 def _pillow_views(ink, blob, parts, height):
     """The views as the shipped part scorer's training made them: each part's window
     pasted and resized by Pillow (BOX), the part and the rest apart."""
