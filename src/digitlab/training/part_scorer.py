@@ -5,10 +5,12 @@ Numbers of MNIST *training* digits are composed (every gap kind and look of
 part of every blob that may be several digits is viewed with the ink around it
 (`part_view`) and labelled from the true digit boxes. A part is one whole digit when its
 columns and one digit's columns cover at least `WHOLE` of each other (a cut through an
-overlap of up to a fifth of a digit's width still leaves that), and is labelled with that
-digit; it is not one whole digit ("not whole", class 10) when they cover under `PART`
-of each other; the parts in between are left out of training, since either answer is
-defensible there.
+overlap of up to a fifth of a digit's width still leaves that) and it holds under
+`HOLDS_ANOTHER` of any other digit's columns, and is labelled with that digit; it is not
+one whole digit ("not whole", class 10) when they cover under `PART` of each other, or
+when it holds that much of another digit (a thin 1 that overlaps a 2 adds few columns to
+the 2's, but it is two digits); the parts in between are left out of training, since
+either answer is defensible there.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ WHOLE = 0.8
 
 PART = 0.7
 """A part and every digit covering under this share of each other: not one whole digit."""
+
+HOLDS_ANOTHER = 0.5
+"""A part holding this share of the columns of a digit besides the one it covers most: not
+one whole digit (neighbours overlap by at most a fifth of the narrower one's width)."""
 
 LENGTHS = (2, 9)
 """Numbers of 2 to 8 digits."""
@@ -117,16 +123,17 @@ def _number_parts(
 def _class(part: Piece, spans: list[tuple[float, float]], number: str) -> int | None:
     """The part's class from the true digits' column spans (None: neither whole nor
     clearly not)."""
-    cover = [
-        max(0.0, min(part.right, right) - max(part.left, left))
-        / max(right - left, part.width, 1e-6)
-        for left, right in spans
-    ]
+    shared = np.array(
+        [max(0.0, min(part.right, right) - max(part.left, left)) for left, right in spans]
+    )
+    widths = np.array([right - left for left, right in spans])
+    cover = shared / np.maximum(np.maximum(widths, part.width), 1e-6)
     best = int(np.argmax(cover))
+    held = np.delete(shared / np.maximum(widths, 1e-6), best)
+    if cover[best] < PART or (held >= HOLDS_ANOTHER).any():
+        return NOT_WHOLE
     if cover[best] >= WHOLE:
         return int(number[best])
-    if cover[best] < PART:
-        return NOT_WHOLE
     return None
 
 
