@@ -67,7 +67,8 @@ WIDE_COST = 20.0
 touching digits are read with confidence as one wide digit otherwise)."""
 
 MIN_INK_SHARE = 0.1
-"""A part of a cut blob holds at least this share of its ink (no slivers of a stroke)."""
+"""A part of a cut blob holds at least this share of the blob's ink per digit height of
+its width: no sliver of a stroke, but a thin 1 in a long run of touching digits."""
 
 JOIN_WIDTH = 1.1
 """Side-by-side pieces are tried as one digit only when together at most this wide."""
@@ -276,7 +277,8 @@ def cut_parts(
 ) -> tuple[dict[tuple[int, int], Piece], int] | None:
     """The candidate digits of a blob that may be several: the parts between any two of
     its seams (node 0 is its left edge, node `last` its right edge), each no wider than
-    `MAX_PART_WIDTH` digit heights and holding at least `MIN_INK_SHARE` of its ink.
+    `MAX_PART_WIDTH` digit heights and holding at least `MIN_INK_SHARE` of its ink per
+    digit height of its width (of all its ink, when it is narrower than that).
     Returns (parts by (start node, end node), last), or None when `piece` is too narrow
     to be cut or has no seam."""
     if piece.width < SPLIT_WIDTH * height:
@@ -284,6 +286,7 @@ def cut_parts(
     seams = cut_seams(piece, ink, height)
     if not seams:
         return None
+    least_ink = MIN_INK_SHARE * piece.mask.sum() / max(1.0, piece.width / height)
     nodes: list[np.ndarray | None] = [None, *seams, None]
     centres = [0.0, *(float(seam.mean()) for seam in seams), float(piece.width)]
     parts: dict[tuple[int, int], Piece] = {}
@@ -292,7 +295,7 @@ def cut_parts(
             if centres[end] - centres[start] > MAX_PART_WIDTH * height:
                 break
             part = between(piece, nodes[start], nodes[end])
-            if part is not None and part.mask.sum() >= MIN_INK_SHARE * piece.mask.sum():
+            if part is not None and part.mask.sum() >= least_ink:
                 parts[start, end] = part
     return parts, len(nodes) - 1
 
