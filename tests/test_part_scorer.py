@@ -154,7 +154,7 @@ def test_parts_are_labelled_whole_only_when_they_cover_one_digit():
     assert _class(part(10, 30), spans, "47") == NOT_WHOLE  # half of the 4
     assert _class(part(10, 90), spans, "47") == NOT_WHOLE  # both
     assert _class(part(10, 40), spans, "47") is None  # three quarters: left out
-    thin_one = [(10.0, 18.0), (16.0, 56.0)]  # a 1 overlapping a 2 by a fifth of its width
+    thin_one = [(10.0, 18.0), (16.0, 56.0)]  # a 1 overlapping a 2 by a quarter of its width
     assert _class(part(17, 56), thin_one, "12") == 2
     assert _class(part(10, 18), thin_one, "12") == 1
     assert _class(part(10, 56), thin_one, "12") == NOT_WHOLE  # 46 columns, the 2's 40
