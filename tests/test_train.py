@@ -325,7 +325,6 @@ def test_run_killed_with_sigkill_resumes_and_completes(tmp_path):
     assert load_keras_model(run_dir / "model.keras").count_params() == summary["params"]
 
 
-@pytest.mark.slow
 def test_a_ctrl_c_that_python_swallowed_still_stops_training_at_the_next_batch():
     callback = StopOnCtrlC()
     with callback.catching_ctrl_c():
@@ -339,6 +338,7 @@ def test_a_ctrl_c_that_python_swallowed_still_stops_training_at_the_next_batch()
     callback.on_train_batch_end(1)
 
 
+@pytest.mark.slow
 def test_run_interrupted_before_its_first_epoch_resumes_from_epoch_zero(tmp_path):
     run_dir = tmp_path / "run"
     # An epoch long enough (hundreds of steps) that the interrupt lands in it on a busy machine.
