@@ -45,6 +45,21 @@ def test_a_rule_photographed_askew_goes(degrees):
     np.testing.assert_array_equal(cleaned[:, 97:103], _page()[:, 97:103])
 
 
+def test_a_slanted_rule_leaving_the_page_through_its_top_edge_goes():
+    # The rule above the writing is in the image only over its last 70 to 90 columns: a page
+    # photographed askew and cropped close leaves such ends at its corners.
+    ink = _page()
+    columns = np.arange(ink.shape[1])
+    for through in (62, 0):
+        for thickness in (0, 1):
+            rows = np.rint(through + thickness + 0.05 * (columns - 100)).astype(int) - 2
+            inside = (rows >= 0) & (rows < ink.shape[0])
+            ink[rows[inside], columns[inside]] = 0.4
+    assert not ink[:4, :100].any() and ink[:4, 140:].any(axis=0).all()
+    cleaned = remove_rules(ink)
+    assert not cleaned[:, :96].any() and not cleaned[:, 104:].any()
+
+
 def test_a_rule_slanted_more_than_a_photograph_slants_it_stays():
     ink = _page()
     columns = np.arange(ink.shape[1])

@@ -39,6 +39,11 @@ MIN_RULE_LENGTH = 64
 scanned with its rules is larger, and a small image's straight strokes are writing."""
 
 
+MIN_INSIDE = 0.25
+"""A slanted rule may leave the image through its top or bottom edge (a page photographed
+askew and cropped close); it is looked for where at least this share of its length is in
+the image."""
+
 THICKEST_RULE = 7
 """No rule is looked for thicker than this many pixels (its slant is found from thinner ink)."""
 
@@ -179,12 +184,12 @@ class _Rules:
 def _bands(mask: np.ndarray, inside: np.ndarray) -> list[slice]:
     """The runs of rows of `mask` whose ink covers `RULE_SPAN` of the row's pixels that lie
     `inside` the image (a slanted rule leaves it at a corner), small breaks bridged, rows
-    at least half inside: where rules along the rows may lie."""
+    at least `MIN_INSIDE` inside: where rules along the rows may lie."""
     width = mask.shape[1]
     within = inside.sum(axis=1)
     # A row with under half the span in ink is no rule: bridging fills small breaks only.
     candidates = np.flatnonzero(
-        (mask.sum(axis=1) >= RULE_SPAN / 2 * within) & (within >= width / 2)
+        (mask.sum(axis=1) >= RULE_SPAN / 2 * within) & (within >= MIN_INSIDE * width)
     )
     if candidates.size == 0:
         return []
