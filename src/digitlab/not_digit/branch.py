@@ -104,15 +104,17 @@ def train_branch(
     data: BranchData,
     epochs: int = 8,
     digits_per_epoch: int = 8000,
+    styled_per_epoch: int = 19200,
     per_kind: int = 1000,
     seed: int = 0,
     progress: Callable[[int, float], None] | None = None,
 ) -> keras.Model:
     """A branch for classifier `model` (frozen, feeding the branch its features), trained
     on digits (label 1) against non-digits (label 0), each side weighted to half of the
-    loss. Every epoch draws `digits_per_epoch` MNIST digits, all the styled ones, and
-    `per_kind` NEW non-digits of every training kind, so the branch never sees the same
-    scribble twice; all of them pass through the project's digit augmentation.
+    loss. Every epoch draws `digits_per_epoch` MNIST digits, `styled_per_epoch` of the
+    styled ones (all of them when there are fewer), and `per_kind` NEW non-digits of every
+    training kind, so the branch never sees the same scribble twice; all of them pass
+    through the project's digit augmentation.
     `progress(epoch, loss)` is called after each epoch."""
     import keras
 
@@ -126,7 +128,8 @@ def train_branch(
     augmented = build_augmentation(seed=seed)(pixels)
     trainer = keras.Model(pixels, logits([augmented, trunk(augmented)]), name="branch_trainer")
     batch_size = 128
-    per_epoch = digits_per_epoch + len(data.styled) + per_kind * len(TRAINING_KINDS)
+    styled_per_epoch = min(styled_per_epoch, len(data.styled))
+    per_epoch = digits_per_epoch + styled_per_epoch + per_kind * len(TRAINING_KINDS)
     steps = epochs * -(-per_epoch // batch_size)
     trainer.compile(
         optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, steps)),
@@ -135,7 +138,8 @@ def train_branch(
     for epoch in range(epochs):
         rng = np.random.default_rng([seed, epoch])
         picks = rng.choice(len(data.digits), size=digits_per_epoch, replace=False)
-        digits = np.concatenate([data.digits[picks], data.styled])
+        styled = rng.choice(len(data.styled), size=styled_per_epoch, replace=False)
+        digits = np.concatenate([data.digits[picks], data.styled[styled]])
         others = epoch_non_digits(data, per_kind, seed=1000 * (seed + 1) + epoch)
         images = np.concatenate([digits, others]).astype(np.float32)
         labels = np.r_[np.ones(len(digits)), np.zeros(len(others))].astype(np.float32)
