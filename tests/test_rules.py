@@ -51,8 +51,8 @@ def test_a_slanted_rule_leaving_the_page_through_its_top_edge_goes():
     ink = _page()
     columns = np.arange(ink.shape[1])
     for through in (62, 0):
-        for thickness in (0, 1):
-            rows = np.rint(through + thickness + 0.05 * (columns - 100)).astype(int) - 2
+        for row in (0, 1):  # rules two pixels thick
+            rows = np.rint(through + row + 0.05 * (columns - 100)).astype(int) - 2
             inside = (rows >= 0) & (rows < ink.shape[0])
             ink[rows[inside], columns[inside]] = 0.4
     assert not ink[:4, :100].any() and ink[:4, 140:].any(axis=0).all()
