@@ -226,7 +226,7 @@ def main() -> None:
     parser.add_argument(
         "--extend-to", type=Path, default=None, help="train a branch, write the model with it here"
     )
-    parser.add_argument("--epochs", type=int, default=24, help="branch epochs (default: 24)")
+    parser.add_argument("--epochs", type=int, default=30, help="branch epochs (default: 30)")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/results.md")
     args = parser.parse_args()
     model_path = args.model or pretrained_model_path()
