@@ -104,12 +104,7 @@ def training_sets(
     (x_train, y_train), _ = load_mnist()
     sets = ImageSets()
     sets.add("mnist train", x_train[:mnist_count], is_digit=True)
-    styled_end = mnist_count + per_style
-    for style, images in styled_digits(x_train[mnist_count:styled_end], seed).items():
-        sets.add(f"styled {style}", images, is_digit=True)
-    looked = digit_looks(x_train[styled_end : styled_end + per_look], seed)
-    for look, images in looked.items():
-        sets.add(f"look {look}", images, is_digit=True)
+    _add_styled_and_looked(sets, x_train[mnist_count:], per_style, per_look, seed)
     _non_digits(sets, per_kind, seed, False, x_train[:50000], y_train[:50000])
     return sets
 
@@ -120,13 +115,20 @@ def validation_sets(seed: int = 0) -> ImageSets:
     (x_train, _), _ = load_mnist()
     sets = ImageSets()
     sets.add("mnist validation", x_train[50000:55000], is_digit=True)
-    styled_end = 55000 + PER_CHECKED_SET
-    for style, images in styled_digits(x_train[55000:styled_end], seed + 1).items():
+    _add_styled_and_looked(sets, x_train[55000:], PER_CHECKED_SET, PER_CHECKED_SET, seed + 1)
+    return sets
+
+
+def _add_styled_and_looked(
+    sets: ImageSets, digits: np.ndarray, per_style: int, per_look: int, seed: int
+) -> None:
+    """The first `per_style` of `digits` in every style ("styled NAME") and the next
+    `per_look` in every look ("look NAME"), added to `sets` as digits."""
+    for style, images in styled_digits(digits[:per_style], seed).items():
         sets.add(f"styled {style}", images, is_digit=True)
-    looked = digit_looks(x_train[styled_end : styled_end + PER_CHECKED_SET], seed + 1)
+    looked = digit_looks(digits[per_style : per_style + per_look], seed)
     for look, images in looked.items():
         sets.add(f"look {look}", images, is_digit=True)
-    return sets
 
 
 def report_sets(seed: int = 0, per_style: int = PER_CHECKED_SET, per_kind: int = 1000) -> ImageSets:
