@@ -23,6 +23,7 @@ from digitlab.reading.segment import (
     CUT_STEP,
     CUT_TURN_COST,
     MIN_PART,
+    Piece,
     _cheapest_seams,
     blobs,
     from_mask,
@@ -199,6 +200,51 @@ def test_a_digit_broken_in_two_strokes_reads_as_one(held_out_digits, predictor, 
         assert len(blobs(extract_ink(to_grayscale(decode(item.data))))) > 3
         right += read_number(item.data, predictor).number == item.number
     assert right >= 9
+
+
+@pytest.mark.parametrize("index", [3448, 3552, 3893])
+def test_a_digit_that_falls_apart_when_drawn_large_reads_as_one(held_out_digits, predictor, index):
+    # MNIST test digits whose strokes part when drawn at a number's size: a 3 whose halves
+    # share a quarter of their rows, a 5 whose flag sits wholly above its body, a 5 whose
+    # flag shares 40% of its body's rows. Each read as two or three digits before.
+    x_test, y_test = held_out_digits
+    item = compose_number(
+        x_test[index : index + 1], y_test[index : index + 1], np.random.default_rng(index)
+    )
+    assert len(blobs(extract_ink(to_grayscale(decode(item.data))))) == 2
+    assert read_number(item.data, predictor).number == item.number
+
+
+@pytest.mark.parametrize("index", [6785, 7212, 7451, 8165])
+def test_a_digit_with_a_long_tail_reads_as_one(held_out_digits, predictor, index):
+    # 2s and a 5 whose last stroke runs on: about twice as wide as tall. The part scorer
+    # finds each one whole digit; each read as two digits while parts over 1.5 digit
+    # heights wide cost 20 a height.
+    x_test, y_test = held_out_digits
+    item = compose_number(
+        x_test[index : index + 1], y_test[index : index + 1], np.random.default_rng(index)
+    )
+    (digit,) = read_number(item.data, predictor).digits
+    x0, y0, x1, y1 = digit.box
+    assert str(digit.digit) == item.number
+    assert x1 - x0 > 1.7 * (y1 - y0)
+
+
+def _bar(top, left, height, width):
+    return Piece(top, left, np.ones((height, width), bool))
+
+
+def test_stacked_pieces_join_and_neighbours_sharing_rows_stay_apart():
+    # A 7's bar over its stem, sharing half the stem's rows, is one digit; so is a slanted
+    # 1 broken in two, its halves wholly one above the other, touching columns by a pixel.
+    bar, stem = _bar(0, 0, 20, 40), _bar(10, 10, 40, 12)
+    assert len(join_fragments([bar, stem])) == 1
+    upper, lower = _bar(0, 10, 24, 8), _bar(26, 3, 24, 8)
+    assert len(join_fragments([upper, lower])) == 1
+    # A thin 1 overlapping a fifth of its neighbour's width lies wholly within its columns
+    # but shares nearly all its rows: two digits.
+    zero, one = _bar(2, 0, 48, 36), _bar(0, 30, 50, 6)
+    assert len(join_fragments([zero, one])) == 2
 
 
 def test_a_number_is_read_in_few_classifier_calls(held_out_digits, predictor, monkeypatch):

@@ -56,10 +56,10 @@ SURELY_WHOLE = 0.999
 """A blob the part scorer finds one whole digit at least this surely is not cut (weighing
 its cuts would take ten times as long)."""
 
-MAX_PART_WIDTH = 1.8
+MAX_PART_WIDTH = 2.3
 """No part of a cut blob is wider than this share of the typical digit height."""
 
-WIDE_PART = 1.5
+WIDE_PART = 2.0
 """A part wider than this share of the typical digit height is rarely one digit ..."""
 
 WIDE_COST = 20.0

@@ -21,7 +21,13 @@ FRAGMENT_HEIGHT = 0.5
 
 STACKED_OVERLAP = 0.5
 """Pieces whose columns overlap by this share of the narrower one, one above the other,
-are one digit (a 5's flag over its body, a broken stroke)."""
+are one digit (a 5's flag over its body, a 7's bar over its stem, a broken stroke) ..."""
+
+STACKED_ROWS = 0.6
+"""... when their rows overlap by at most this share of the shorter one (neighbours in a
+number share nearly all their rows; a 7's bar and stem share half). Pieces wholly one
+above the other are one digit when their columns overlap at all (a slanted 1 broken in
+two)."""
 
 UNDERLINE_HEIGHT = 0.25
 """An underline is at most this share of the typical digit height tall ..."""
@@ -130,7 +136,9 @@ def _overlap(start_a: int, end_a: int, start_b: int, end_b: int) -> int:
 def _stacked(a: Piece, b: Piece) -> bool:
     columns = _overlap(a.left, a.right, b.left, b.right)
     rows = _overlap(a.top, a.bottom, b.top, b.bottom)
-    return columns >= STACKED_OVERLAP * min(a.width, b.width) and rows <= 0.25 * min(
+    if rows == 0:
+        return columns > 0
+    return columns >= STACKED_OVERLAP * min(a.width, b.width) and rows <= STACKED_ROWS * min(
         a.height, b.height
     )
 
