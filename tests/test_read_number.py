@@ -235,8 +235,8 @@ def _bar(top, left, height, width):
 
 
 def test_stacked_pieces_join_and_neighbours_sharing_rows_stay_apart():
-    # A 7's bar over its stem, sharing half the stem's rows, is one digit; so is a slanted
-    # 1 broken in two, its halves wholly one above the other, touching columns by a pixel.
+    # A 7's bar over its stem, sharing half the bar's rows, is one digit; so is a slanted
+    # 1 broken in two, its halves wholly one above the other, sharing one column.
     bar, stem = _bar(0, 0, 20, 40), _bar(10, 10, 40, 12)
     assert len(join_fragments([bar, stem])) == 1
     upper, lower = _bar(0, 10, 24, 8), _bar(26, 3, 24, 8)
