@@ -202,15 +202,19 @@ def test_a_digit_broken_in_two_strokes_reads_as_one(held_out_digits, predictor, 
     assert right >= 9
 
 
+def _written_alone(held_out_digits, index):
+    """MNIST test digit `index` written as a one-digit number, drawn as seed `index` draws it."""
+    x_test, y_test = held_out_digits
+    pick = slice(index, index + 1)
+    return compose_number(x_test[pick], y_test[pick], np.random.default_rng(index))
+
+
 @pytest.mark.parametrize("index", [3448, 3552, 3893])
 def test_a_digit_that_falls_apart_when_drawn_large_reads_as_one(held_out_digits, predictor, index):
     # MNIST test digits whose strokes part when drawn at a number's size: a 3 whose halves
     # share a quarter of their rows, a 5 whose flag sits wholly above its body, a 5 whose
     # flag shares 40% of its body's rows. Each read as two or three digits before.
-    x_test, y_test = held_out_digits
-    item = compose_number(
-        x_test[index : index + 1], y_test[index : index + 1], np.random.default_rng(index)
-    )
+    item = _written_alone(held_out_digits, index)
     assert len(blobs(extract_ink(to_grayscale(decode(item.data))))) == 2
     assert read_number(item.data, predictor).number == item.number
 
@@ -220,10 +224,7 @@ def test_a_digit_with_a_long_tail_reads_as_one(held_out_digits, predictor, index
     # 2s and a 5 whose last stroke runs on: about twice as wide as tall. The part scorer
     # finds each one whole digit; each read as two digits while parts over 1.5 digit
     # heights wide cost 20 a height.
-    x_test, y_test = held_out_digits
-    item = compose_number(
-        x_test[index : index + 1], y_test[index : index + 1], np.random.default_rng(index)
-    )
+    item = _written_alone(held_out_digits, index)
     (digit,) = read_number(item.data, predictor).digits
     x0, y0, x1, y1 = digit.box
     assert str(digit.digit) == item.number
