@@ -25,27 +25,33 @@ times as much), so its pixels are square."""
 def part_views(ink: np.ndarray, blob: Piece, parts: list[Piece], height: float) -> np.ndarray:
     """The views of `parts` of `blob` (N x VIEW_ROWS x VIEW_COLUMNS x 2, float32 0..1):
     channel 0 the part's ink, channel 1 the rest of the ink, in a window centred on the
-    part's columns and the blob's rows, `WINDOW_HEIGHT` typical digit heights tall.
+    part's columns and the blob's rows, `WINDOW_HEIGHT` typical digit heights tall. Each
+    part is the blob's pixels between two columns in every row (as `segment.between` cuts
+    them; the blob itself is one).
 
     The window is box-filtered as Pillow's BOX resize of a float image filters it (across
     the columns, rounded to float32, then down the rows), which made the views the shipped
-    part scorer was trained on; here from running sums of the blob's rows, shared by its
-    parts, rather than a resize of each part's window."""
+    part scorer was trained on; here from running sums of the rows of the ink and of the
+    blob's ink, shared by all parts, rather than a resize of each part's window."""
     window_rows = max(1, round(WINDOW_HEIGHT * height))
     window_columns = max(1, round(window_rows * VIEW_COLUMNS / VIEW_ROWS))
     top = round((blob.top + blob.bottom) / 2 - window_rows / 2)
-    lefts = [round(part.centre_x - window_columns / 2) for part in parts]
-    origin = min(lefts, default=0)
-    band = _cut_out(ink, top, origin, window_rows, max(lefts, default=0) + window_columns - origin)
-    band_sums = _running_sums(band)
+    lefts = np.array([round(part.centre_x - window_columns / 2) for part in parts], np.int64)
+    origin = min(int(lefts.min(initial=blob.left)), blob.left)
+    columns = max(int(lefts.max(initial=blob.left)) + window_columns, blob.right) - origin
     starts, counts = _box_ranges(window_columns, VIEW_COLUMNS)
-    across = np.empty((len(parts), 2, window_rows, VIEW_COLUMNS), np.float32)
-    for number, (part, left) in enumerate(zip(parts, lefts, strict=True)):
-        first, last = left - origin + starts, left - origin + starts + counts
-        everything = (band_sums[:, last] - band_sums[:, first]) / counts
-        across[number, 0] = _part_across(part, ink, top, left, window_rows, starts, counts)
-        across[number, 1] = everything.astype(np.float32) - across[number, 0]
-    return np.moveaxis(_shrink_down(across), 1, -1)
+    first = ((lefts - origin)[:, np.newaxis] + starts)[:, np.newaxis, :]
+    last = first + counts
+    everything = _box_sums(_cut_out(ink, top, origin, window_rows, columns), first, last)
+    lows, highs = _row_spans(parts, top, origin, window_rows)
+    alone = _box_sums(
+        _cut_out(blob.ink(ink), top - blob.top, origin - blob.left, window_rows, columns),
+        np.clip(first, lows, highs),
+        np.clip(last, lows, highs),
+    )
+    alone = (alone / counts).astype(np.float32)
+    rest = (everything / counts).astype(np.float32) - alone
+    return np.moveaxis(_shrink_down(np.stack([alone, rest], axis=1)), 1, -1)
 
 
 def _cut_out(ink: np.ndarray, top: int, left: int, rows: int, columns: int) -> np.ndarray:
@@ -61,33 +67,34 @@ def _cut_out(ink: np.ndarray, top: int, left: int, rows: int, columns: int) -> n
     return window
 
 
-def _part_across(
-    part: Piece,
-    ink: np.ndarray,
-    top: int,
-    left: int,
-    window_rows: int,
-    starts: np.ndarray,
-    counts: np.ndarray,
-) -> np.ndarray:
-    """The part's ink in its window (which starts at `top`, `left`), box-filtered across
-    the columns only: window_rows x VIEW_COLUMNS."""
-    sums = _running_sums(part.ink(ink))
-    offset = part.left - left
-    first = np.clip(starts - offset, 0, part.width)
-    last = np.clip(starts + counts - offset, 0, part.width)
-    shrunk = ((sums[:, last] - sums[:, first]) / counts).astype(np.float32)
-    across = np.zeros((window_rows, VIEW_COLUMNS), np.float32)
-    rows = _clipped(part.top - top, part.height, window_rows)
-    across[rows] = shrunk[rows.start - (part.top - top) : rows.stop - (part.top - top)]
-    return across
+def _row_spans(parts: list[Piece], top: int, left: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each part starts and ends (exclusive) in each of `rows` rows from `top`, in
+    columns from `left` (N x rows x 1 each; equal where the part has no pixel)."""
+    lows = np.zeros((len(parts), rows, 1), np.int64)
+    highs = np.zeros((len(parts), rows, 1), np.int64)
+    for number, part in enumerate(parts):
+        inside = _clipped(part.top - top, part.height, rows)
+        mask = part.mask[inside.start - (part.top - top) : inside.stop - (part.top - top)]
+        filled = mask.any(axis=1)
+        low = part.left - left + mask.argmax(axis=1)
+        high = part.left - left + part.width - mask[:, ::-1].argmax(axis=1)
+        lows[number, inside, 0] = np.where(filled, low, 0)
+        highs[number, inside, 0] = np.where(filled, high, 0)
+    return lows, highs
 
 
-def _running_sums(pixels: np.ndarray) -> np.ndarray:
-    """Each row's running sum from its left edge (float64), a zero column first."""
-    sums = np.zeros((pixels.shape[0], pixels.shape[1] + 1), np.float64)
+def _box_sums(pixels: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Each row's sum (float64) of `pixels` (rows x columns) from column `first` up to
+    `last` (N x rows x K each, or N x 1 x K for the same columns in every row):
+    N x rows x K."""
+    rows, columns = pixels.shape
+    sums = np.zeros((rows, columns + 1), np.float64)
     np.cumsum(pixels, axis=1, dtype=np.float64, out=sums[:, 1:])
-    return sums
+    # Indices into the flattened sums: row r's running sums start at r * (columns + 1).
+    starts = (np.arange(rows) * (columns + 1))[:, np.newaxis]
+    flat = sums.ravel()
+    box: np.ndarray = np.take(flat, starts + last) - np.take(flat, starts + first)
+    return box
 
 
 def _clipped(start: int, length: int, limit: int) -> slice:
@@ -99,13 +106,19 @@ def _clipped(start: int, length: int, limit: int) -> slice:
 def _shrink_down(across: np.ndarray) -> np.ndarray:
     """(..., rows, VIEW_COLUMNS) box-filtered down the rows to VIEW_ROWS, rounded to
     float32: Pillow's second pass."""
-    starts, counts = _box_ranges(across.shape[-2], VIEW_ROWS)
-    sums = np.cumsum(across, axis=-2, dtype=np.float64)
-    sums = np.concatenate([np.zeros_like(sums[..., :1, :]), sums], axis=-2)
-    down: np.ndarray = (sums[..., starts + counts, :] - sums[..., starts, :]) / counts[
-        :, np.newaxis
-    ]
+    weights, counts = _summing_rows(across.shape[-2], VIEW_ROWS)
+    down: np.ndarray = np.matmul(weights, across.astype(np.float64)) / counts
     return down.astype(np.float32)
+
+
+@functools.cache
+def _summing_rows(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 0/1 matrix (out x size) that sums each box-filtered pixel's rows, and their
+    counts (out x 1)."""
+    starts, counts = _box_ranges(size, out)
+    rows = np.arange(size)
+    weights = (rows >= starts[:, np.newaxis]) & (rows < (starts + counts)[:, np.newaxis])
+    return weights.astype(np.float64), counts[:, np.newaxis].astype(np.float64)
 
 
 @functools.cache
