@@ -66,6 +66,20 @@ def test_non_digits_are_deterministic_inked_28x28_uint8(
     assert (first.reshape(6, -1).max(axis=1) == 255).all()  # every image has a full-ink core
 
 
+def _ink_height_over_width(images: np.ndarray) -> np.ndarray:
+    ratios = []
+    for image in images:
+        rows, columns = np.nonzero(image >= 128)
+        ratios.append((np.ptp(rows) + 1) / (np.ptp(columns) + 1))
+    return np.array(ratios)
+
+
+def test_polygons_are_never_slivers() -> None:
+    # A sliver of a polygon is a 1's bar to any reader: it may not be taught as "not a digit".
+    ratios = _ink_height_over_width(make_non_digits("polygons", 200, 5))
+    assert ratios.min() > 0.4 and ratios.max() < 2.5
+
+
 def test_turned_digits_come_only_from_classes_that_read_as_no_digit(mnist: MnistArrays) -> None:
     _, (x_test, y_test) = mnist
     digits, labels = x_test[:300], y_test[:300]

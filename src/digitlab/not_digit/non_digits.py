@@ -211,6 +211,29 @@ def _strokes(
     )
 
 
+def _polygons(
+    rng: np.random.Generator, count: int, source: np.ndarray | None, labels: np.ndarray | None
+) -> np.ndarray:
+    """Closed outlines of three to five corners, spread around a centre at random distances:
+    angular loops, convex or not, where a 0 is a round one. None is so thin that it
+    would read as a 1's bar."""
+    images: list[np.ndarray] = []
+    while len(images) < count:
+        corners = int(rng.integers(3, 6))
+        spacing = 2 * math.pi / corners
+        angles = rng.uniform(0, 2 * math.pi) + spacing * (
+            np.arange(corners) + rng.uniform(-0.3, 0.3, corners)
+        )
+        radii = rng.uniform(0.2, 0.4, corners)
+        outline = np.stack([0.5 + radii * np.cos(angles), 0.5 + radii * np.sin(angles)], axis=1)
+        extent = np.ptp(outline, axis=0)
+        if extent.max() > 2.0 * extent.min():
+            continue
+        points: list[Point] = [(float(x), float(y)) for x, y in outline]
+        images.append(render_glyph([line(*points, points[0])], rng))
+    return np.stack(images)
+
+
 def _fragments(
     rng: np.random.Generator, count: int, source: np.ndarray | None, labels: np.ndarray | None
 ) -> np.ndarray:
@@ -279,6 +302,7 @@ TRAINED_SYMBOLS, UNSEEN_SYMBOLS = halves(SYMBOLS)
 TRAINING_KINDS: dict[str, Generator] = {
     "scribbles": _scribbles,
     "strokes": _strokes,
+    "polygons": _polygons,
     "shapes": _from_glyphs(TRAINING_SHAPES),
     "letters, trained half": _from_glyphs(TRAINED_LETTERS),
     "symbols, trained half": _from_glyphs(TRAINED_SYMBOLS),
