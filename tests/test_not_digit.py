@@ -39,6 +39,7 @@ from digitlab.not_digit.non_digits import (
     make_non_digits,
 )
 from digitlab.not_digit.scores import penultimate_features
+from digitlab.reading.segment import from_mask
 
 
 def _source(kind: str, mnist: MnistArrays) -> np.ndarray | None:
@@ -66,17 +67,11 @@ def test_non_digits_are_deterministic_inked_28x28_uint8(
     assert (first.reshape(6, -1).max(axis=1) == 255).all()  # every image has a full-ink core
 
 
-def _ink_height_over_width(images: np.ndarray) -> np.ndarray:
-    ratios = []
-    for image in images:
-        rows, columns = np.nonzero(image >= 128)
-        ratios.append((np.ptp(rows) + 1) / (np.ptp(columns) + 1))
-    return np.array(ratios)
-
-
 def test_polygons_are_never_slivers() -> None:
     # A sliver of a polygon is a 1's bar to any reader: it may not be taught as "not a digit".
-    ratios = _ink_height_over_width(make_non_digits("polygons", 200, 5))
+    inked = [from_mask(image >= 128) for image in make_non_digits("polygons", 200, 5)]
+    ratios = np.array([piece.height / piece.width for piece in inked if piece is not None])
+    assert len(ratios) == 200
     assert ratios.min() > 0.4 and ratios.max() < 2.5
 
 

@@ -37,19 +37,16 @@ def part_views(ink: np.ndarray, blob: Piece, parts: list[Piece], height: float) 
     window_columns = max(1, round(window_rows * VIEW_COLUMNS / VIEW_ROWS))
     top = round((blob.top + blob.bottom) / 2 - window_rows / 2)
     lefts = np.array([round(part.centre_x - window_columns / 2) for part in parts], np.int64)
-    origin = min(int(lefts.min(initial=blob.left)), blob.left)
+    origin = int(lefts.min(initial=blob.left))
     columns = max(int(lefts.max(initial=blob.left)) + window_columns, blob.right) - origin
     starts, counts = _box_ranges(window_columns, VIEW_COLUMNS)
     first = ((lefts - origin)[:, np.newaxis] + starts)[:, np.newaxis, :]
     last = first + counts
     everything = _box_sums(_cut_out(ink, top, origin, window_rows, columns), first, last)
     lows, highs = _row_spans(parts, top, origin, window_rows)
-    alone = _box_sums(
-        _cut_out(blob.ink(ink), top - blob.top, origin - blob.left, window_rows, columns),
-        np.clip(first, lows, highs),
-        np.clip(last, lows, highs),
-    )
-    alone = (alone / counts).astype(np.float32)
+    blob_ink = _cut_out(blob.ink(ink), top - blob.top, origin - blob.left, window_rows, columns)
+    alone_sums = _box_sums(blob_ink, np.clip(first, lows, highs), np.clip(last, lows, highs))
+    alone = (alone_sums / counts).astype(np.float32)
     rest = (everything / counts).astype(np.float32) - alone
     return np.moveaxis(_shrink_down(np.stack([alone, rest], axis=1)), 1, -1)
 
