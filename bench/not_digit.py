@@ -20,6 +20,8 @@ model's checksum too, so a rerun takes seconds.
     .venv/bin/python bench/not_digit.py                         # the shipped model
     .venv/bin/python bench/not_digit.py --model CNN.keras --extend-to OUT.keras
                                                                 # train and attach a branch
+    .venv/bin/python bench/not_digit.py --model CNN.keras --extend-to OUT.keras --members 3
+                                                                # the mean of three (shipped)
 """
 
 from __future__ import annotations
@@ -43,7 +45,13 @@ from digitlab.inference.digit_score import (
 )
 from digitlab.inference.modelfile import load_keras_model
 from digitlab.inference.pretrained import pretrained_model_path
-from digitlab.not_digit.branch import BranchData, attach_branch, branch_logits, train_branch
+from digitlab.not_digit.branch import (
+    BranchData,
+    attach_branch,
+    branch_logits,
+    combine_branches,
+    train_branch,
+)
 from digitlab.not_digit.datasets import ImageSets, report_sets, training_sets, validation_sets
 from digitlab.not_digit.heads import fit_head
 from digitlab.not_digit.non_digits import UNSEEN_KINDS, load_fashion_mnist
@@ -143,22 +151,28 @@ def _trained_branch(
     features: dict[str, Features],
     seed: int,
     epochs: int,
+    members: int,
 ) -> tuple[object, Score]:
     """A branch trained on MNIST training digits, the styled and looked training digits and fresh
-    training non-digits, with its logits on every validation and report set (cached)."""
+    training non-digits, with its logits on every validation and report set; with `members`
+    above 1, that many trained alike (branch seeds `seed`, `seed` + 1, ...) and combined."""
     (x_train, y_train), _ = load_mnist()
     training = roles["training"]
     styled = np.concatenate(
         [v for k, v in training.images.items() if k.startswith(("styled ", "look "))]
     )
     data = BranchData(x_train[:50000], styled, load_fashion_mnist("train"), y_train[:50000])
-    branch = train_branch(
-        model,  # type: ignore[arg-type]
-        data,
-        epochs=epochs,
-        seed=seed,
-        progress=lambda e, loss: print(f"epoch {e}: {loss:.4f}"),
-    )
+    branches = [
+        train_branch(
+            model,  # type: ignore[arg-type]
+            data,
+            epochs=epochs,
+            seed=seed + member,
+            progress=lambda e, loss, m=member: print(f"member {m}, epoch {e}: {loss:.4f}"),
+        )
+        for member in range(members)
+    ]
+    branch = branches[0] if members == 1 else combine_branches(branches)
     logits = {
         (role, name): branch_logits(branch, images, features[role][name][0])
         for role in ("validation", "report")
@@ -227,6 +241,9 @@ def main() -> None:
         "--extend-to", type=Path, default=None, help="train a branch, write the model with it here"
     )
     parser.add_argument("--epochs", type=int, default=30, help="branch epochs (default: 30)")
+    parser.add_argument(
+        "--members", type=int, default=1, help="branches trained and combined (default: 1)"
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update docs/results.md")
     args = parser.parse_args()
     model_path = args.model or pretrained_model_path()
@@ -252,7 +269,9 @@ def main() -> None:
         methods[BRANCH] = lambda role, name: split_outputs(features[role][name][2])[1]
         fixed[BRANCH] = DEFAULT_NOT_DIGIT_THRESHOLD
     elif args.extend_to is not None:
-        branch, methods[BRANCH] = _trained_branch(model, roles, features, args.seed, args.epochs)
+        branch, methods[BRANCH] = _trained_branch(
+            model, roles, features, args.seed, args.epochs, args.members
+        )
 
     summary, rows, thresholds = _measure(methods, fixed, roles["report"], roles["validation"])
     by_kind = markdown_table(["set", "images", *methods], rows, right=range(1, len(methods) + 2))

@@ -20,6 +20,7 @@ from digitlab.not_digit.branch import (
     BranchData,
     attach_branch,
     branch_logits,
+    combine_branches,
     train_branch,
 )
 from digitlab.not_digit.datasets import uci_digits
@@ -130,21 +131,27 @@ def test_letters_and_symbols_are_split_into_trained_and_unseen_halves() -> None:
     assert set(UNSEEN_KINDS) <= set(HELD_OUT_KINDS)
 
 
-def test_branch_attaches_with_original_probabilities_and_exports_to_onnx(
-    tiny_model_path: Path, mnist: MnistArrays, tmp_path: Path
-) -> None:
-    (x_train, _), (x_test, _) = mnist
-    model = load_keras_model(tiny_model_path)
+def _tiny_branches(model: keras.Model, mnist: MnistArrays, seeds: list[int]) -> list[keras.Model]:
+    (x_train, y_train), _ = mnist
     fashion = load_fashion_mnist("t10k")[:200]
-    data = BranchData(x_train[:1000], x_train[1000:1100], fashion, mnist[0][1][:1000])
-    branch = train_branch(model, data, epochs=1, digits_per_epoch=300, per_kind=30)
+    data = BranchData(x_train[:1000], x_train[1000:1100], fashion, y_train[:1000])
+    return [
+        train_branch(model, data, epochs=1, digits_per_epoch=300, per_kind=30, seed=seed)
+        for seed in seeds
+    ]
+
+
+def _check_attached(
+    model: keras.Model, branch: keras.Model, images: np.ndarray, tmp_path: Path
+) -> None:
+    """`branch` attached with a threshold of 0.7: saved, loaded with safe_mode and exported
+    to ONNX, the model still gives its own probabilities and the branch's score."""
     extended = attach_branch(model, branch, threshold=0.7)
     path = tmp_path / "extended.keras"
     extended.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
-    images = x_test[:50].astype(np.float32)
     outputs = np.asarray(loaded.predict(images, verbose=0))
-    assert outputs.shape == (50, 11)
+    assert outputs.shape == (len(images), 11)
     np.testing.assert_allclose(outputs[:, :10], model.predict(images, verbose=0), atol=1e-6)
     features, _ = penultimate_features(model, images)
     expected = 1 / (1 + np.exp(-(branch_logits(branch, images, features) - 0.7)))  # -> 0.5
@@ -154,6 +161,32 @@ def test_branch_attaches_with_original_probabilities_and_exports_to_onnx(
     session = onnxruntime.InferenceSession(str(onnx_path))
     exported = session.run(None, {session.get_inputs()[0].name: images})[0]
     np.testing.assert_allclose(exported, outputs, atol=1e-4)
+
+
+def test_branch_attaches_with_original_probabilities_and_exports_to_onnx(
+    tiny_model_path: Path, mnist: MnistArrays, tmp_path: Path
+) -> None:
+    model = load_keras_model(tiny_model_path)
+    [branch] = _tiny_branches(model, mnist, [0])
+    _check_attached(model, branch, mnist[1][0][:50].astype(np.float32), tmp_path)
+
+
+def test_combined_branches_score_the_mean_of_their_logits_everywhere(
+    tiny_model_path: Path, mnist: MnistArrays, tmp_path: Path
+) -> None:
+    model = load_keras_model(tiny_model_path)
+    branches = _tiny_branches(model, mnist, [0, 1])
+    combined = combine_branches(branches)
+    images = mnist[1][0][:50].astype(np.float32)
+    features, _ = penultimate_features(model, images)
+    members = [branch_logits(branch, images, features) for branch in branches]
+    assert np.abs(members[0] - members[1]).max() > 0.01  # two seeds: two different branches
+    np.testing.assert_allclose(
+        branch_logits(combined, images, features), np.mean(members, axis=0), atol=1e-5
+    )
+    _check_attached(model, combined, images, tmp_path)
+    with pytest.raises(ModelError, match="two or more"):
+        combine_branches(branches[:1])
 
 
 def test_shipped_branch_is_frozen_and_not_attached_twice() -> None:

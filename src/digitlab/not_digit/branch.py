@@ -6,6 +6,8 @@ learnt to tell digits apart need not tell a letter from a digit. The branch read
 itself, so the digit classifier stays exactly as it was: the registry's `strided` network
 (stride-2 convolutions, about 100k weights, fast on a CPU), its last feature map beside the
 frozen classifier's penultimate features, then Dense 64 ReLU, one logit and a sigmoid.
+Several branches trained alike with other seeds can be combined into one that averages
+their logits (`combine_branches`); the shipped model's is the mean of three.
 
 The attached model follows the shared contract: Input -> [classifier -> 10 probabilities]
 ++ [branch -> digit_score] -> Concatenate -> N x 11. The threshold chosen on held-out data
@@ -17,7 +19,7 @@ again (fine-tuning) leaves it as it is.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -159,6 +161,33 @@ def train_branch(
         if progress is not None:
             progress(epoch + 1, float(history.history["loss"][-1]))
     return branch
+
+
+def combine_branches(branches: Sequence[keras.Model]) -> keras.Model:
+    """One branch whose logit is the mean of `branches`' logits: branches trained alike with
+    other seeds err on different non-digits, so together they flag more of them for the
+    same digits kept. Each member stays whole, nested under the name `member_I`; the
+    mean is one `Dense` layer (`digit_logit`, weights 1/N, no offset) so that
+    `attach_branch` folds the threshold into it as into a single branch's.
+    Raises `ModelError` for fewer than two branches."""
+    import keras
+
+    if len(branches) < 2:
+        raise ModelError(f"combining branches takes two or more, got {len(branches)}")
+    pixels, features = (
+        keras.Input(tensor.shape[1:], name=tensor.name) for tensor in branches[0].inputs
+    )
+    logits = [
+        keras.Model(branch.inputs, branch.get_layer(LOGIT_LAYER).output, name=f"member_{index}")(
+            [pixels, features]
+        )
+        for index, branch in enumerate(branches)
+    ]
+    mean = keras.layers.Dense(1, name=LOGIT_LAYER)
+    logit = mean(keras.layers.Concatenate(name="member_logits")(logits))
+    mean.set_weights([np.full((len(branches), 1), 1 / len(branches), np.float32), np.zeros(1)])
+    score = keras.layers.Activation("sigmoid", name="digit_score")(logit)
+    return keras.Model([pixels, features], score, name=BRANCH_NAME)
 
 
 def attach_branch(model: keras.Model, branch: keras.Model, threshold: float) -> keras.Model:
