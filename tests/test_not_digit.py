@@ -194,6 +194,8 @@ def test_shipped_branch_is_frozen_and_not_attached_twice() -> None:
     assert model.outputs[0].shape[-1] == 11
     branch = model.get_layer(BRANCH_NAME)
     assert not branch.trainable and not branch.trainable_weights
+    members = [layer.name for layer in branch.layers if isinstance(layer, keras.Model)]
+    assert members == ["member_0", "member_1", "member_2"]  # the mean of three (docs/models.md)
     features, _ = penultimate_features(model, np.zeros((2, 28, 28), np.uint8))
     assert features.shape == (2, 128)  # the classifier's features, not the branch's
     with pytest.raises(ModelError, match="already has a not-a-digit branch"):
