@@ -246,6 +246,8 @@ def main() -> None:
     )
     parser.add_argument("--no-write", action="store_true", help="do not update docs/results.md")
     args = parser.parse_args()
+    if args.members < 1:
+        raise SystemExit("--members must be 1 or more")
     model_path = args.model or pretrained_model_path()
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
     images = f"images-{_generators_digest()}-{args.seed}"

@@ -131,13 +131,18 @@ def test_letters_and_symbols_are_split_into_trained_and_unseen_halves() -> None:
     assert set(UNSEEN_KINDS) <= set(HELD_OUT_KINDS)
 
 
-def _tiny_branches(model: keras.Model, mnist: MnistArrays, seeds: list[int]) -> list[keras.Model]:
+@pytest.fixture(scope="module")
+def tiny_branches(
+    tiny_model_path: Path, mnist: MnistArrays
+) -> tuple[keras.Model, list[keras.Model]]:
+    """The tiny model and two branches for it, trained briefly with seeds 0 and 1."""
+    model = load_keras_model(tiny_model_path)
     (x_train, y_train), _ = mnist
     fashion = load_fashion_mnist("t10k")[:200]
     data = BranchData(x_train[:1000], x_train[1000:1100], fashion, y_train[:1000])
-    return [
+    return model, [
         train_branch(model, data, epochs=1, digits_per_epoch=300, per_kind=30, seed=seed)
-        for seed in seeds
+        for seed in (0, 1)
     ]
 
 
@@ -164,18 +169,16 @@ def _check_attached(
 
 
 def test_branch_attaches_with_original_probabilities_and_exports_to_onnx(
-    tiny_model_path: Path, mnist: MnistArrays, tmp_path: Path
+    tiny_branches: tuple[keras.Model, list[keras.Model]], mnist: MnistArrays, tmp_path: Path
 ) -> None:
-    model = load_keras_model(tiny_model_path)
-    [branch] = _tiny_branches(model, mnist, [0])
-    _check_attached(model, branch, mnist[1][0][:50].astype(np.float32), tmp_path)
+    model, branches = tiny_branches
+    _check_attached(model, branches[0], mnist[1][0][:50].astype(np.float32), tmp_path)
 
 
 def test_combined_branches_score_the_mean_of_their_logits_everywhere(
-    tiny_model_path: Path, mnist: MnistArrays, tmp_path: Path
+    tiny_branches: tuple[keras.Model, list[keras.Model]], mnist: MnistArrays, tmp_path: Path
 ) -> None:
-    model = load_keras_model(tiny_model_path)
-    branches = _tiny_branches(model, mnist, [0, 1])
+    model, branches = tiny_branches
     combined = combine_branches(branches)
     images = mnist[1][0][:50].astype(np.float32)
     features, _ = penultimate_features(model, images)
