@@ -7,13 +7,16 @@ import ipaddress
 import os
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from digitlab.cli.app import app, native_stderr_silenced
 from digitlab.cli.predict import NotDigitThreshold
 from digitlab.inference.digit_score import DEFAULT_NOT_DIGIT_THRESHOLD
+
+if TYPE_CHECKING:
+    from digitlab.inference.predictor import Predictor
 
 #: Connections one server process keeps open at once (uvicorn's `limit_concurrency`).
 MAX_CONNECTIONS = 512
@@ -65,8 +68,18 @@ def serve_command(
         int | None,
         typer.Option(
             min=1,
-            help="Server processes, each with its own copy of the model (default: the cores "
-            "this process may use, at most 4).",
+            help="Server processes, each with its own copy of the model, taking the requests "
+            "of the connections it accepts (default: 1).",
+            show_default=False,
+        ),
+    ] = None,
+    readers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Processes per server process that read /read's images, each taking the next "
+            "from one queue; 0 reads them in the server process (default: the cores this "
+            "process may use, at most 4, shared out among the server processes).",
             show_default=False,
         ),
     ] = None,
@@ -134,6 +147,7 @@ def serve_command(
         ALLOWED_HOSTS_ENVIRONMENT_VARIABLE,
         MODEL_ENVIRONMENT_VARIABLE,
         NOT_DIGIT_THRESHOLD_ENVIRONMENT_VARIABLE,
+        READERS_ENVIRONMENT_VARIABLE,
         create_app,
         load_served_model,
     )
@@ -141,14 +155,18 @@ def serve_command(
     from digitlab.serve.teaching import TEACHING_ENVIRONMENT_VARIABLE, TeachingSettings
     from digitlab.training.devices import usable_cores
 
-    processes = workers or min(4, usable_cores())
+    processes = workers or 1
+    cores = min(4, usable_cores())
+    reader_processes = readers if readers is not None else max(1, cores // processes)
     # Load before the server starts so that a bad model is one clear error line, not a
     # traceback from inside uvicorn's start-up.
     with native_stderr_silenced():
         predictor = load_served_model(model, not_digit_threshold)
     typer.echo(
         f"Serving {predictor.name} on http://{host}:{port}/ with {processes} "
-        f"process{'es' if processes > 1 else ''} (Ctrl-C stops)",
+        f"process{'es' if processes > 1 else ''} and "
+        f"{_readers_text(reader_processes, processes, predictor)} "
+        "(Ctrl-C stops)",
         err=True,
     )
     hosts = [*default_allowed_hosts(host), *(allowed_host or [])]
@@ -171,7 +189,13 @@ def serve_command(
         "limit_concurrency": MAX_CONNECTIONS,
     }
     if processes == 1:
-        served = create_app(model, predictor=predictor, allowed_hosts=hosts, teaching=teaching)
+        served = create_app(
+            model,
+            predictor=predictor,
+            allowed_hosts=hosts,
+            teaching=teaching,
+            reader_processes=reader_processes,
+        )
         uvicorn.run(served, **options)
         return
     # Each worker process loads its own copy (uvicorn starts them afresh and imports the
@@ -182,6 +206,19 @@ def serve_command(
     os.environ[ALLOWED_HOSTS_ENVIRONMENT_VARIABLE] = ",".join(hosts)
     os.environ[NOT_DIGIT_THRESHOLD_ENVIRONMENT_VARIABLE] = repr(not_digit_threshold)
     os.environ[TEACHING_ENVIRONMENT_VARIABLE] = teaching.model_dump_json()
+    os.environ[READERS_ENVIRONMENT_VARIABLE] = str(reader_processes)
     uvicorn.run(
         "digitlab.serve.app:app_from_environment", factory=True, workers=processes, **options
     )
+
+
+def _readers_text(readers: int, processes: int, predictor: Predictor) -> str:
+    """What the start-up line says of the number readers of `processes` server processes."""
+    from digitlab.serve.readers import can_read_with
+
+    if readers and not can_read_with(predictor):
+        return "no number readers (they load ONNX models only)"
+    if readers == 0:
+        return "no number readers"
+    each = " each" if processes > 1 else ""
+    return f"{readers} number reader{'s' if readers > 1 else ''}{each}"

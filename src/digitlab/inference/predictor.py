@@ -121,8 +121,9 @@ class Predictor:
     Build one with `Predictor.load(path)`. `name` says which model and runtime it is (for
     display), `runtime` names the runtime alone, `num_classes` the classes it tells apart,
     `has_not_digit_head` whether the model computes its own digit score (else the top
-    probability is the score), and `not_digit_threshold` the digit score below which an
-    image is "not a digit". Raises `ConfigError` for a threshold outside 0..1.
+    probability is the score), `not_digit_threshold` the digit score below which an
+    image is "not a digit", and `source` the model file it runs (None for a model built
+    in memory). Raises `ConfigError` for a threshold outside 0..1.
     """
 
     def __init__(
@@ -132,10 +133,12 @@ class Predictor:
         runtime: str,
         batch_size: int = 1000,
         not_digit_threshold: float = DEFAULT_NOT_DIGIT_THRESHOLD,
+        source: Path | None = None,
     ) -> None:
         self._runner = runner
         self.name = name
         self.runtime = runtime
+        self.source = source
         self.batch_size = batch_size
         self.not_digit_threshold = check_threshold(not_digit_threshold)
         # One blank image through the model: learns the class count and warms the runtime,
@@ -167,7 +170,9 @@ class Predictor:
         threshold = check_threshold(not_digit_threshold)
         loaded = load_runner(None if path is None else Path(path), threads)
         name = f"{loaded.path.name} ({loaded.runtime})"
-        return cls(loaded.runner, name, loaded.runtime, not_digit_threshold=threshold)
+        return cls(
+            loaded.runner, name, loaded.runtime, not_digit_threshold=threshold, source=loaded.path
+        )
 
     @classmethod
     def from_keras(cls, model: object, name: str = "Keras model") -> Predictor:

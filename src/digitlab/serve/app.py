@@ -5,8 +5,9 @@ on `app.state`. Inference runs on one worker thread fed by `InferenceBatcher`. H
 upload's bytes are read and in which lane it is decoded (small ones on the event loop,
 large ones and progressive JPEGs on threads of their own) is `uploads.py`'s; what the image
 routes share in the OpenAPI description, `route_docs.py`'s. `/read` takes the same body and
-lanes, except that a small image is read on a thread of its own lane (`serve/read.py`). The
-routes that store a person's samples and teach the model are `teach_routes.py`'s.
+lanes, except that a small image is read by the reader processes, or without them on a thread
+of its own lane (`serve/read.py`). The routes that store a person's samples and teach the
+model are `teach_routes.py`'s.
 
 Hostile clients are bounded before the app: the server's protocol (`protocol.py`) limits
 header size and the time a request may take to arrive; `UploadSlotsMiddleware` the large
@@ -14,12 +15,12 @@ uploads in flight; `TrustedHostMiddleware` the Host names answered (a page on an
 site that rebinds its DNS name to this address cannot read the answers).
 
 `digitlab serve --workers N` runs N processes of this app (`app_from_environment`), each
-with its own model: a process's Python code runs on one core at a time.
+with its own model: a process's Python code runs on one core at a time. `--readers M` gives
+each M reader processes for /read.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections.abc import AsyncIterator, Sequence
@@ -52,11 +53,16 @@ from digitlab.inference.digit_score import (
     is_digit,
     split_outputs,
 )
-from digitlab.reading import read_number
 from digitlab.serve.batching import InferenceBatcher
 from digitlab.serve.head import HeadAsGetMiddleware
 from digitlab.serve.limits import BodySizeLimitMiddleware, UploadSlotsMiddleware
-from digitlab.serve.read import batched_predictor, reading_response
+from digitlab.serve.read import (
+    batched_predictor,
+    read_upload,
+    reading_response,
+    start_readers,
+    stop_readers,
+)
 from digitlab.serve.route_docs import IMAGE_ROUTE, THRESHOLD_PARAMETER, error_responses
 from digitlab.serve.schemas import (
     HealthResponse,
@@ -69,7 +75,6 @@ from digitlab.serve.uploads import (
     INLINE_MAX_BYTES,
     MAX_BODY_BYTES,
     MAX_LARGE_UPLOADS,
-    in_decode_lane,
     open_decode_lanes,
     preprocess,
     read_image_bytes,
@@ -83,6 +88,7 @@ if TYPE_CHECKING:
 MODEL_ENVIRONMENT_VARIABLE = "DIGITLAB_SERVE_MODEL"
 ALLOWED_HOSTS_ENVIRONMENT_VARIABLE = "DIGITLAB_SERVE_ALLOWED_HOSTS"
 NOT_DIGIT_THRESHOLD_ENVIRONMENT_VARIABLE = "DIGITLAB_SERVE_NOT_DIGIT_THRESHOLD"
+READERS_ENVIRONMENT_VARIABLE = "DIGITLAB_SERVE_READERS"
 
 _log = logging.getLogger(__name__)
 
@@ -105,6 +111,7 @@ def create_app(
     allowed_hosts: Sequence[str] | None = None,
     not_digit_threshold: float = DEFAULT_NOT_DIGIT_THRESHOLD,
     teaching: TeachingSettings | None = None,
+    reader_processes: int = 0,
 ) -> FastAPI:
     """Build the digitlab web app.
 
@@ -116,7 +123,9 @@ def create_app(
     a request may override (`?not_digit_threshold=`). `allowed_hosts` lists the Host names
     answered (others get 400); None answers any. `teaching` says where a person's samples
     live and how the model is taught from them (`serve/teaching.py`), which starts from
-    `model_path`'s `.keras` file. Raises `ConfigError` for a threshold outside 0..1.
+    `model_path`'s `.keras` file. `reader_processes` processes read /read's small images,
+    all fed from one queue (`readers.py`; ONNX models only); 0 reads them on this
+    process's threads. Raises `ConfigError` for a threshold outside 0..1.
     """
     check_threshold(not_digit_threshold)
 
@@ -127,12 +136,13 @@ def create_app(
             if predictor is not None
             else await anyio.to_thread.run_sync(load_served_model, model_path, not_digit_threshold)
         )
-        await serve_predictor(app, serving)
         open_decode_lanes(app.state)
+        await serve_predictor(app, serving)
         try:
             yield
         finally:
             app.state.predictor = None
+            stop_readers(app, wait=True)
             app.state.batcher.close()
 
     app = FastAPI(
@@ -147,6 +157,7 @@ def create_app(
         },
     )
     app.state.predictor = None
+    app.state.reader_processes = reader_processes
     add_teaching(app, teaching or TeachingSettings(), model_path, serve_predictor)
     # The last added runs first: the Host check, then HEAD, then the upload bounds, then
     # the check for a newly taught model.
@@ -203,8 +214,7 @@ def create_app(
         loaded = _ready_predictor(request)
         threshold = _requested_threshold(request, loaded)
         data, name = await read_image_bytes(request)
-        reader = functools.partial(read_number, predictor=request.app.state.reader)
-        reading = await in_decode_lane(request, data, name, reader, small_on_loop=False)
+        reading = await read_upload(request, data, name)
         answer = reading_response(reading, loaded.name, threshold)
         return Response(answer.model_dump_json(), media_type="application/json")
 
@@ -212,15 +222,17 @@ def create_app(
 
 
 async def serve_predictor(app: FastAPI, predictor: Predictor) -> InferenceBatcher | None:
-    """Make `predictor` answer `app`'s later requests, on an inference thread of its own;
-    return the batcher it replaces (None at start-up), which the caller closes once the
-    requests holding it are done."""
+    """Make `predictor` answer `app`'s later requests, on an inference thread of its own
+    and in new reader processes (`app.state.reader_processes` of them); return the batcher
+    it replaces (None at start-up), which the caller closes once the requests holding it
+    are done. The readers it replaces stop once their reads are done."""
     # The model's own outputs go through the batcher, digit scores included, so that
     # /read's reader splits them as `predictor` itself would.
     batcher = InferenceBatcher(predictor.outputs)
     reader = await anyio.to_thread.run_sync(batched_predictor, batcher, predictor)
     previous: InferenceBatcher | None = getattr(app.state, "batcher", None)
     app.state.reader, app.state.batcher, app.state.predictor = reader, batcher, predictor
+    start_readers(app, predictor, app.state.reader_processes)
     return previous
 
 
@@ -267,8 +279,8 @@ def app_from_environment() -> FastAPI:
     """`create_app` for the model named by `$DIGITLAB_SERVE_MODEL` (default: the shipped
     one) answering the Host names in `$DIGITLAB_SERVE_ALLOWED_HOSTS`, with the not-digit
     threshold in `$DIGITLAB_SERVE_NOT_DIGIT_THRESHOLD` (default: 0.5), teaching as
-    `$DIGITLAB_SERVE_TEACHING` says: the factory each
-    `digitlab serve --workers N` process starts."""
+    `$DIGITLAB_SERVE_TEACHING` says, and `$DIGITLAB_SERVE_READERS` reader processes
+    (default: none): the factory each `digitlab serve --workers N` process starts."""
     hosts = os.environ.get(ALLOWED_HOSTS_ENVIRONMENT_VARIABLE)
     threshold = os.environ.get(NOT_DIGIT_THRESHOLD_ENVIRONMENT_VARIABLE)
     return create_app(
@@ -276,6 +288,7 @@ def app_from_environment() -> FastAPI:
         allowed_hosts=hosts.split(",") if hosts is not None else None,
         not_digit_threshold=float(threshold) if threshold else DEFAULT_NOT_DIGIT_THRESHOLD,
         teaching=TeachingSettings.from_environment(),
+        reader_processes=int(os.environ.get(READERS_ENVIRONMENT_VARIABLE) or 0),
     )
 
 

@@ -1,6 +1,8 @@
-"""`POST /read`'s parts: a reader whose model calls join the app's inference batches, and
-the answer's JSON.
+"""`POST /read`'s parts: where an upload is read, a reader whose model calls join the
+app's inference batches, and the answer's JSON.
 
+A small upload is read by the app's reader processes when it has them (`readers.py`).
+Any other, and every upload of an app without readers, is read in the server process:
 `read_number` calls the classifier several times per image (on candidate digits, joins
 and cuts), synchronously. It runs on a worker thread, and each of its model calls goes
 through the app's `InferenceBatcher`, so the model still runs on one thread, shared with
@@ -10,18 +12,87 @@ and on a few cores one call of many images costs less than many calls of a few.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import logging
 from typing import TYPE_CHECKING
 
 import anyio.from_thread
 import numpy as np
 
+from digitlab.errors import ImageTooLargeError
 from digitlab.inference.digit_score import is_digit
+from digitlab.reading import read_number
+from digitlab.serve.readers import Readers, ReadersUnavailableError, can_read_with
 from digitlab.serve.schemas import DigitResponse, ReadingResponse
+from digitlab.serve.uploads import INLINE_MAX_IMAGE_MEMORY, in_decode_lane, is_small
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI, Request
+
     from digitlab.inference.predictor import Predictor
     from digitlab.reading import NumberReading
     from digitlab.serve.batching import InferenceBatcher
+
+_log = logging.getLogger(__name__)
+
+
+async def read_upload(request: Request, data: bytes, name: str) -> NumberReading:
+    """The number in an upload's bytes: read by the app's readers when it has them and the
+    image is small, else in this process's decoding lanes. Raises `read_number`'s
+    `ImageError`s, and 503 when the lane stays busy (`uploads.DECODE_WAIT_S`)."""
+    app = request.app
+    readers: Readers | None = app.state.readers
+    if readers is not None and is_small(data):
+        with contextlib.suppress(ImageTooLargeError):
+            try:
+                return await readers.read(data, name, INLINE_MAX_IMAGE_MEMORY)
+            except ReadersUnavailableError as error:
+                if app.state.readers is readers:
+                    _log.warning("reading numbers in the server process: %s", error)
+                    stop_readers(app, wait=False)
+    reader = functools.partial(read_number, predictor=app.state.reader)
+    return await in_decode_lane(request, data, name, reader, small_on_loop=False)
+
+
+def start_readers(app: FastAPI, predictor: Predictor, processes: int) -> None:
+    """Replace `app`'s readers, if any, by `processes` readers of `predictor`'s model,
+    started in the background; none when `processes` is 0 or they cannot load the model
+    (`can_read_with`). Call inside the event loop."""
+    stop_readers(app, wait=False)
+    if processes < 1 or not can_read_with(predictor):
+        return
+    assert predictor.source is not None
+    readers = Readers(predictor.source, predictor.not_digit_threshold, processes)
+    app.state.readers_starting = asyncio.get_running_loop().create_task(_start(app, readers))
+
+
+def stop_readers(app: FastAPI, wait: bool) -> None:
+    """Stop `app`'s readers, running or starting, once their reads are done (`wait`: block
+    until then); later reads are read in this process."""
+    starting: asyncio.Task[None] | None = getattr(app.state, "readers_starting", None)
+    if starting is not None:
+        starting.cancel()
+    readers: Readers | None = getattr(app.state, "readers", None)
+    app.state.readers, app.state.readers_starting = None, None
+    if readers is not None:
+        readers.close(wait)
+
+
+async def _start(app: FastAPI, readers: Readers) -> None:
+    """Start `readers` and make them `app`'s: a model swap meanwhile cancels this."""
+    try:
+        await readers.start()
+    except asyncio.CancelledError:
+        readers.close(wait=False)
+        raise
+    except Exception as error:  # noqa: BLE001  # whatever stopped them, read in this process
+        _log.warning("reading numbers in the server process: the readers failed: %r", error)
+        readers.close(wait=False)
+        app.state.readers_starting = None
+        return
+    app.state.readers, app.state.readers_starting = readers, None
 
 
 def batched_predictor(batcher: InferenceBatcher, served: Predictor) -> Predictor:

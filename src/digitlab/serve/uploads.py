@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import anyio
@@ -117,23 +117,37 @@ async def in_decode_lane(
     memory: small images on the event loop (`small_on_loop`) or the small-read threads,
     the rest on the progressive-JPEG lane or the decode threads. Raises its `ImageError`s,
     and 503 when the lane stays busy for `DECODE_WAIT_S`."""
-    progressive = is_progressive(data)
     state = request.app.state
-    if len(data) <= INLINE_MAX_BYTES and not progressive:
+    if is_small(data):
         with contextlib.suppress(ImageTooLargeError):
             small = functools.partial(decode, name=name, max_memory_bytes=INLINE_MAX_IMAGE_MEMORY)
             if small_on_loop:
                 return small(data)
-            return await _on_lane(state.small_read_limiter, small, data)
-    lane = state.progressive_decode_limiter if progressive else state.decode_limiter
+            return await _on_thread(state.small_read_limiter, small, data)
+    lane = state.progressive_decode_limiter if is_progressive(data) else state.decode_limiter
     large = functools.partial(decode, name=name, max_memory_bytes=MAX_IMAGE_MEMORY)
-    return await _on_lane(lane, large, data)
+    return await _on_thread(lane, large, data)
 
 
-async def _on_lane(
+def is_small(data: bytes) -> bool:
+    """Whether an upload goes to the small images' lane: at most `INLINE_MAX_BYTES`, and no
+    progressive JPEG (whose decoding cost grows with its scans, not its size). It is
+    decoded there if it takes at most `INLINE_MAX_IMAGE_MEMORY`."""
+    return len(data) <= INLINE_MAX_BYTES and not is_progressive(data)
+
+
+async def _on_thread(
     lane: anyio.CapacityLimiter, decode: Callable[[bytes], _Decoded], data: bytes
 ) -> _Decoded:
     """`decode(data)` on a thread once `lane` has room; 503 after `DECODE_WAIT_S`."""
+    return await wait_for_lane(lane, functools.partial(anyio.to_thread.run_sync, decode, data))
+
+
+async def wait_for_lane(
+    lane: anyio.CapacityLimiter, work: Callable[[], Awaitable[_Decoded]]
+) -> _Decoded:
+    """`await work()` once `lane` has room (requests wait in arrival order); 503 after
+    `DECODE_WAIT_S`."""
     try:
         with anyio.fail_after(DECODE_WAIT_S):
             await lane.acquire()
@@ -142,6 +156,6 @@ async def _on_lane(
             503, "the server is busy decoding other images; try again in a moment"
         ) from None
     try:
-        return await anyio.to_thread.run_sync(decode, data)
+        return await work()
     finally:
         lane.release()
