@@ -24,7 +24,7 @@ from digitlab.number_images import compose_number
 from digitlab.reading import read_number
 from digitlab.serve.app import create_app, serve_predictor
 from digitlab.serve.process import free_port, wait_until_healthy
-from digitlab.serve.readers import PARENT_CHECK_S
+from digitlab.serve.readers import PARENT_CHECK_S, READER_NICENESS
 from readers import reader_processes, readers_ready, wait_for
 
 
@@ -51,15 +51,19 @@ def post_read(client: TestClient, data: bytes) -> httpx.Response:
     return client.post("/read", content=data, headers={"Content-Type": "image/png"})
 
 
-def test_small_images_are_read_by_the_readers_alone(client: TestClient, numbers: list[bytes]):
-    assert len(reader_processes(psutil.Process())) == 2
+def test_small_images_are_read_by_the_readers_alone(
+    client: TestClient, numbers: list[bytes], monkeypatch: pytest.MonkeyPatch
+):
+    readers = reader_processes(psutil.Process())
+    assert len(readers) == 2
+    # They yield the cores to the server process's own work.
+    niceness = min(19, psutil.Process().nice() + READER_NICENESS)
+    assert [reader.nice() for reader in readers] == [niceness, niceness]
 
-    def refuse(pixels: np.ndarray) -> np.ndarray:
+    def in_the_server_process(*args: object, **kwargs: object) -> None:
         raise AssertionError("read in the server process")
 
-    # The server process's own reader would fail: every answer comes from a reader.
-    client.app.state.reader = Predictor(lambda pixels: np.full((len(pixels), 10), 0.1), "x", "x")
-    client.app.state.reader._runner = refuse
+    monkeypatch.setattr("digitlab.serve.read.read_number", in_the_server_process)
     shipped = Predictor.load(threads=1)
     for data in numbers:
         response = post_read(client, data)

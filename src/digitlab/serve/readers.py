@@ -41,6 +41,12 @@ PARENT_CHECK_S = 1.0
 """How often a reader checks that its server is still there: a server killed outright
 (SIGKILL) cannot stop its readers, which would otherwise wait for work forever."""
 
+READER_NICENESS = 5
+"""Readers run this much nicer than their server: when both want a core, the server's
+short HTTP work (about 1.6 ms a request) goes first rather than waiting behind a read of
+10 to 40 ms, which it would otherwise add to every answer's latency (`bench/serve_load.py
+--read` at 100/s: p99 45.6 to 46.6 ms in most runs, against 51.4 to 59.2 ms without)."""
+
 _reader: Predictor | None = None
 
 
@@ -122,12 +128,14 @@ def _ctrl_c_blocked() -> Iterator[None]:
 
 
 def _start_reader(model: str, not_digit_threshold: float, server_pid: int) -> None:
-    """A reader's start: it ignores Ctrl-C (see `_ctrl_c_blocked`), ends with its server,
-    and loads the model on one thread."""
+    """A reader's start: it ignores Ctrl-C (see `_ctrl_c_blocked`), yields to its server
+    (`READER_NICENESS`), ends with it, and loads the model on one thread."""
     global _reader
     from digitlab.inference.predictor import Predictor
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(os, "nice"):
+        os.nice(READER_NICENESS)
     threading.Thread(target=_end_with_server, args=(server_pid,), daemon=True).start()
     _reader = Predictor.load(model, threads=1, not_digit_threshold=not_digit_threshold)
 
