@@ -22,7 +22,6 @@ from digitlab.reading import read_number
 from digitlab.serve.app import create_app
 from digitlab.serve.batching import InferenceBatcher
 from digitlab.serve.uploads import INLINE_MAX_BYTES, INLINE_MAX_IMAGE_MEMORY, MAX_BODY_BYTES
-from readers import readers_ready
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +32,9 @@ def shipped() -> Predictor:
 @pytest.fixture(scope="module", params=[0, 2], ids=["in-process", "readers"])
 def client(request: pytest.FixtureRequest) -> Iterator[TestClient]:
     """The app serving what `digitlab serve` serves by default: the shipped model, reading
-    numbers in its own process or, as `digitlab serve` does, in reader processes (once
-    they are ready)."""
+    numbers in its own process or, as `digitlab serve` does, in reader processes."""
     with TestClient(create_app(reader_processes=request.param)) as client:
-        if request.param:
-            readers_ready(client.app)
+        assert (client.app.state.readers is not None) == bool(request.param)
         yield client
 
 

@@ -41,9 +41,9 @@ def numbers(mnist) -> list[bytes]:
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:
-    """The shipped model's app with two readers, once they are ready."""
+    """The shipped model's app with two readers, which it starts before its first request."""
     with TestClient(create_app(reader_processes=2)) as client:
-        readers_ready(client.app)
+        assert client.app.state.readers is not None
         yield client
 
 

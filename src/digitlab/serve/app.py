@@ -59,6 +59,7 @@ from digitlab.serve.limits import BodySizeLimitMiddleware, UploadSlotsMiddleware
 from digitlab.serve.read import (
     batched_predictor,
     read_upload,
+    readers_started,
     reading_response,
     start_readers,
     stop_readers,
@@ -138,6 +139,8 @@ def create_app(
         )
         open_decode_lanes(app.state)
         await serve_predictor(app, serving)
+        # Answer the first request as every later one: with the readers, if they start.
+        await readers_started(app)
         try:
             yield
         finally:
@@ -158,6 +161,7 @@ def create_app(
     )
     app.state.predictor = None
     app.state.reader_processes = reader_processes
+    app.state.readers = app.state.readers_starting = None
     add_teaching(app, teaching or TeachingSettings(), model_path, serve_predictor)
     # The last added runs first: the Host check, then HEAD, then the upload bounds, then
     # the check for a newly taught model.

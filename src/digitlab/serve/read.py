@@ -58,8 +58,8 @@ async def read_upload(request: Request, data: bytes, name: str) -> NumberReading
 
 def start_readers(app: FastAPI, predictor: Predictor, processes: int) -> None:
     """Replace `app`'s readers, if any, by `processes` readers of `predictor`'s model,
-    started in the background; none when `processes` is 0 or they cannot load the model
-    (`can_read_with`). Call inside the event loop."""
+    started in the background (`readers_started` waits for them); none when `processes`
+    is 0 or they cannot load the model (`can_read_with`). Call inside the event loop."""
     stop_readers(app, wait=False)
     if processes < 1 or not can_read_with(predictor):
         return
@@ -68,13 +68,20 @@ def start_readers(app: FastAPI, predictor: Predictor, processes: int) -> None:
     app.state.readers_starting = asyncio.get_running_loop().create_task(_start(app, readers))
 
 
+async def readers_started(app: FastAPI) -> None:
+    """Return once `app`'s readers, if any are starting, take reads or have failed."""
+    starting: asyncio.Task[None] | None = app.state.readers_starting
+    if starting is not None:
+        await asyncio.shield(starting)
+
+
 def stop_readers(app: FastAPI, wait: bool) -> None:
     """Stop `app`'s readers, running or starting, once their reads are done (`wait`: block
     until then); later reads are read in this process."""
-    starting: asyncio.Task[None] | None = getattr(app.state, "readers_starting", None)
+    starting: asyncio.Task[None] | None = app.state.readers_starting
     if starting is not None:
         starting.cancel()
-    readers: Readers | None = getattr(app.state, "readers", None)
+    readers: Readers | None = app.state.readers
     app.state.readers, app.state.readers_starting = None, None
     if readers is not None:
         readers.close(wait)

@@ -10,8 +10,9 @@ any of them is free. The server process keeps the HTTP work, /predict's batches 
 images too large or too slow to decode for this lane (`uploads.py`'s lanes bound those).
 
 Readers load the served model from its file, so they serve ONNX models only: a `.keras`
-model would import TensorFlow in every reader. They start in the background; until they
-are ready, or if they fail, numbers are read in the server process as before.
+model would import TensorFlow in every reader. The server starts them before it answers
+its first request; a taught model's readers start in the background. Until they are
+ready, or if they fail, numbers are read in the server process as before.
 """
 
 from __future__ import annotations
