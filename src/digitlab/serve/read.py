@@ -94,7 +94,7 @@ async def _start(app: FastAPI, readers: Readers) -> None:
     except asyncio.CancelledError:
         readers.close(wait=False)
         raise
-    except Exception as error:  # noqa: BLE001  # whatever stopped them, read in this process
+    except Exception as error:  # whatever stopped them, read in this process
         _log.warning("reading numbers in the server process: the readers failed: %r", error)
         readers.close(wait=False)
         app.state.readers_starting = None
