@@ -35,6 +35,8 @@ import anyio
 from digitlab.serve.uploads import wait_for_lane
 
 if TYPE_CHECKING:
+    from multiprocessing.synchronize import Barrier
+
     from digitlab.inference.predictor import Predictor
     from digitlab.reading import NumberReading
 
@@ -47,6 +49,10 @@ READER_NICENESS = 5
 short HTTP work (about 1.6 ms a request) goes first rather than waiting behind a read of
 10 to 40 ms, which it would otherwise add to every answer's latency (`bench/serve_load.py
 --read` at 100/s: p99 45.6 to 46.6 ms in most runs, against 51.4 to 59.2 ms without)."""
+
+START_TIMEOUT_S = 300.0
+"""The longest a reader waits for the others to start (a reader that fails to start breaks
+the pool; this bounds the wait if it hangs instead)."""
 
 _reader: Predictor | None = None
 
@@ -62,13 +68,14 @@ class Readers:
 
     def __init__(self, model: Path, not_digit_threshold: float, processes: int) -> None:
         self.processes = processes
+        # A fresh interpreter: forking a process that runs threads (the event loop's, ONNX
+        # Runtime's) may copy a lock some thread holds.
+        context = multiprocessing.get_context("spawn")
         self._executor = ProcessPoolExecutor(
             processes,
-            # A fresh interpreter: forking a process that runs threads (the event loop's,
-            # ONNX Runtime's) may copy a lock some thread holds.
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=context,
             initializer=_start_reader,
-            initargs=(str(model), not_digit_threshold, os.getpid()),
+            initargs=(str(model), not_digit_threshold, os.getpid(), context.Barrier(processes)),
         )
         # Reads handed to the readers: two per reader, so that a reader that finishes one
         # finds the next already queued; the rest wait here in arrival order (and get 503
@@ -79,7 +86,9 @@ class Readers:
         """Start every reader and load the model in each. Raises `BrokenProcessPool` when
         a reader fails to start."""
         loop = asyncio.get_running_loop()
-        # Each task submitted while none is idle starts a reader, here and now.
+        # Each task submitted while none is idle starts a reader, here and now. A task runs
+        # only once its reader has started, and none has until all have (`_start_reader`),
+        # though one reader may run several of these tasks.
         with _ctrl_c_blocked():
             ready = [loop.run_in_executor(self._executor, _is_ready) for _ in range(self.processes)]
         await asyncio.gather(*ready)
@@ -128,9 +137,13 @@ def _ctrl_c_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _start_reader(model: str, not_digit_threshold: float, server_pid: int) -> None:
+def _start_reader(
+    model: str, not_digit_threshold: float, server_pid: int, all_started: Barrier
+) -> None:
     """A reader's start: it ignores Ctrl-C (see `_ctrl_c_blocked`), yields to its server
-    (`READER_NICENESS`), ends with it, and loads the model on one thread."""
+    (`READER_NICENESS`), ends with it, loads the model on one thread, and waits until
+    every reader has got this far (`all_started`; raises `BrokenBarrierError` after
+    `START_TIMEOUT_S`)."""
     global _reader
     from digitlab.inference.predictor import Predictor
 
@@ -139,6 +152,7 @@ def _start_reader(model: str, not_digit_threshold: float, server_pid: int) -> No
         os.nice(READER_NICENESS)
     threading.Thread(target=_end_with_server, args=(server_pid,), daemon=True).start()
     _reader = Predictor.load(model, threads=1, not_digit_threshold=not_digit_threshold)
+    all_started.wait(START_TIMEOUT_S)
 
 
 def _end_with_server(server_pid: int) -> None:
