@@ -48,7 +48,8 @@ READER_NICENESS = 5
 """Readers run this much nicer than their server: when both want a core, the server's
 short HTTP work (about 1.6 ms a request) goes first rather than waiting behind a read of
 10 to 40 ms, which it would otherwise add to every answer's latency (`bench/serve_load.py
---read` at 100/s: p99 45.6 to 46.6 ms in most runs, against 51.4 to 59.2 ms without)."""
+--read` at 100/s: p99 43.2 to 49.7 ms in seven runs, against 51.4 to 59.2 ms in three at
+the server's priority; docs/reading.md)."""
 
 START_TIMEOUT_S = 300.0
 """The longest a reader waits for the others to start (a reader that fails to start breaks
