@@ -18,6 +18,7 @@ import psutil
 import pytest
 from fastapi.testclient import TestClient
 
+from digit_images import png_bytes
 from digitlab.inference.predictor import Predictor
 from digitlab.inference.pretrained import pretrained_onnx_path
 from digitlab.number_images import compose_number
@@ -115,42 +116,44 @@ def test_a_keras_model_is_read_in_the_server_process(tiny_model_path: Path, mnis
 
 
 def numbers_png(digits: np.ndarray) -> bytes:
-    from digit_images import png_bytes
-
     return png_bytes(np.hstack([255 - digit for digit in digits]))
 
 
 # ---- a real server ------------------------------------------------------------------
 
 
-def start_server(tmp_path: Path, *options: str) -> tuple[subprocess.Popen[bytes], str, Path]:
-    """`digitlab serve` with two readers in a session of its own (so that Ctrl-C can be
-    sent to its whole process group, as a terminal sends it)."""
+def start_server(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """`digitlab serve --readers 2` in a session of its own (so that Ctrl-C can be sent to
+    its whole process group, as a terminal sends it), once its two readers exist: they are
+    still starting, and the server does not answer yet."""
     port = free_port()
     log = tmp_path / "server.log"
-    command = [sys.executable, "-m", "digitlab", "serve", "--port", str(port), *options]
+    command = [sys.executable, "-m", "digitlab", "serve", "--port", str(port), "--readers", "2"]
     with log.open("wb") as output:
         server = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
-    url = f"http://127.0.0.1:{port}"
-    wait_until_healthy(server, url, log, 120)
     process = psutil.Process(server.pid)
     wait_for(lambda: len(reader_processes(process)) == 2, "two readers")
-    return server, url, log
+    return server, f"http://127.0.0.1:{port}", log
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_the_server_and_its_readers_quietly(tmp_path: Path, numbers: list[bytes]):
-    server, url, log = start_server(tmp_path, "--readers", "2")
+@pytest.mark.parametrize("when", ["while-the-readers-start", "after-a-read"])
+def test_ctrl_c_stops_the_server_and_its_readers_quietly(
+    tmp_path: Path, numbers: list[bytes], when: str
+):
+    server, url, log = start_server(tmp_path)
     readers = reader_processes(psutil.Process(server.pid))
     try:
-        response = httpx.post(
-            f"{url}/read", content=numbers[0], headers={"Content-Type": "image/png"}
-        )
-        assert response.status_code == 200
+        if when == "after-a-read":
+            wait_until_healthy(server, url, log, 120)
+            response = httpx.post(
+                f"{url}/read", content=numbers[0], headers={"Content-Type": "image/png"}
+            )
+            assert response.status_code == 200
         os.killpg(server.pid, signal.SIGINT)
-        assert server.wait(timeout=30) == 0
+        assert server.wait(timeout=60) == 0
     finally:
         if server.poll() is None:
             server.kill()
@@ -163,7 +166,8 @@ def test_ctrl_c_stops_the_server_and_its_readers_quietly(tmp_path: Path, numbers
 
 @pytest.mark.slow
 def test_readers_end_when_their_server_is_killed(tmp_path: Path):
-    server, _, _ = start_server(tmp_path, "--readers", "2")
+    server, url, log = start_server(tmp_path)
+    wait_until_healthy(server, url, log, 120)
     readers = reader_processes(psutil.Process(server.pid))
     server.kill()
     server.wait()
