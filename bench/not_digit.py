@@ -78,13 +78,23 @@ Score = Callable[[str, str], np.ndarray]
 BRANCH = "conv branch"
 
 
+SCORING_MODULES = {"branch.py", "heads.py", "scores.py"}
+"""The not-a-digit package's modules that score images and make none (no image-making
+module imports them): editing a branch does not make the sets be drawn again."""
+
+
 def _generators_digest() -> str:
-    """A digest of the code that makes the image sets (the not-a-digit package, the styles
-    and `to_mnist`'s images package): cached sets made by other code are never reused."""
+    """A digest of the code that makes the image sets (the not-a-digit package but for its
+    `SCORING_MODULES`, the styles and `to_mnist`'s images package): cached sets made by
+    other code are never reused."""
     package = Path(digitlab.__file__).parent
     sources = sorted(
         [
-            *(package / "not_digit").glob("*.py"),
+            *(
+                source
+                for source in (package / "not_digit").glob("*.py")
+                if source.name not in SCORING_MODULES
+            ),
             package / "styles.py",
             *(package / "images").glob("*.py"),
         ]
