@@ -85,6 +85,18 @@ def test_a_reader_that_dies_leaves_the_reading_to_the_server_process(
     assert client.app.state.readers is None
 
 
+def test_a_read_that_finds_its_readers_stopped_is_read_in_the_server_process(
+    client: TestClient, numbers: list[bytes]
+):
+    expected = post_read(client, numbers[1]).json()
+    # As when a model swap stops the readers between a read's arrival and its turn.
+    client.app.state.readers.close(wait=True)
+    response = post_read(client, numbers[1])
+    assert response.status_code == 200
+    assert response.json() == expected
+    assert client.app.state.readers is None
+
+
 def test_a_swapped_model_gets_readers_of_its_own(
     client: TestClient, numbers: list[bytes], tmp_path: Path
 ):

@@ -102,11 +102,14 @@ class Readers:
 
         async def in_a_reader() -> NumberReading:
             try:
-                return await loop.run_in_executor(
-                    self._executor, _read, data, name, max_memory_bytes
-                )
-            except (BrokenProcessPool, RuntimeError) as error:
-                # RuntimeError: the pool was shut down (a model swap) while this read waited.
+                # Refused (RuntimeError) when the readers were stopped, by a model swap,
+                # while this read waited.
+                reading = loop.run_in_executor(self._executor, _read, data, name, max_memory_bytes)
+            except RuntimeError as error:
+                raise ReadersUnavailableError(str(error)) from error
+            try:
+                return await reading
+            except BrokenProcessPool as error:
                 raise ReadersUnavailableError(str(error)) from error
 
         return await wait_for_lane(self._lane, in_a_reader)
