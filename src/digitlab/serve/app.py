@@ -236,7 +236,7 @@ async def serve_predictor(app: FastAPI, predictor: Predictor) -> InferenceBatche
     reader = await anyio.to_thread.run_sync(batched_predictor, batcher, predictor)
     previous: InferenceBatcher | None = getattr(app.state, "batcher", None)
     app.state.reader, app.state.batcher, app.state.predictor = reader, batcher, predictor
-    start_readers(app, predictor, app.state.reader_processes)
+    start_readers(app, predictor)
     return previous
 
 

@@ -56,11 +56,13 @@ async def read_upload(request: Request, data: bytes, name: str) -> NumberReading
     return await in_decode_lane(request, data, name, reader, small_on_loop=False)
 
 
-def start_readers(app: FastAPI, predictor: Predictor, processes: int) -> None:
-    """Replace `app`'s readers, if any, by `processes` readers of `predictor`'s model,
-    started in the background (`readers_started` waits for them); none when `processes`
-    is 0 or they cannot load the model (`can_read_with`). Call inside the event loop."""
+def start_readers(app: FastAPI, predictor: Predictor) -> None:
+    """Replace `app`'s readers, if any, by `app.state.reader_processes` readers of
+    `predictor`'s model, started in the background (`readers_started` waits for them);
+    none when that is 0 or they cannot load the model (`can_read_with`). Call inside the
+    event loop."""
     stop_readers(app, wait=False)
+    processes: int = app.state.reader_processes
     if processes < 1 or not can_read_with(predictor):
         return
     assert predictor.source is not None

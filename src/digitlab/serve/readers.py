@@ -91,7 +91,7 @@ class Readers:
         # only once its reader has started, and none has until all have (`_start_reader`),
         # though one reader may run several of these tasks.
         with _ctrl_c_blocked():
-            ready = [loop.run_in_executor(self._executor, _is_ready) for _ in range(self.processes)]
+            ready = [loop.run_in_executor(self._executor, _started) for _ in range(self.processes)]
         await asyncio.gather(*ready)
 
     async def read(self, data: bytes, name: str, max_memory_bytes: int) -> NumberReading:
@@ -165,8 +165,8 @@ def _end_with_server(server_pid: int) -> None:
     os._exit(0)
 
 
-def _is_ready() -> bool:
-    return _reader is not None
+def _started() -> None:
+    """Nothing: a task that ends once the reader that runs it has started."""
 
 
 def _read(data: bytes, name: str, max_memory_bytes: int) -> NumberReading:
