@@ -231,6 +231,27 @@ def test_a_digit_with_a_long_tail_reads_as_one(held_out_digits, predictor, index
     assert x1 - x0 > 1.7 * (y1 - y0)
 
 
+@pytest.mark.parametrize(
+    ("picked", "seed", "with_stray"),
+    [
+        ((9640, 5676, 8503, 9147, 4113, 1939), 1, "7149721"),
+        ((5676, 8228, 6175, 6493), 0, "14048"),
+        ((7312, 2783, 883, 8112, 6214, 8047), 0, "3832192"),
+        ((6281, 7011, 5457), 2, "2811"),
+    ],
+)
+def test_a_stray_stroke_joins_its_neighbour(
+    held_out_digits, predictor, monkeypatch, picked, seed, with_stray
+):
+    # MNIST test digits with a stroke drawn apart: dots before a 4 (5676), a 2's tail
+    # (8112), a 1's dot (5457). Each stray is a confident 1 on its own and was read as one.
+    x_test, y_test = held_out_digits
+    item = compose_number(x_test[list(picked)], y_test[list(picked)], np.random.default_rng(seed))
+    assert read_number(item.data, predictor).number == item.number
+    monkeypatch.setattr(number_module, "STRAY_INK", 0.0)
+    assert read_number(item.data, predictor).number == with_stray
+
+
 def _bar(top, left, height, width):
     return Piece(top, left, np.ones((height, width), bool))
 

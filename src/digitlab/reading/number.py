@@ -9,7 +9,8 @@ and a wide blob is read as the run of parts between its candidate seams that the
 classifier finds most likely, with a prior against parts too wide to be one digit (the
 classifier-scored cut search of the issue). A model with a not-a-digit head also says how
 much each candidate looks like a digit, and the part scorer, trained on the cut search's
-own candidates, how likely each is one whole digit rather than a half or a pair.
+own candidates, how likely each is one whole digit rather than a half or a pair; a small
+piece it finds no whole digit is a stray stroke, joined to a neighbour.
 """
 
 from __future__ import annotations
@@ -75,6 +76,19 @@ JOIN_WIDTH = 1.1
 
 JOIN_GAP = 0.1
 """... and at most this far apart (a share of the typical digit height)."""
+
+STRAY_INK = 0.3
+"""A digit read from a whole piece (not cut from a blob) holding less ink than this share
+of the median digit's ..."""
+
+STRAY_WHOLE = 0.5
+"""... that the part scorer, seeing it with the ink around it, finds less likely than this
+to be one whole digit is a stray stroke of a neighbour (a dot beside a 4, a 1's second
+stroke drawn apart) ..."""
+
+STRAY_GAP = 0.5
+"""... and joins whichever neighbour at most this far from it (a share of the typical
+digit height) the classifier finds the more confident digit with it."""
 
 
 @dataclass(frozen=True)
@@ -161,9 +175,13 @@ def find_digits(ink: np.ndarray, scorer: _Scorer) -> list[Piece]:
     pieces = _pieces(ink, scorer)
     height = typical_height(pieces)
     digits: list[Piece] = []
+    uncut: list[Piece] = []
     for piece in pieces:
-        digits.extend(_segment(piece, ink, scorer, height))
-    return left_to_right(digits)
+        parts = _segment(piece, ink, scorer, height)
+        digits.extend(parts)
+        if parts[0] is piece:
+            uncut.append(piece)
+    return _join_strays(left_to_right(digits), uncut, scorer, height)
 
 
 def cut_candidates(
@@ -212,6 +230,58 @@ def _join_side_by_side(pieces: list[Piece], scorer: _Scorer) -> list[Piece]:
         _, index, union = max(gains, key=lambda gain: gain[0])
         pieces = [*pieces[:index], union, *pieces[index + 2 :]]
     return pieces
+
+
+def _join_strays(
+    digits: list[Piece], uncut: list[Piece], scorer: _Scorer, height: float
+) -> list[Piece]:
+    """`digits` (left to right) with each stray joined to the neighbour that the classifier
+    finds the more confident digit with it. A stray is one of the `uncut` pieces with
+    under `STRAY_INK` of the median digit's ink that the part scorer finds unlikely to be
+    one whole digit (`STRAY_WHOLE`), with a neighbour within `STRAY_GAP` digit heights:
+    a stroke broken off its digit that the side-by-side joins left apart, since it is a
+    confident 1 on its own."""
+    while len(digits) > 1:
+        stray = _stray(digits, uncut, scorer, height)
+        if stray is None:
+            return digits
+        index, neighbours = stray
+        unions = [digits[index].union(digits[other]) for other in neighbours]
+        best = int(np.argmax(scorer.confidences(unions)))
+        first = min(index, neighbours[best])
+        digits = [*digits[:first], unions[best], *digits[first + 2 :]]
+    return digits
+
+
+def _stray(
+    digits: list[Piece], uncut: list[Piece], scorer: _Scorer, height: float
+) -> tuple[int, list[int]] | None:
+    """The stray among `digits` with the least ink, and its neighbours close enough to
+    join (their indices); None when there is none."""
+    inks = np.array([digit.mask.sum() for digit in digits])
+    small = [
+        index
+        for index, digit in enumerate(digits)
+        if inks[index] < STRAY_INK * np.median(inks) and any(digit is piece for piece in uncut)
+    ]
+    if not small:
+        return None
+    whole = scorer.wholeness_alone([digits[index] for index in small], height)
+    strays = [index for index, chance in zip(small, whole, strict=True) if chance < STRAY_WHOLE]
+    for index in sorted(strays, key=lambda index: inks[index]):
+        neighbours = [
+            other
+            for other in (index - 1, index + 1)
+            if 0 <= other < len(digits) and _gap(digits[index], digits[other]) <= STRAY_GAP * height
+        ]
+        if neighbours:
+            return index, neighbours
+    return None
+
+
+def _gap(a: Piece, b: Piece) -> int:
+    """The columns between two pieces (negative when they share columns)."""
+    return max(b.left - a.right, a.left - b.right)
 
 
 def _segment(piece: Piece, ink: np.ndarray, scorer: _Scorer, height: float) -> list[Piece]:
@@ -360,6 +430,13 @@ class _Scorer:
         )
         for part, row in zip(parts, probabilities, strict=True):
             self._in_context[self._key(part)] = row[:NOT_WHOLE]
+        return 1.0 - probabilities[:, NOT_WHOLE]
+
+    def wholeness_alone(self, pieces: list[Piece], height: float) -> np.ndarray:
+        """The part scorer's chance that each piece, seen with the ink around it as the cut
+        search's parts are, is one whole digit (one call for all of them)."""
+        views = np.concatenate([part_views(self._ink, piece, [piece], height) for piece in pieces])
+        probabilities = shipped_part_scorer().probabilities(views)
         return 1.0 - probabilities[:, NOT_WHOLE]
 
     def use_all_ink(self, piece: Piece) -> None:
