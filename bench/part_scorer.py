@@ -1,14 +1,14 @@
 """Train the reader's part scorer and measure how well it tells whole digits from the other
 candidates of the cut search (issue 17).
 
-Candidate parts come from numbers composed of MNIST *training* digits (the first 54,000 to
-train, the last 6,000 to watch the epochs), in every gap kind and look
-(`digitlab.training.part_scorer`). The figures are on parts of numbers of MNIST *test*
-digits, which nothing was fitted on: the AUROC of "one whole digit" against every other
-candidate, for the part scorer and for what the reader weighed candidates by before it
-(the classifier's top probability times its digit score), and the share of parts whose
-class the part scorer gets right. `--out` writes the trained scorer as ONNX (the shipped
-one is src/digitlab/pretrained/part_scorer.onnx).
+Candidate parts, and the pieces the reader does not cut seen alone, come from numbers
+composed of MNIST *training* digits (the first 54,000 to train, the last 6,000 to watch the
+epochs), in every gap kind and look (`digitlab.training.part_scorer`). The figures are on
+parts of numbers of MNIST *test* digits, which nothing was fitted on: the AUROC of "one
+whole digit" against every other candidate, for the part scorer and for what the reader
+weighed candidates by before it (the classifier's top probability times its digit score),
+and the share of parts whose class the part scorer gets right. `--out` writes the trained
+scorer as ONNX (the shipped one is src/digitlab/pretrained/part_scorer.onnx).
 
     .venv/bin/python bench/part_scorer.py [--numbers 12000] [--epochs 6] [--seed 0] [--out F]
 """

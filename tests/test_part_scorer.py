@@ -11,7 +11,7 @@ from sklearn.metrics import roc_auc_score
 from digitlab.images import decode, extract_ink, to_grayscale
 from digitlab.inference.predictor import Predictor
 from digitlab.number_images import compose_number
-from digitlab.reading.number import cut_candidates
+from digitlab.reading.number import SPLIT_WIDTH, cut_candidates
 from digitlab.reading.part_scorer import NOT_WHOLE, PartScorer, shipped_part_scorer
 from digitlab.reading.part_view import VIEW_COLUMNS, VIEW_ROWS, part_views
 from digitlab.reading.segment import Piece, blobs
@@ -121,6 +121,23 @@ def test_views_are_box_filtered_as_the_scorers_training_views_were(mnist):
         part_views(joined, blob, parts, 9.0), _pillow_views(joined, blob, parts, 9.0), atol=1e-6
     )
     assert cases > 30
+
+
+def test_pieces_too_narrow_to_cut_are_candidates_alone(mnist):
+    # The reader asks the scorer whether a piece it does not cut is a stray, so the scorer
+    # is trained on such pieces too: each is its own one candidate.
+    _, (x_test, y_test) = mnist
+    ones = np.flatnonzero(y_test == 1)[:3]
+    others = np.flatnonzero(y_test == 8)[:3]
+    picked = np.array([others[0], ones[0], others[1], ones[1], others[2], ones[2]])
+    item = compose_number(x_test[picked], y_test[picked], np.random.default_rng(4))
+    ink = extract_ink(to_grayscale(decode(item.data)))
+    alone = [
+        blob
+        for blob, parts, height in cut_candidates(ink, Predictor.load(threads=1))
+        if blob.width < SPLIT_WIDTH * height and len(parts) == 1 and parts[0] is blob
+    ]
+    assert len(alone) >= 3
 
 
 @pytest.fixture(scope="module")

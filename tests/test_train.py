@@ -366,7 +366,10 @@ def test_run_interrupted_before_its_first_epoch_resumes_from_epoch_zero(tmp_path
         process.kill()
         process.wait()
     stderr = stderr_path.read_text()
-    assert process.returncode == 130, stderr[-2000:]
+    # 130 is what a shell shows for a program stopped by Ctrl-C, whether it exits with 130
+    # or dies of the signal. Two full-suite runs (of more than a dozen) ended by the
+    # signal after printing the hint, with no traceback; never reproduced in isolation.
+    assert process.returncode in (130, -signal.SIGINT), stderr[-2000:]
     assert not (run_dir / "checkpoints" / "state.json").exists()
     hint = stderr.strip().splitlines()[-1]
     assert hint.endswith(f"digitlab train --resume {run_dir}"), stderr[-2000:]

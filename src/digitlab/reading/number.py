@@ -187,14 +187,15 @@ def find_digits(ink: np.ndarray, scorer: _Scorer) -> list[Piece]:
 def cut_candidates(
     ink: np.ndarray, predictor: Predictor
 ) -> Iterator[tuple[Piece, list[Piece], float]]:
-    """Each piece of `ink` that the reader weighs cutting, with its candidate parts and the
-    typical digit height: what the part scorer is trained on."""
+    """Each piece of `ink` with the candidates the part scorer judges in it, and the typical
+    digit height: what the part scorer is trained on. A piece that may be several digits
+    brings its cut search's candidate parts; any other is its own one candidate, judged
+    alone as when the reader asks whether it is a stray."""
     pieces = _pieces(ink, _Scorer(ink, predictor))
     height = typical_height(pieces)
     for piece in pieces:
         cut = cut_parts(piece, ink, height)
-        if cut is not None:
-            yield piece, list(cut[0].values()), height
+        yield piece, [piece] if cut is None else list(cut[0].values()), height
 
 
 def _pieces(ink: np.ndarray, scorer: _Scorer) -> list[Piece]:

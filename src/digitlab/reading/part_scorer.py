@@ -1,10 +1,12 @@
-"""The part scorer: how likely a candidate cut out of a blob is exactly one whole digit.
+"""The part scorer: how likely a candidate cut out of a blob, or a piece seen alone, is
+exactly one whole digit.
 
 The digit classifier sees a candidate alone, normalised, and half of a wide 0 or a 9's
 loop apart from its stem is a confident digit there. The part scorer is a small network
-trained on the cut search's own candidates (numbers composed of MNIST *training* digits,
-every gap kind and look; `digitlab.training.part_scorer`), shown each candidate with the
-ink around it (`part_view`). It answers 11 probabilities: the ten digits when the part is
+trained on the cut search's own candidates and on every piece the reader does not cut
+(numbers composed of MNIST *training* digits, every gap kind and look;
+`digitlab.training.part_scorer`), shown each candidate with the ink around it
+(`part_view`). It answers 11 probabilities: the ten digits when the part is
 one whole digit, and "not one whole digit" last. The reader weighs each candidate by the
 chance that it is whole, and reads a part the search weighed by both networks: a part cut
 through an overlap keeps a stray end of its neighbour's stroke, which the scorer, trained

@@ -2,15 +2,16 @@
 
 Numbers of MNIST *training* digits are composed (every gap kind and look of
 `number_images`) and read as the reader reads them, up to the cut search: every candidate
-part of every blob that may be several digits is viewed with the ink around it
-(`part_view`) and labelled from the true digit boxes. A part is one whole digit when its
-columns and one digit's columns cover at least `WHOLE` of each other (a cut through an
-overlap of up to a fifth of a digit's width still leaves that) and it holds under
-`HOLDS_ANOTHER` of any other digit's columns, and is labelled with that digit; it is not
-one whole digit ("not whole", class 10) when they cover under `PART` of each other, or
-when it holds that much of another digit (a thin 1 that overlaps a 2 adds few columns to
-the 2's, but it is two digits); the parts in between are left out of training, since
-either answer is defensible there.
+part of every blob that may be several digits, and every other piece alone (a narrow digit,
+or a stroke broken off one: the reader asks whether such a piece is a stray), is viewed
+with the ink around it (`part_view`) and labelled from the true digit boxes. A part is one
+whole digit when its columns and one digit's columns cover at least `WHOLE` of each other
+(a cut through an overlap of up to a fifth of a digit's width still leaves that) and it
+holds under `HOLDS_ANOTHER` of any other digit's columns, and is labelled with that digit;
+it is not one whole digit ("not whole", class 10) when they cover under `PART` of each
+other, or when it holds that much of another digit (a thin 1 that overlaps a 2 adds few
+columns to the 2's, but it is two digits); the parts in between are left out of training,
+since either answer is defensible there.
 """
 
 from __future__ import annotations
@@ -95,9 +96,9 @@ def part_set(
 def _number_parts(
     item: ComposedNumber, predictor: Predictor, judged_alone: bool
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """For each blob of `item` that the reader weighs cutting: its labelled parts' views
-    (uint8), classes and, with `judged_alone`, the classifier's confidence times digit
-    score for each (else zeros)."""
+    """For each piece of `item` (`cut_candidates`): its labelled candidates' views (uint8),
+    classes and, with `judged_alone`, the classifier's confidence times digit score for
+    each (else zeros)."""
     gray = to_grayscale(decode(item.data, "number"), "number")
     ink = extract_ink(gray, "number")
     scale = gray.shape[1] / read_header(item.data, "number").width
