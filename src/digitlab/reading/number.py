@@ -9,8 +9,9 @@ and a wide blob is read as the run of parts between its candidate seams that the
 classifier finds most likely, with a prior against parts too wide to be one digit (the
 classifier-scored cut search of the issue). A model with a not-a-digit head also says how
 much each candidate looks like a digit, and the part scorer, trained on the cut search's
-own candidates, how likely each is one whole digit rather than a half or a pair; a small
-piece it finds no whole digit is a stray stroke, joined to a neighbour.
+own candidates and on the uncut pieces alone, how likely each is one whole digit rather
+than a half or a pair; a small piece it finds no whole digit is a stray stroke, joined to
+a neighbour.
 """
 
 from __future__ import annotations
