@@ -8,9 +8,12 @@ page, a line under the number). Each is read from its file bytes with the shippe
 ONNX Runtime. Prints whole-number and per-digit accuracy (a digit counts when the number
 has the right length and that digit is right) by gap kind, by length, by look, and for the
 issue's targets (2 to 6 digits in MNIST's own strokes) by gap kind; and numbers read per
-second (one thread, in-process).
+second (one thread, in-process). With `--hand drawn`, the digits are not MNIST's but drawn
+afresh for each number from stroke skeletons by a random hand (`drawn_digits.py`): writing
+no network here was trained on.
 
     .venv/bin/python bench/read_numbers.py [--per-cell 40] [--seed 0] [--looks plain ...]
+                                           [--hand mnist|drawn]
 """
 
 from __future__ import annotations
@@ -25,11 +28,16 @@ from digitlab.data.sources import load_mnist
 from digitlab.inference.predictor import Predictor
 from digitlab.number_images import GAPS, LOOKS, compose_number
 from digitlab.reading import read_number
+from drawn_digits import draw_digits
 
 LENGTHS = range(2, 9)
 TARGET_LENGTH = 6
 """The issue's accuracy targets are for numbers of 2 to 6 MNIST digits in their own strokes:
-those rows are printed apart ("2-6 MNIST digits, GAP")."""
+those rows are printed apart ("2-6 MNIST digits, GAP"; "2-6 drawn digits, GAP" with
+`--hand drawn`)."""
+
+HANDS = {"mnist": "MNIST", "drawn": "drawn"}
+"""`--hand`: whose digits the numbers are written in, and how the rows name them."""
 
 
 def main() -> None:
@@ -41,6 +49,9 @@ def main() -> None:
     parser.add_argument(
         "--looks", nargs="+", choices=LOOKS, default=list(LOOKS), help="looks (default: all)"
     )
+    parser.add_argument(
+        "--hand", choices=HANDS, default="mnist", help="MNIST test digits or drawn ones"
+    )
     args = parser.parse_args()
     _, (x_test, y_test) = load_mnist()
     predictor = Predictor.load(threads=1)
@@ -51,21 +62,25 @@ def main() -> None:
         for gap in GAPS:
             for length in LENGTHS:
                 for _ in range(args.per_cell):
-                    picked = rng.integers(0, len(x_test), size=length)
-                    item = compose_number(x_test[picked], y_test[picked], rng, gap, look)
+                    if args.hand == "drawn":
+                        digits, labels = draw_digits(length, rng)
+                    else:
+                        picked = rng.integers(0, len(x_test), size=length)
+                        digits, labels = x_test[picked], y_test[picked]
+                    item = compose_number(digits, labels, rng, gap, look)
                     start = time.perf_counter()
                     number = read_number(item.data, predictor).number
                     seconds += time.perf_counter() - start
                     right = sum(a == b for a, b in zip(number, item.number, strict=False))
-                    digits = right if len(number) == length else 0
+                    counted = right if len(number) == length else 0
                     keys = [("gap", gap), ("length", str(length)), ("look", look)]
                     if look == "plain" and length <= TARGET_LENGTH:
-                        keys.append(("2-6 MNIST digits,", gap))
+                        keys.append((f"2-6 {HANDS[args.hand]} digits,", gap))
                     for key in keys:
                         tally = tallies[key]
                         tally[0] += number == item.number
                         tally[1] += 1
-                        tally[2] += digits
+                        tally[2] += counted
                         tally[3] += length
     # Per digit to two decimals: its target is 99%, which one decimal rounds 98.95% up to.
     print(f"{'group':<32}{'numbers':>9}{'whole-number':>14}{'per-digit':>11}")
