@@ -19,6 +19,7 @@ import argparse
 
 import numpy as np
 
+from digitlab.inference.predictor import Predictor
 from digitlab.not_digit.glyphs import Glyph, curve, line
 from digitlab.not_digit.non_digits import render_glyph
 
@@ -118,8 +119,6 @@ def _draw(digit: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def main() -> None:
-    from digitlab.inference.predictor import Predictor
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000, help="digits per skeleton")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from digitlab.reading import read_number
 from digitlab.serve.uploads import wait_for_lane
 
 if TYPE_CHECKING:
@@ -170,6 +171,4 @@ def _started() -> None:
 
 
 def _read(data: bytes, name: str, max_memory_bytes: int) -> NumberReading:
-    from digitlab.reading import read_number
-
     return read_number(data, _reader, name=name, max_memory_bytes=max_memory_bytes)
