@@ -211,3 +211,13 @@ def attach_branch(model: keras.Model, branch: keras.Model, threshold: float) -> 
         [model.outputs[0], shifted([model.inputs[0], last_dense(model).input])]
     )
     return keras.Model(model.inputs, outputs, name=model.name)
+
+
+def without_branch(model: keras.Model) -> keras.Model:
+    """The digit classifier of `model` alone (N x 10 probabilities), sharing its layers:
+    `model` itself when it has no not-a-digit branch."""
+    import keras
+
+    if not any(layer.name == BRANCH_NAME for layer in model.layers):
+        return model
+    return keras.Model(model.inputs, model.get_layer(OUTPUT_LAYER).input[0], name=model.name)
