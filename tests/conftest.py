@@ -8,12 +8,14 @@ trained, so that a session without one starts in a second instead of several.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The user data folder (where servers keep people's samples) is a fresh one per session, so
 # that no test, nor any server it starts, reads or writes the user's own.
-os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="digitlab-test-data-")
+USER_DATA = tempfile.mkdtemp(prefix="digitlab-test-data-")
+os.environ["XDG_DATA_HOME"] = USER_DATA
 
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -33,6 +35,11 @@ MnistArrays = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]
 #: Worker processes of the real server: two, so that every test of it covers the
 #: multi-process set-up `digitlab serve` uses on a machine with several cores.
 SERVER_WORKERS = 2
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the session's user data folder: every server the suite started has stopped."""
+    shutil.rmtree(USER_DATA, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
