@@ -30,6 +30,7 @@ from digitlab.reading.segment import (
     join_fragments,
     typical_height,
 )
+from digitlab.reading.specks import give_back_specks
 from digitlab.styles import render
 from trained_models import with_ink_head
 
@@ -252,8 +253,53 @@ def test_a_stray_stroke_joins_its_neighbour(
     assert read_number(item.data, predictor).number == with_stray
 
 
+@pytest.mark.parametrize(
+    ("picked", "seed", "without_specks"),
+    [
+        ((8248, 9620), 8, "77"),
+        ((2588, 3482, 6577), 0, "721"),
+        ((6632, 1216, 3929), 0, "775"),
+        ((5715, 9852, 6569), 0, "672"),
+    ],
+)
+def test_a_faint_digit_keeps_the_specks_a_bold_neighbour_would_drop(
+    held_out_digits, predictor, monkeypatch, picked, seed, without_specks
+):
+    # MNIST test digits drawn with a light pen: a 9 whose loop is broken (read as 7), a 7's
+    # end (read as 1), a 3 in dots (read as 2). Alone, `to_mnist` keeps these bits.
+    x_test, y_test = held_out_digits
+    item = compose_number(x_test[list(picked)], y_test[list(picked)], np.random.default_rng(seed))
+    assert read_number(item.data, predictor).number == item.number
+    monkeypatch.setattr(number_module, "give_back_specks", lambda digits, *_: digits)
+    assert read_number(item.data, predictor).number == without_specks
+
+
 def _bar(top, left, height, width):
     return Piece(top, left, np.ones((height, width), bool))
+
+
+def test_a_digit_takes_back_its_own_specks_and_no_others():
+    # Two digits 40 rows tall: a bold one (20 x 40 of ink, 800) and a light one (6 x 40,
+    # 240). Specks of 16 and 9: 5% of the bold digit's blob is 40, so `extract_ink` drops
+    # them all; 5% of the light digit's is 12.
+    ink = np.zeros((60, 120), np.float32)
+    ink[10:50, 10:30] = 1.0
+    ink[10:50, 70:76] = 1.0
+    specks = np.zeros_like(ink)
+    specks[20:24, 78:82] = 1.0  # beside the light digit, 16: its own
+    specks[52:55, 66:69] = 1.0  # under the light digit, 9: under 5% of it
+    specks[20:24, 48:52] = 1.0  # between the two, out of both reaches: dust
+    specks[5:9, 12:16] = 1.0  # on the bold digit, 16: under 5% of it
+    bold, light = Piece(10, 10, np.ones((40, 20), bool)), Piece(10, 70, np.ones((40, 6), bool))
+    given = give_back_specks([bold, light], ink, specks, height=40.0)
+    assert given[0] is bold
+    assert given[1].left == 70 and given[1].right == 82 and given[1].mask.sum() == 240 + 16
+    # The dots of a faint digit's lower half, below its upper half, are its own too.
+    upper = Piece(10, 70, np.ones((20, 6), bool))
+    ink[30:50, 70:76] = 0.0
+    specks[:] = 0.0
+    specks[40:44, 71:75] = 1.0
+    assert give_back_specks([bold, upper], ink, specks, 40.0)[1].bottom == 44
 
 
 def test_stacked_pieces_join_and_neighbours_sharing_rows_stay_apart():

@@ -235,6 +235,13 @@ def extract_ink(gray: np.ndarray, name: str = "the image") -> np.ndarray:
     far smaller than the largest one are dropped.
     Raises `NoDigitFoundError` for blank or near-blank images.
     """
+    return ink_and_specks(gray, name)[0]
+
+
+def ink_and_specks(gray: np.ndarray, name: str = "the image") -> tuple[np.ndarray, np.ndarray]:
+    """`extract_ink`'s ink, and beside it the specks it dropped (the same scale, zero
+    elsewhere): the number reader gives a digit back the specks that are its own.
+    Raises what `extract_ink` raises."""
     signal = (1.0 - gray) if ink_is_dark(gray) else gray
     deviation = signal - paper_level(signal)
     contrast = float(smooth(deviation).max())
@@ -249,11 +256,12 @@ def extract_ink(gray: np.ndarray, name: str = "the image") -> np.ndarray:
     # a floor of a few percent of the ink keeps those ripples out of the bounding box.
     paper_top = paper_median + 3 * noise
     floor = min(max(paper_top, FLOOR_SHARE * core), core / 2)
-    ink = np.clip((deviation - floor) / (core - floor), 0.0, 1.0).astype(np.float32)
-    ink = remove_specks(remove_page_edges(remove_rules(ink)))
+    found = np.clip((deviation - floor) / (core - floor), 0.0, 1.0).astype(np.float32)
+    found = remove_page_edges(remove_rules(found))
+    ink = remove_specks(found)
     if np.count_nonzero(ink >= 0.5) < MIN_INK_PIXELS:
         raise NoDigitFoundError(f"{name}: no digit found (only specks, no stroke)")
-    return ink
+    return ink, found - ink
 
 
 def remove_specks(ink: np.ndarray) -> np.ndarray:

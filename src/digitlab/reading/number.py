@@ -27,7 +27,7 @@ import numpy as np
 from digitlab.images import (
     ImageSource,
     decode,
-    extract_ink,
+    ink_and_specks,
     normalize_digit,
     read_header,
     to_grayscale,
@@ -45,6 +45,7 @@ from digitlab.reading.segment import (
     left_to_right,
     typical_height,
 )
+from digitlab.reading.specks import give_back_specks
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -148,13 +149,15 @@ def read_number(
     decoded = decode(image, name, max_memory_bytes)
     size = _original_size(image, decoded, name)
     gray = to_grayscale(decoded, name)
-    ink = extract_ink(gray, name)
+    ink, specks = ink_and_specks(gray, name)
     scorer = _Scorer(ink, predictor)
     pieces = find_digits(ink, scorer)
     if len(pieces) == 1:
         # Exactly what `to_mnist` gives: all the ink, specks it keeps included.
         pieces = [from_mask(ink > 0) or pieces[0]]
         scorer.use_all_ink(pieces[0])
+    else:
+        pieces = scorer.give_back_specks(pieces, specks)
     scorer.score(pieces)
     scale = (size[0] / gray.shape[1], size[1] / gray.shape[0])
     digits = tuple(scorer.reading(piece, scale, size) for piece in pieces)
@@ -440,6 +443,17 @@ class _Scorer:
         views = np.concatenate([part_views(self._ink, piece, [piece], height) for piece in pieces])
         probabilities = shipped_part_scorer().probabilities(views)
         return 1.0 - probabilities[:, NOT_WHOLE]
+
+    def give_back_specks(self, digits: list[Piece], specks: np.ndarray) -> list[Piece]:
+        """`digits`, each with the specks that are its own (`specks.give_back_specks`); the
+        specks' ink joins the scorer's, and a digit that takes specks keeps the part
+        scorer's probabilities of it."""
+        given = give_back_specks(digits, self._ink, specks, typical_height(digits))
+        self._ink = self._ink + specks
+        for old, new in zip(digits, given, strict=True):
+            if new is not old and self._key(old) in self._in_context:
+                self._in_context[self._key(new)] = self._in_context[self._key(old)]
+        return given
 
     def use_all_ink(self, piece: Piece) -> None:
         """Score `piece` from all the ink in its box, as `to_mnist` does (specks kept), by

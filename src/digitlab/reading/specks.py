@@ -1,0 +1,74 @@
+"""Specks given back to their digit: the small bits of a digit's own ink that finding the
+ink of a whole number drops.
+
+`extract_ink` drops blobs under `SPECK_FRACTION` of the image's largest blob. In an image of
+one digit that largest blob is the digit, so a light pen's broken-off bit of a 9's loop or
+the dots of a faint 3 stay. In a number the largest blob may be a bold neighbour, or two
+touching digits, and the same bits fall under the bar: the 9 is read as 7, the 3 as 2. So
+the number's specks are kept aside, and once the digits are found each digit takes back the
+specks in its reach that `to_mnist` would have kept for it alone: those of at least
+`SPECK_FRACTION` of its own largest blob. Specks in no digit's reach (dust, paper grain, a
+full stop) stay out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from digitlab.images.mnist_style import SPECK_FRACTION
+from digitlab.reading.segment import Piece, blobs
+
+SPECK_REACH = 0.15
+"""A speck belongs to a digit when its centre lies within this share of the typical digit
+height of the digit's columns, and of the rows a whole digit would take from the digit's top
+or from its bottom (the dots of a faint 3's lower half lie below its upper half)."""
+
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+def give_back_specks(
+    digits: list[Piece], ink: np.ndarray, specks: np.ndarray, height: float
+) -> list[Piece]:
+    """`digits` (pieces of `ink`), each joined by the specks (blobs of `specks`, the ink
+    `extract_ink` dropped) in its reach and of at least `SPECK_FRACTION` of its own largest
+    blob's ink; a speck in the reach of two digits goes to the one it is nearer to."""
+    owned: list[list[Piece]] = [[] for _ in digits]
+    for speck in blobs(specks):
+        owner = _owner(speck, digits, height)
+        if owner is not None and _mass(speck, specks) >= SPECK_FRACTION * _largest_blob(
+            digits[owner], ink
+        ):
+            owned[owner].append(speck)
+    result = []
+    for digit, extra in zip(digits, owned, strict=True):
+        for speck in extra:
+            digit = digit.union(speck)
+        result.append(digit)
+    return result
+
+
+def _owner(speck: Piece, digits: list[Piece], height: float) -> int | None:
+    """The index of the digit whose reach holds `speck`'s centre, the nearest by columns if
+    several."""
+    reach = SPECK_REACH * height
+    row = (speck.top + speck.bottom) / 2
+    column = speck.centre_x
+    near = [
+        (abs(column - digit.centre_x), index)
+        for index, digit in enumerate(digits)
+        if digit.left - reach <= column <= digit.right + reach
+        and digit.bottom - height - reach <= row <= digit.top + height + reach
+    ]
+    return min(near)[1] if near else None
+
+
+def _mass(piece: Piece, ink: np.ndarray) -> float:
+    return float(piece.ink(ink).sum())
+
+
+def _largest_blob(piece: Piece, ink: np.ndarray) -> float:
+    """The ink of the largest 8-connected blob of `piece`."""
+    values = piece.ink(ink)
+    labels, count = ndimage.label(piece.mask, structure=_EIGHT_CONNECTED)
+    return float(ndimage.sum_labels(values, labels, index=np.arange(1, count + 1)).max())
