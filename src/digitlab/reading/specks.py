@@ -49,18 +49,19 @@ def give_back_specks(
 
 
 def _owner(speck: Piece, digits: list[Piece], height: float) -> int | None:
-    """The index of the digit whose reach holds `speck`'s centre, the nearest by columns if
-    several."""
+    """The index of the digit whose reach holds `speck`'s centre; if several, the one whose
+    columns it lies nearest to (within both: the one whose middle it is nearer to), so that
+    a bit beside a wide digit is not given to a thin neighbour."""
     reach = SPECK_REACH * height
     row = (speck.top + speck.bottom) / 2
     column = speck.centre_x
     near = [
-        (abs(column - digit.centre_x), index)
+        (max(0.0, digit.left - column, column - digit.right), abs(column - digit.centre_x), index)
         for index, digit in enumerate(digits)
         if digit.left - reach <= column <= digit.right + reach
         and digit.bottom - height - reach <= row <= digit.top + height + reach
     ]
-    return min(near)[1] if near else None
+    return min(near)[2] if near else None
 
 
 def _mass(piece: Piece, ink: np.ndarray) -> float:
