@@ -34,11 +34,14 @@ def give_back_specks(
     `extract_ink` dropped) in its reach and of at least `SPECK_FRACTION` of its own largest
     blob's ink; a speck in the reach of two digits goes to the one it is nearer to."""
     owned: list[list[Piece]] = [[] for _ in digits]
+    largest: dict[int, float] = {}
     for speck in blobs(specks):
         owner = _owner(speck, digits, height)
-        if owner is not None and _mass(speck, specks) >= SPECK_FRACTION * _largest_blob(
-            digits[owner], ink
-        ):
+        if owner is None:
+            continue
+        if owner not in largest:
+            largest[owner] = _largest_blob(digits[owner], ink)
+        if _mass(speck, specks) >= SPECK_FRACTION * largest[owner]:
             owned[owner].append(speck)
     result = []
     for digit, extra in zip(digits, owned, strict=True):
