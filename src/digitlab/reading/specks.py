@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from digitlab.images.mnist_style import SPECK_FRACTION
-from digitlab.reading.segment import Piece, blobs
+from digitlab.reading.segment import Piece
 
 SPECK_REACH = 0.15
 """A speck belongs to a digit when its centre lies within this share of the typical digit
@@ -33,16 +33,21 @@ def give_back_specks(
     """`digits` (pieces of `ink`), each joined by the specks (blobs of `specks`, the ink
     `extract_ink` dropped) in its reach and of at least `SPECK_FRACTION` of its own largest
     blob's ink; a speck in the reach of two digits goes to the one it is nearer to."""
+    labels, count = ndimage.label(specks > 0, structure=_EIGHT_CONNECTED)
+    if count == 0:
+        return digits
+    masses = ndimage.sum_labels(specks, labels, index=np.arange(1, count + 1))
     owned: list[list[Piece]] = [[] for _ in digits]
     largest: dict[int, float] = {}
-    for speck in blobs(specks):
-        owner = _owner(speck, digits, height)
+    for label, (rows, columns) in enumerate(ndimage.find_objects(labels), start=1):
+        centre = ((rows.start + rows.stop) / 2, (columns.start + columns.stop) / 2)
+        owner = _owner(centre, digits, height)
         if owner is None:
             continue
         if owner not in largest:
             largest[owner] = _largest_blob(digits[owner], ink)
-        if _mass(speck, specks) >= SPECK_FRACTION * largest[owner]:
-            owned[owner].append(speck)
+        if masses[label - 1] >= SPECK_FRACTION * largest[owner]:
+            owned[owner].append(Piece(rows.start, columns.start, labels[rows, columns] == label))
     result = []
     for digit, extra in zip(digits, owned, strict=True):
         for speck in extra:
@@ -51,13 +56,12 @@ def give_back_specks(
     return result
 
 
-def _owner(speck: Piece, digits: list[Piece], height: float) -> int | None:
-    """The index of the digit whose reach holds `speck`'s centre; if several, the one whose
-    columns it lies nearest to (within both: the one whose middle it is nearer to), so that
-    a bit beside a wide digit is not given to a thin neighbour."""
+def _owner(centre: tuple[float, float], digits: list[Piece], height: float) -> int | None:
+    """The index of the digit whose reach holds a speck's `centre` (row, column); if
+    several, the one whose columns it lies nearest to (within both: the one whose middle it
+    is nearer to), so that a bit beside a wide digit is not given to a thin neighbour."""
     reach = SPECK_REACH * height
-    row = (speck.top + speck.bottom) / 2
-    column = speck.centre_x
+    row, column = centre
     near = [
         (max(0.0, digit.left - column, column - digit.right), abs(column - digit.centre_x), index)
         for index, digit in enumerate(digits)
@@ -65,10 +69,6 @@ def _owner(speck: Piece, digits: list[Piece], height: float) -> int | None:
         and digit.bottom - height - reach <= row <= digit.top + height + reach
     ]
     return min(near)[2] if near else None
-
-
-def _mass(piece: Piece, ink: np.ndarray) -> float:
-    return float(piece.ink(ink).sum())
 
 
 def _largest_blob(piece: Piece, ink: np.ndarray) -> float:
