@@ -246,11 +246,16 @@ def test_a_stray_stroke_joins_its_neighbour(
 ):
     # MNIST test digits with a stroke drawn apart: dots before a 4 (5676), a 2's tail
     # (8112), a 1's dot (5457). Each stray is a confident 1 on its own and was read as one.
-    x_test, y_test = held_out_digits
-    item = compose_number(x_test[list(picked)], y_test[list(picked)], np.random.default_rng(seed))
-    assert read_number(item.data, predictor).number == item.number
+    number = _composed(held_out_digits, picked, seed)
+    assert read_number(number.data, predictor).number == number.number
     monkeypatch.setattr(number_module, "STRAY_INK", 0.0)
-    assert read_number(item.data, predictor).number == with_stray
+    assert read_number(number.data, predictor).number == with_stray
+
+
+def _composed(held_out_digits, picked, seed):
+    """A number of the MNIST test digits `picked`, composed with `seed`."""
+    x_test, y_test = held_out_digits
+    return compose_number(x_test[list(picked)], y_test[list(picked)], np.random.default_rng(seed))
 
 
 @pytest.mark.parametrize(
@@ -267,11 +272,10 @@ def test_a_faint_digit_keeps_the_specks_a_bold_neighbour_would_drop(
 ):
     # MNIST test digits drawn with a light pen: a 9 whose loop is broken (read as 7), a 7's
     # end (read as 1), a 3 in dots (read as 2). Alone, `to_mnist` keeps these bits.
-    x_test, y_test = held_out_digits
-    item = compose_number(x_test[list(picked)], y_test[list(picked)], np.random.default_rng(seed))
-    assert read_number(item.data, predictor).number == item.number
+    number = _composed(held_out_digits, picked, seed)
+    assert read_number(number.data, predictor).number == number.number
     monkeypatch.setattr(number_module, "give_back_specks", lambda digits, *_: digits)
-    assert read_number(item.data, predictor).number == without_specks
+    assert read_number(number.data, predictor).number == without_specks
 
 
 def _bar(top, left, height, width):
