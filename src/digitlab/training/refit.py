@@ -5,8 +5,8 @@ Only the last `Dense` layer (penultimate features -> logits) moves, so everythin
 from the features stays exactly as it was: the not-a-digit branch, which reads them, and
 every layer before. The fit is softmax cross-entropy over the given features, plus an L2 pull
 towards the layer's trained weights, minimised by L-BFGS from those weights: with the pull
-the layer only moves as far as the new images ask. A full retraining costs an hour on two
-cores; this takes a minute.
+the layer only moves as far as the new images ask. Training the shipped `cnn` again took
+38 minutes on two cores; a refit takes a minute or two.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def refit_last_layer(
     weights = weights / weights.sum()
     rows = np.arange(len(labels))
     size = kernel0.size
+    start = np.concatenate([kernel0.ravel(), bias0])
 
     def loss_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:
         moved_kernel, moved_bias = flat[:size].reshape(kernel0.shape), flat[size:]
@@ -56,7 +57,6 @@ def refit_last_layer(
         gradient = np.concatenate([(features.T @ residual).ravel(), residual.sum(axis=0)])
         return loss + 0.5 * pull * float(distance @ distance), gradient + pull * distance
 
-    start = np.concatenate([kernel0.ravel(), bias0])
     found = minimize(
         loss_and_gradient,
         start,
