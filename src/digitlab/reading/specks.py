@@ -32,7 +32,7 @@ def give_back_specks(
 ) -> list[Piece]:
     """`digits` (pieces of `ink`), each joined by the specks (blobs of `specks`, the ink
     `extract_ink` dropped) in its reach and of at least `SPECK_FRACTION` of its own largest
-    blob's ink; a speck in the reach of two digits goes to the one it is nearer to."""
+    blob's ink; a speck in the reach of two digits goes to the nearer (`_owner`)."""
     labels, count = ndimage.label(specks > 0, structure=_EIGHT_CONNECTED)
     if count == 0:
         return digits
