@@ -13,7 +13,7 @@ validation split, the not-a-digit branch is put back unchanged, and the MNIST te
 are printed before and after, with UCI's 1,797 digits of writers outside MNIST (a check,
 never chosen on).
 
-    .venv/bin/python bench/continental_ones.py [--model M.keras] [--out OUT.keras] [--copies 2]
+    .venv/bin/python bench/continental_ones.py [--model M.keras] [--out OUT.keras [--force]]
 
 Without `--out` nothing is written. The shipped model is not refitted: the refit cost it
 MNIST test and UCI digits (docs/reading.md). For a model that reads continental 1s:
@@ -139,9 +139,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the refitted model here")
     parser.add_argument("--seed", type=int, default=0, help="the shipped run's split seed")
     parser.add_argument("--copies", type=int, default=2, help="augmented copies of each image")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out")
     args = parser.parse_args()
     if args.copies < 1:
         parser.error("--copies must be at least 1")
+    if args.out is not None and args.out.exists() and not args.force:
+        parser.error(f"{args.out} exists; pass --force to replace it")
     started = time.perf_counter()
     model = load_keras_model(args.model or pretrained_model_path())
     classifier = without_branch(model)
