@@ -448,8 +448,8 @@ class _Scorer:
         """`digits`, each with the specks that are its own (`specks.give_back_specks`); the
         specks' ink joins the scorer's, and a digit that takes specks keeps the part
         scorer's probabilities of it."""
-        given = give_back_specks(digits, self._ink, specks, typical_height(digits))
         self._ink = self._ink + specks
+        given = give_back_specks(digits, self._ink, specks, typical_height(digits))
         for old, new in zip(digits, given, strict=True):
             if new is not old and self._key(old) in self._in_context:
                 self._in_context[self._key(new)] = self._in_context[self._key(old)]

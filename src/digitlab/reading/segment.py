@@ -84,12 +84,13 @@ class Piece:
         box = ink[self.top : self.bottom, self.left : self.right]
         return np.where(self.mask, box, 0.0).astype(np.float32)
 
-    def union(self, other: Piece) -> Piece:
-        """The piece holding the pixels of both."""
-        top, left = min(self.top, other.top), min(self.left, other.left)
-        bottom, right = max(self.bottom, other.bottom), max(self.right, other.right)
+    def union(self, *others: Piece) -> Piece:
+        """The piece holding the pixels of this one and `others`."""
+        pieces = (self, *others)
+        top, left = min(piece.top for piece in pieces), min(piece.left for piece in pieces)
+        bottom, right = max(piece.bottom for piece in pieces), max(piece.right for piece in pieces)
         mask = np.zeros((bottom - top, right - left), bool)
-        for piece in (self, other):
+        for piece in pieces:
             rows = slice(piece.top - top, piece.bottom - top)
             cols = slice(piece.left - left, piece.right - left)
             mask[rows, cols] |= piece.mask
