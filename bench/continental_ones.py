@@ -41,13 +41,12 @@ from digitlab.inference.modelfile import load_keras_model
 from digitlab.inference.pretrained import pretrained_model_path
 from digitlab.not_digit.branch import BRANCH_NAME, attach_branch, without_branch
 from digitlab.not_digit.datasets import uci_digits
-from digitlab.not_digit.non_digits import render_glyph
 from digitlab.not_digit.scores import last_dense, penultimate_features
 from digitlab.training.augment import augment_images, build_augmentation
 from digitlab.training.continental import FLAG_ANGLES, flagged_ones
 from digitlab.training.loop import split_train_validation
 from digitlab.training.refit import refit_last_layer
-from drawn_digits import SKELETONS
+from drawn_digits import SKELETONS, draw_skeleton
 
 LOWEST_ANGLES = (15.0, 25.0, 35.0, 45.0)
 """The lower bounds of the flag's angle tried, flattest first; the upper one is fixed."""
@@ -72,8 +71,7 @@ class _Reporter:
         rng = np.random.default_rng(0)
         self.drawn = {
             (digit, name): penultimate_features(
-                classifier,
-                np.stack([render_glyph(SKELETONS[digit][name], rng) for _ in range(500)]),
+                classifier, draw_skeleton(SKELETONS[digit][name], 500, rng)
             )[0]
             for digit, name in DRAWN
         }
@@ -119,16 +117,18 @@ def _best_flags(
 
 
 def _print_test(
-    name: str, model: keras.Model, x_test: np.ndarray, y_test: np.ndarray
+    name: str, model: keras.Model, test: tuple[np.ndarray, np.ndarray], uci: np.ndarray
 ) -> np.ndarray:
-    """Print `model`'s MNIST test and UCI figures; return its test outputs."""
+    """Print `model`'s figures on the MNIST test set (`test`: images, classes) and on UCI's
+    digits (`uci`, their classes in scikit-learn's order); return its test outputs."""
+    x_test, y_test = test
     outputs = model.predict(x_test, batch_size=1000, verbose=0)
-    uci = model.predict(uci_digits(), batch_size=1000, verbose=0)[:, :10].argmax(axis=1)
+    read = model.predict(uci, batch_size=1000, verbose=0)[:, :10].argmax(axis=1)
     print(
         f"{name}: MNIST test {np.mean(outputs[:, :10].argmax(1) == y_test):.2%}, "
         f"ECE {expected_calibration_error(outputs[:, :10], y_test):.2%}, "
         f"temperature {temperature_of(model):.3f}; "
-        f"UCI digits {np.mean(uci == load_digits().target):.2%}"
+        f"UCI digits {np.mean(read == load_digits().target):.2%}"
     )
     return np.asarray(outputs)
 
@@ -148,9 +148,10 @@ def main() -> None:
     started = time.perf_counter()
     model = load_keras_model(args.model or pretrained_model_path())
     classifier = without_branch(model)
-    (x, y), (x_test, y_test) = load_mnist()
+    (x, y), test = load_mnist()
     x_train, y_train, x_val, y_val = split_train_validation(x, y, 0.1, args.seed)
-    before = _print_test("before", model, x_test, y_test)
+    uci = uci_digits()
+    before = _print_test("before", model, test, uci)
     augmentation = build_augmentation(seed=args.seed)
 
     def augmented_features(images: np.ndarray) -> np.ndarray:
@@ -170,7 +171,7 @@ def main() -> None:
     refitted = calibrate(classifier, x_val, y_val)
     if classifier is not model:
         refitted = attach_branch(refitted, model.get_layer(BRANCH_NAME), 0.0)
-    after = _print_test("after", refitted, x_test, y_test)
+    after = _print_test("after", refitted, test, uci)
     if classifier is not model:
         moved = np.abs(before[:, 10] - after[:, 10]).max()
         print(f"the not-a-digit branch, put back: digit scores moved by {moved:.1e} at most")

@@ -113,6 +113,11 @@ def draw_digits(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     return np.stack(images), labels
 
 
+def draw_skeleton(skeleton: Glyph, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` drawings of one skeleton, each by a fresh random hand: count x 28 x 28 uint8."""
+    return np.stack([render_glyph(skeleton, rng) for _ in range(count)])
+
+
 def _draw(digit: int, rng: np.random.Generator) -> np.ndarray:
     skeletons = list(SKELETONS[digit].values())
     return render_glyph(skeletons[int(rng.integers(len(skeletons)))], rng)
@@ -128,8 +133,7 @@ def main() -> None:
     print(f"{'digit':<6}{'skeleton':<16}{'read right':>11}{'flagged':>9}  most read as")
     for digit, skeletons in SKELETONS.items():
         for name, skeleton in skeletons.items():
-            images = np.stack([render_glyph(skeleton, rng) for _ in range(args.count)])
-            said = predictor.predict(images)
+            said = predictor.predict(draw_skeleton(skeleton, args.count, rng))
             right = np.mean(said.digits == digit)
             flagged = np.mean(~said.is_digit)
             wrong = np.bincount(said.digits[said.digits != digit], minlength=10)
