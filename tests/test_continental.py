@@ -1,19 +1,31 @@
-"""Continental 1s: the flag drawn on a 1, and the last-layer refit that teaches a classifier
-to read it (docs/reading.md, "Writing no network here was trained on")."""
+"""Continental 1s: the flag drawn on a 1, and the head beside the classifier that reads it
+(docs/reading.md, "Writing no network here was trained on")."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import keras
 import numpy as np
 import pytest
 
 from conftest import MnistArrays
-from digitlab.errors import DataError
+from digitlab.errors import DataError, ModelError
 from digitlab.inference.modelfile import load_keras_model
 from digitlab.inference.pretrained import pretrained_model_path
-from digitlab.not_digit.branch import without_branch
-from digitlab.not_digit.scores import last_dense, penultimate_features
+from digitlab.not_digit.branch import build_branch, without_branch
+from digitlab.not_digit.looks import every_look
 from digitlab.training.continental import add_flag, flagged_ones
-from digitlab.training.refit import refit_last_layer
+from digitlab.training.continental_head import (
+    HEAD_NAME,
+    HeadData,
+    attach_head,
+    choose_threshold,
+    head_logits,
+    move_sevens,
+    train_head,
+    without_head,
+)
 
 
 def _bar() -> np.ndarray:
@@ -49,69 +61,78 @@ def test_flags_are_drawn_on_the_1s_only_and_a_blank_image_is_refused(
         add_flag(np.zeros((28, 28), np.uint8), np.random.default_rng(0))
 
 
-def _clusters(rng: np.random.Generator, centres: list[tuple[float, float]], count: int):
-    return np.concatenate([rng.normal(centre, 0.3, size=(count, 2)) for centre in centres])
+def _shipped_classifier() -> keras.Model:
+    return without_head(without_branch(load_keras_model(pretrained_model_path())))
 
 
-def test_a_refit_learns_a_new_look_of_a_class_and_keeps_the_old_ones() -> None:
-    rng = np.random.default_rng(0)
-    # Class 0 around (-2, 0), class 1 around (2, 0); a new look of class 1 sits at (-2, 3),
-    # on class 0's side of the trained boundary x = 0.
-    kernel, bias = np.array([[-2.0, 2.0], [0.0, 0.0]]), np.zeros(2)
-    old = _clusters(rng, [(-2, 0), (2, 0)], 200)
-    old_labels = np.repeat([0, 1], 200)
-    new = _clusters(rng, [(-2, 3)], 200)
-    assert ((new @ kernel + bias).argmax(1) == 0).all()
-    fitted = refit_last_layer(
-        np.concatenate([old, new]), np.r_[old_labels, np.ones(200, int)], kernel, bias
-    )
-    assert fitted[0].shape == (2, 2) and fitted[1].shape == (2,)
-    assert ((new @ fitted[0] + fitted[1]).argmax(1) == 1).mean() >= 0.99
-    assert ((old @ fitted[0] + fitted[1]).argmax(1) == old_labels).mean() >= 0.99
-    # A strong pull holds the layer where it was trained.
-    held = refit_last_layer(
-        np.concatenate([old, new]), np.r_[old_labels, np.ones(200, int)], kernel, bias, pull=1e4
-    )
-    np.testing.assert_allclose(held[0], kernel, atol=1e-2)
-    # Weighing the new look at 0 leaves nothing to learn it from.
-    unweighted = refit_last_layer(
-        np.concatenate([old, new]),
-        np.r_[old_labels, np.ones(200, int)],
-        kernel,
-        bias,
-        sample_weight=np.r_[np.ones(400), np.zeros(200)],
-    )
-    assert ((new @ unweighted[0] + unweighted[1]).argmax(1) == 0).mean() >= 0.99
+def test_the_head_moves_only_the_probability_of_7_to_1(mnist: MnistArrays, tmp_path: Path) -> None:
+    _, (x_test, y_test) = mnist
+    classifier = _shipped_classifier()
+    head = build_branch(128, seed=3, name=HEAD_NAME)
+    model = attach_head(classifier, head, threshold=0.5)
+    images = np.concatenate([x_test[y_test == 7][:20], x_test[y_test != 7][:20]])
+    alone = classifier.predict(images, verbose=0)
+    moved = model.predict(images, verbose=0)
+    expected = move_sevens(alone, head_logits(head, classifier, images), 0.5)
+    np.testing.assert_allclose(moved, expected, atol=1e-5)
+    assert not np.allclose(moved[:20, 7], alone[:20, 7])  # an untrained head moves some
+    others = [digit for digit in range(10) if digit not in (1, 7)]
+    np.testing.assert_allclose(moved[:, others], alone[:, others], atol=1e-6)
+    np.testing.assert_allclose(moved.sum(axis=1), 1.0, atol=1e-5)
+    path = tmp_path / "with_head.keras"
+    model.save(path)
+    reloaded = load_keras_model(path)  # safe_mode: stock layers only
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), moved, atol=1e-6)
+    np.testing.assert_allclose(without_head(reloaded).predict(images, verbose=0), alone, atol=1e-6)
+    with pytest.raises(ModelError, match="already has"):
+        attach_head(model, head, 0.0)
 
 
-def test_a_refit_refuses_features_that_do_not_fit_the_layer() -> None:
-    kernel, bias = np.zeros((3, 2)), np.zeros(2)
-    with pytest.raises(DataError, match="N x 3"):
-        refit_last_layer(np.zeros((4, 2)), np.zeros(4, int), kernel, bias)
-    with pytest.raises(DataError, match="0..1"):
-        refit_last_layer(np.zeros((4, 3)), np.array([0, 1, 2, 0]), kernel, bias)
-    with pytest.raises(DataError, match="sample weights"):
-        refit_last_layer(
-            np.zeros((4, 3)), np.zeros(4, int), kernel, bias, sample_weight=np.zeros(4)
-        )
+def test_the_threshold_is_the_most_cautious_of_the_most_accurate() -> None:
+    probabilities = np.array([[0.0, 0.4, 0, 0, 0, 0, 0, 0.6, 0, 0]] * 3)
+    labels = np.array([1, 1, 7])
+    # A 1 reads as 1 when at least a sixth of p7 moves: logit - threshold > -1.61. Logits
+    # 3, -0.5 and -3: thresholds from -1 to 1 read the two 1s and the 7 right.
+    threshold = choose_threshold(probabilities, np.array([3.0, -0.5, -3.0]), labels)
+    assert threshold == 1.0
+    # A head that is never sure keeps the most cautious threshold, moving the least.
+    assert choose_threshold(probabilities, np.full(3, -9.0), np.array([7, 7, 7])) == 2.0
 
 
-def test_a_refit_teaches_the_shipped_classifier_flagged_1s(mnist: MnistArrays) -> None:
+def test_every_look_skips_a_look_that_leaves_no_ink(mnist: MnistArrays) -> None:
+    (x_train, _), _ = mnist
+    looked = every_look(x_train[:3], seed=0)
+    assert looked.dtype == np.uint8 and 12 <= len(looked) <= 18
+    assert every_look(np.zeros((0, 28, 28), np.uint8), seed=0).shape == (0, 28, 28)
+
+
+def test_a_head_learns_flagged_1s_from_a_few_hundred_digits(mnist: MnistArrays) -> None:
     (x_train, y_train), (x_test, y_test) = mnist
-    classifier = without_branch(load_keras_model(pretrained_model_path()))
-    trained = [np.asarray(weights) for weights in last_dense(classifier).get_weights()]
-    x, y = x_train[:3000], y_train[:3000]
-    ones = flagged_ones(x, y, seed=0)
-    features, _ = penultimate_features(classifier, np.concatenate([x, ones]))
-    layer = refit_last_layer(features, np.r_[y, np.ones(len(ones), y.dtype)], *trained)
-    unseen = flagged_ones(x_test[:3000], y_test[:3000], seed=1)  # test 1s, other flags
-    flagged, _ = penultimate_features(classifier, unseen)
-    test, _ = penultimate_features(classifier, x_test[:3000])
+    classifier = _shipped_classifier()
+    ones, sevens = x_train[:4000][y_train[:4000] == 1], x_train[:4000][y_train[:4000] == 7]
+    data = HeadData(ones, sevens, np.zeros((0, 28, 28), np.uint8), np.zeros((0, 28, 28), np.uint8))
+    head = train_head(
+        classifier,
+        data,
+        lambda images, epoch: flagged_ones(images, np.ones(len(images), int), seed=epoch),
+        epochs=3,
+    )
+    flagged = flagged_ones(x_test[:2000], y_test[:2000], seed=9)  # test 1s, other flags
+    test_sevens = x_test[:2000][y_test[:2000] == 7]
+    logits = head_logits(head, classifier, np.concatenate([flagged, test_sevens]))
+    positive, negative = logits[: len(flagged)], logits[len(flagged) :]
+    assert np.mean(positive[:, None] > negative[None, :]) >= 0.95  # AUROC
 
-    def read(features: np.ndarray, weights: tuple[np.ndarray, ...]) -> np.ndarray:
-        return np.asarray((features @ weights[0] + weights[1]).argmax(axis=1))
 
-    assert np.mean(read(flagged, trained) == 1) <= 0.7  # 58%: the shipped layer reads 7
-    assert np.mean(read(flagged, layer) == 1) >= 0.95  # 99% after
-    before, after = (np.mean(read(test, weights) == y_test[:3000]) for weights in (trained, layer))
-    assert after >= before - 0.002  # six of 3,000 test digits at most
+def test_the_shipped_model_reads_flagged_1s_and_keeps_its_7s(mnist: MnistArrays) -> None:
+    _, (x_test, y_test) = mnist
+    model = load_keras_model(pretrained_model_path())
+    classifier = without_head(without_branch(model))
+    flagged = flagged_ones(x_test, y_test, seed=1)
+    sevens = x_test[y_test == 7]
+    read = model.predict(np.concatenate([flagged, sevens]), batch_size=1000, verbose=0)[:, :10]
+    alone = classifier.predict(np.concatenate([flagged, sevens]), batch_size=1000, verbose=0)
+    flags_read, sevens_read = read[: len(flagged)].argmax(1), read[len(flagged) :].argmax(1)
+    assert np.mean(alone[: len(flagged)].argmax(1) == 1) <= 0.7  # the classifier reads 7s
+    assert np.mean(flags_read == 1) >= 0.9
+    assert np.sum(sevens_read != 7) <= np.sum(alone[len(flagged) :].argmax(1) != 7) + 1

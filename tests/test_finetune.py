@@ -17,6 +17,7 @@ from digitlab.images import to_mnist
 from digitlab.inference.predictor import Predictor
 from digitlab.inference.pretrained import pretrained_model_path
 from digitlab.styles import pen_strokes
+from digitlab.training.continental_head import HEAD_NAME
 from digitlab.training.finetune import NEIGHBOURS, NEIGHBOURS_OF_READ, replay_anchors
 from digitlab.training.finetune_model import (
     EpochMixer,
@@ -203,6 +204,7 @@ def test_open_four_parts_the_upper_strokes_and_keeps_the_foot(mnist):
 
 def test_only_the_last_stages_and_never_batch_norm_are_left_to_train(mnist):
     model = keras.saving.load_model(pretrained_model_path())
+    assert HEAD_NAME in [layer.name for layer in model.layers]  # its continental-1 head
     freeze_for_finetuning(model, np.zeros((2, 28, 28), np.float32), trainable_layers=3)
     trainable = [layer.name for layer in model.layers if layer.trainable_variables]
     assert trainable == ["conv3a", "conv3b", "logits"]

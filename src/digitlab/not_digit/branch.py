@@ -52,11 +52,12 @@ class BranchData:
     labels: np.ndarray
 
 
-def build_branch(feature_size: int, seed: int = 0) -> keras.Model:
-    """An untrained branch of two inputs, raw 28 x 28 pixels and the classifier's
-    `feature_size` penultimate features: `strided`'s convolutions on the pixels, beside the
-    features (batch-normalised, as their scales differ), -> Dense 64 ReLU -> one logit
-    (`digit_logit`) -> sigmoid: the digit score."""
+def build_branch(feature_size: int, seed: int = 0, name: str = BRANCH_NAME) -> keras.Model:
+    """An untrained branch called `name`, of two inputs, raw 28 x 28 pixels and the
+    classifier's `feature_size` penultimate features: `strided`'s convolutions on the
+    pixels, beside the features (batch-normalised, as their scales differ), -> Dense 64
+    ReLU -> one logit (`digit_logit`) -> sigmoid: the digit score, or any other yes or no
+    about a digit."""
     import keras
 
     from digitlab.models import build_strided
@@ -69,7 +70,7 @@ def build_branch(feature_size: int, seed: int = 0) -> keras.Model:
     hidden = keras.layers.Dense(64, activation="relu", name="hidden")(both)
     logit = keras.layers.Dense(1, name=LOGIT_LAYER)(hidden)
     score = keras.layers.Activation("sigmoid", name="digit_score")(logit)
-    return keras.Model([*strided.inputs, features], score, name=BRANCH_NAME)
+    return keras.Model([*strided.inputs, features], score, name=name)
 
 
 def branch_logits(

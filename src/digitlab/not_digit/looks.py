@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from digitlab.errors import NoDigitFoundError
 from digitlab.images.mnist_style import to_mnist
 from digitlab.styles import change_thickness, encode, fill_frame, pen_strokes
 
@@ -111,3 +112,18 @@ def digit_looks(digits: np.ndarray, seed: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([seed, number])
         result[name] = np.stack([to_mnist(look(digit, rng)) for digit in digits])
     return result
+
+
+def every_look(digits: np.ndarray, seed: int) -> np.ndarray:
+    """Every look applied to every one of `digits` (MNIST TRAINING digits, N x 28 x 28
+    uint8), read back by `to_mnist`, in one array (up to 6N x 28 x 28 uint8): a look that
+    leaves no ink (a thin stroke box-averaged away) is skipped."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for digit in digits:
+        for look in LOOKS.values():
+            try:
+                images.append(to_mnist(look(digit, rng)))
+            except NoDigitFoundError:
+                continue
+    return np.stack(images) if images else np.zeros((0, 28, 28), np.uint8)

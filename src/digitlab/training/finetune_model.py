@@ -14,6 +14,7 @@ from digitlab.inference.digit_score import split_outputs
 from digitlab.not_digit.scores import last_dense
 from digitlab.training.augment import augment_images, build_augmentation
 from digitlab.training.compilation import all_layers
+from digitlab.training.continental_head import HEAD_NAME
 from digitlab.training.person_digits import DIGIT_COLUMNS
 
 
@@ -22,19 +23,25 @@ def freeze_for_finetuning(
 ) -> list[keras.layers.Layer]:
     """Freeze all of `model` but its last `trainable_layers` digit layers; return the head.
 
-    Frozen: every BatchNormalization layer, the not-a-digit head, and every layer with
-    weights before the last `trainable_layers` of the digit path (convolutions and dense
-    layers), so the early stages, which find strokes, stay as 60,000 digits taught them and
-    only the late ones learn how this person puts strokes together. The head is every
-    layer with weights that the digit columns do not depend on: changing its weights leaves
-    columns 0..9 of the outputs for `probe` (a few N x 28 x 28 images) exactly as they were.
-    A 10-output model has none. Testing each layer this way, rather than by name or
-    position, holds for however the head is wired in.
+    Frozen: every BatchNormalization layer, the not-a-digit head, the continental-1 head,
+    and every layer with weights before the last `trainable_layers` of the digit path
+    (convolutions and dense layers), so the early stages, which find strokes, stay as 60,000
+    digits taught them and only the late ones learn how this person puts strokes together.
+    The not-a-digit head is every layer with weights that the digit columns do not depend
+    on: changing its weights leaves columns 0..9 of the outputs for `probe` (a few
+    N x 28 x 28 images) exactly as they were. A 10-output model has none. Testing each layer
+    this way, rather than by name or position, holds for however the head is wired in. The
+    continental-1 head does move the digit columns, so it is found by its name.
     """
     layers = [layer for layer in all_layers(model) if not hasattr(layer, "layers")]
-    head = []
+    head = [
+        layer
+        for nested in all_layers(model)
+        if nested.name == HEAD_NAME
+        for layer in all_layers(nested)
+    ]
     if model.output_shape[-1] > DIGIT_COLUMNS:
-        head = [layer for layer in layers if _only_beyond_digits(model, layer, probe)]
+        head += [layer for layer in layers if _only_beyond_digits(model, layer, probe)]
     trained = digit_layers(model, head)[-trainable_layers:] if trainable_layers > 0 else []
     # Set on every layer: a saved model may carry layers frozen, or not, by whoever built it.
     for layer in layers:
