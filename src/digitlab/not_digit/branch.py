@@ -199,8 +199,24 @@ def attach_branch(model: keras.Model, branch: keras.Model, threshold: float) -> 
     branch."""
     import keras
 
-    if any(layer.name == BRANCH_NAME for layer in model.layers):
-        raise ModelError(f"model {model.name!r} already has a not-a-digit branch")
+    shifted = frozen_beside(model, branch, threshold, "a not-a-digit branch")
+    outputs = keras.layers.Concatenate(name=OUTPUT_LAYER)(
+        [model.outputs[0], shifted([model.inputs[0], last_dense(model).input])]
+    )
+    return keras.Model(model.inputs, outputs, name=model.name)
+
+
+def frozen_beside(
+    model: keras.Model, branch: keras.Model, threshold: float, kind: str
+) -> keras.Model:
+    """A frozen copy of `branch` (or of any model `build_branch` makes) to put beside
+    `model`, its logit lowered by `threshold` so that its sigmoid is 0.5 where the branch's
+    logit equals `threshold`. Raises `ModelError` when `model` does not output 10
+    probabilities or already has a layer of the branch's name (`kind` says what it is)."""
+    import keras
+
+    if any(layer.name == branch.name for layer in model.layers):
+        raise ModelError(f"model {model.name!r} already has {kind}")
     if len(model.outputs) != 1 or model.outputs[0].shape[-1] != DIGIT_CLASSES:
         raise ModelError(f"model {model.name!r} does not output {DIGIT_CLASSES} probabilities")
     shifted = keras.models.clone_model(branch)
@@ -208,10 +224,7 @@ def attach_branch(model: keras.Model, branch: keras.Model, threshold: float) -> 
     kernel, bias = shifted.get_layer(LOGIT_LAYER).get_weights()
     shifted.get_layer(LOGIT_LAYER).set_weights([kernel, bias - threshold])
     shifted.trainable = False
-    outputs = keras.layers.Concatenate(name=OUTPUT_LAYER)(
-        [model.outputs[0], shifted([model.inputs[0], last_dense(model).input])]
-    )
-    return keras.Model(model.inputs, outputs, name=model.name)
+    return shifted
 
 
 def without_branch(model: keras.Model) -> keras.Model:

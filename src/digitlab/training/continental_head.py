@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from digitlab.errors import ModelError
 from digitlab.inference.digit_score import DIGIT_CLASSES
-from digitlab.not_digit.branch import LOGIT_LAYER, build_branch
+from digitlab.not_digit.branch import LOGIT_LAYER, build_branch, frozen_beside
 from digitlab.not_digit.scores import last_dense
 
 if TYPE_CHECKING:
@@ -147,15 +146,7 @@ def attach_head(model: keras.Model, head: keras.Model, threshold: float) -> kera
     a head."""
     import keras
 
-    if any(layer.name == HEAD_NAME for layer in model.layers):
-        raise ModelError(f"model {model.name!r} already has a continental-1 head")
-    if len(model.outputs) != 1 or model.outputs[0].shape[-1] != DIGIT_CLASSES:
-        raise ModelError(f"model {model.name!r} does not output {DIGIT_CLASSES} probabilities")
-    shifted = keras.models.clone_model(head)
-    shifted.set_weights(head.get_weights())
-    kernel, bias = shifted.get_layer(LOGIT_LAYER).get_weights()
-    shifted.get_layer(LOGIT_LAYER).set_weights([kernel, bias - threshold])
-    shifted.trainable = False
+    shifted = frozen_beside(model, head, threshold, "a continental-1 head")
     probabilities = model.outputs[0]
     share = shifted([model.inputs[0], last_dense(model).input])
     column = keras.layers.Reshape((DIGIT_CLASSES, 1), name="continental_column")(probabilities)
