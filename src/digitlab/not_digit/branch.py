@@ -119,49 +119,70 @@ def train_branch(
     training kind, so the branch never sees the same scribble twice; all of them pass
     through the project's digit augmentation.
     `progress(epoch, loss)` is called after each epoch."""
-    import keras
 
-    from digitlab.training.augment import build_augmentation
-
-    trunk = keras.Model(model.inputs, last_dense(model).input)
-    trunk.trainable = False
-    branch = build_branch(trunk.outputs[0].shape[-1], seed)
-    logits = keras.Model(branch.inputs, branch.get_layer(LOGIT_LAYER).output)
-    pixels = keras.Input((28, 28))
-    augmented = build_augmentation(seed=seed)(pixels)
-    trainer = keras.Model(pixels, logits([augmented, trunk(augmented)]), name="branch_trainer")
-    batch_size = 128
+    branch = build_branch(last_dense(model).input.shape[-1], seed)
     styled_per_epoch = min(styled_per_epoch, len(data.styled))
     per_epoch = digits_per_epoch + styled_per_epoch + per_kind * len(TRAINING_KINDS)
-    steps = epochs * -(-per_epoch // batch_size)
-    trainer.compile(
-        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, steps)),
-        loss=keras.losses.BinaryCrossentropy(from_logits=True),
-    )
+    trainer = branch_trainer(model, branch, per_epoch, epochs, seed)
     for epoch in range(epochs):
         rng = np.random.default_rng([seed, epoch])
         picks = rng.choice(len(data.digits), size=digits_per_epoch, replace=False)
         styled = rng.choice(len(data.styled), size=styled_per_epoch, replace=False)
         digits = np.concatenate([data.digits[picks], data.styled[styled]])
         others = epoch_non_digits(data, per_kind, seed=1000 * (seed + 1) + epoch)
-        images = np.concatenate([digits, others]).astype(np.float32)
-        labels = np.r_[np.ones(len(digits)), np.zeros(len(others))].astype(np.float32)
-        weights = np.where(
-            labels == 1, len(labels) / (2 * len(digits)), len(labels) / (2 * len(others))
-        )
-        history = trainer.fit(
-            images,
-            labels,
-            sample_weight=weights,
-            batch_size=batch_size,
-            epochs=epoch + 1,
-            initial_epoch=epoch,
-            shuffle=True,
-            verbose=0,
-        )
+        loss = fit_balanced(trainer, digits, others, epoch)
         if progress is not None:
-            progress(epoch + 1, float(history.history["loss"][-1]))
+            progress(epoch + 1, loss)
     return branch
+
+
+BATCH_SIZE = 128
+
+
+def branch_trainer(
+    model: keras.Model, branch: keras.Model, per_epoch: int, epochs: int, seed: int
+) -> keras.Model:
+    """The model `fit` trains `branch` (from `build_branch`) in: raw pixels -> the
+    project's augmentation -> the branch's logit, fed the augmented image and the features
+    of `model` (frozen); compiled with a binary cross-entropy and Adam, its rate decaying
+    from 0.002 over `epochs` of `per_epoch` images."""
+    import keras
+
+    from digitlab.training.augment import build_augmentation
+
+    trunk = keras.Model(model.inputs, last_dense(model).input)
+    trunk.trainable = False
+    logits = keras.Model(branch.inputs, branch.get_layer(LOGIT_LAYER).output)
+    pixels = keras.Input((28, 28))
+    augmented = build_augmentation(seed=seed)(pixels)
+    trainer = keras.Model(pixels, logits([augmented, trunk(augmented)]), name="branch_trainer")
+    steps = epochs * -(-per_epoch // BATCH_SIZE)
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(2e-3, steps)),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+    )
+    return trainer
+
+
+def fit_balanced(
+    trainer: keras.Model, positives: np.ndarray, negatives: np.ndarray, epoch: int
+) -> float:
+    """Epoch `epoch` (from 0) of `trainer` on `positives` (label 1) against `negatives`
+    (label 0), each side weighted to half of the loss; returns the epoch's loss."""
+    images = np.concatenate([positives, negatives]).astype(np.float32)
+    labels = np.r_[np.ones(len(positives)), np.zeros(len(negatives))].astype(np.float32)
+    weights = np.where(labels == 1, 0.5 / len(positives), 0.5 / len(negatives)) * len(labels)
+    history = trainer.fit(
+        images,
+        labels,
+        sample_weight=weights,
+        batch_size=BATCH_SIZE,
+        epochs=epoch + 1,
+        initial_epoch=epoch,
+        shuffle=True,
+        verbose=0,
+    )
+    return float(history.history["loss"][-1])
 
 
 def combine_branches(branches: Sequence[keras.Model]) -> keras.Model:

@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from digitlab.inference.digit_score import DIGIT_CLASSES
-from digitlab.not_digit.branch import LOGIT_LAYER, build_branch, frozen_beside
+from digitlab.not_digit.branch import (
+    LOGIT_LAYER,
+    branch_trainer,
+    build_branch,
+    fit_balanced,
+    frozen_beside,
+)
 from digitlab.not_digit.scores import last_dense
 
 if TYPE_CHECKING:
@@ -67,43 +73,13 @@ def train_head(
     trained on 1s (label 1: `flags(data.ones, epoch)` drawn afresh each epoch, the bare 1s
     and the looked flags) against 7s (label 0), each side weighted to half of the loss,
     every image through the project's augmentation."""
-    import keras
-
-    from digitlab.training.augment import build_augmentation
-
-    trunk = keras.Model(classifier.inputs, last_dense(classifier).input)
-    trunk.trainable = False
-    head = build_branch(trunk.outputs[0].shape[-1], seed, name=HEAD_NAME)
-    logits = keras.Model(head.inputs, head.get_layer(LOGIT_LAYER).output)
-    pixels = keras.Input((28, 28))
-    augmented = build_augmentation(seed=seed)(pixels)
-    trainer = keras.Model(pixels, logits([augmented, trunk(augmented)]), name="head_trainer")
+    head = build_branch(last_dense(classifier).input.shape[-1], seed, name=HEAD_NAME)
     sevens = np.concatenate([data.sevens, data.looked_sevens])
-    batch_size = 128
     per_epoch = 2 * len(data.ones) + len(data.looked_flags) + len(sevens)
-    trainer.compile(
-        optimizer=keras.optimizers.Adam(
-            keras.optimizers.schedules.CosineDecay(2e-3, epochs * -(-per_epoch // batch_size))
-        ),
-        loss=keras.losses.BinaryCrossentropy(from_logits=True),
-    )
+    trainer = branch_trainer(classifier, head, per_epoch, epochs, seed)
     for epoch in range(epochs):
         ones = np.concatenate([flags(data.ones, epoch), data.ones, data.looked_flags])
-        images = np.concatenate([ones, sevens]).astype(np.float32)
-        labels = np.r_[np.ones(len(ones)), np.zeros(len(sevens))].astype(np.float32)
-        weights = np.where(
-            labels == 1, len(labels) / (2 * len(ones)), len(labels) / (2 * len(sevens))
-        )
-        trainer.fit(
-            images,
-            labels,
-            sample_weight=weights,
-            batch_size=batch_size,
-            epochs=epoch + 1,
-            initial_epoch=epoch,
-            shuffle=True,
-            verbose=0,
-        )
+        fit_balanced(trainer, ones, sevens, epoch)
     return head
 
 
