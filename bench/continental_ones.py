@@ -5,10 +5,11 @@ classifier itself read UCI's digits of outside writers worse, so a small head
 (`digitlab.training.continental_head`) learns to tell a 1 with a flag from a 7, and moves
 the probability of 7 to 1 as far as it is sure. It learns from the shipped run's training
 split: its 1s, with flags drawn afresh each epoch (`digitlab.training.continental`), and
-its 7s, both also in every generic look of `not_digit.looks`. Its threshold is chosen on the
-validation split alone (`choose_threshold`); the drawn digits of `bench/drawn_digits.py`,
-the MNIST test set and UCI's 1,797 digits of writers outside MNIST are printed before and
-after, never used to choose. The not-a-digit branch is put back unchanged.
+its 7s, both also in every generic look of `not_digit.looks` and every style of
+`digitlab.styles`. Its threshold is chosen on the validation split alone
+(`choose_threshold`); the drawn digits of `bench/drawn_digits.py`, the MNIST test set and
+UCI's 1,797 digits of writers outside MNIST are printed before and after, never used to
+choose. The not-a-digit branch is put back unchanged.
 
     .venv/bin/python bench/continental_ones.py [--model M.keras] [--out OUT.keras [--force]]
 

@@ -119,7 +119,6 @@ def train_branch(
     training kind, so the branch never sees the same scribble twice; all of them pass
     through the project's digit augmentation.
     `progress(epoch, loss)` is called after each epoch."""
-
     branch = build_branch(last_dense(model).input.shape[-1], seed)
     styled_per_epoch = min(styled_per_epoch, len(data.styled))
     per_epoch = digits_per_epoch + styled_per_epoch + per_kind * len(TRAINING_KINDS)

@@ -5,12 +5,13 @@ A classifier that learnt MNIST's bare 1s reads a 1 with a flag as 7 (docs/readin
 Teaching the classifier itself cost the digits it already read: refitting its last layer,
 or fine-tuning its last stages on flagged 1s, read 0.2 to 2.7 points fewer of UCI's 8 x 8
 digits of outside writers, whose blurred 7s, 9s and 2s then came out as 1. The head leaves
-the classifier as it is and answers one question, only where the classifier says 7: is this
-a 1 with a flag? It is the not-a-digit branch's architecture (`not_digit.branch.build_branch`:
-`strided` convolutions on the image beside the frozen classifier's penultimate features),
-trained on 1s with flags drawn on (`continental.flagged_ones`) and MNIST's own 1s against
-MNIST's 7s, both sides also in every generic look of `not_digit.looks`, so that a blurred
-or coarse 7 stays a 7.
+the classifier as it is and answers one question, which matters only where the classifier
+leans to 7: is this a 1 with a flag? It is the not-a-digit branch's architecture
+(`not_digit.branch.build_branch`: `strided` convolutions on the image beside the frozen
+classifier's penultimate features), trained on 1s with flags drawn on
+(`continental.flagged_ones`) and MNIST's own 1s against MNIST's 7s, both sides also in every
+generic look of `not_digit.looks` and every style of `styles`, so that a blurred or coarse 7
+stays a 7.
 
 Attached, with its threshold folded into its logit's bias, the head's score s (0..1) moves
 p7 * s from the probability of 7 to that of 1; the other eight digits, the ranking among
@@ -53,8 +54,9 @@ THRESHOLDS = (2.0, 1.0, 0.0, -1.0, -2.0, -3.0, -4.0)
 @dataclass(frozen=True)
 class HeadData:
     """What the head learns from (MNIST TRAINING digits, N x 28 x 28 uint8): `ones` its
-    bare 1s, `sevens` its 7s, and, in every generic look (`looks.every_look`), 1s with
-    flags (`looked_flags`) and 7s (`looked_sevens`). Each epoch draws new flags on `ones`."""
+    bare 1s, `sevens` its 7s, and, in other looks (every generic look of `not_digit.looks`,
+    every style of `styles`, read back by `to_mnist`), 1s with flags (`looked_flags`) and
+    7s (`looked_sevens`). Each epoch draws new flags on `ones`."""
 
     ones: np.ndarray
     sevens: np.ndarray
