@@ -30,13 +30,13 @@ import numpy as np
 
 from digitlab.inference.digit_score import DIGIT_CLASSES
 from digitlab.not_digit.branch import (
-    LOGIT_LAYER,
+    branch_logits,
     branch_trainer,
     build_branch,
     fit_balanced,
     frozen_beside,
 )
-from digitlab.not_digit.scores import last_dense
+from digitlab.not_digit.scores import last_dense, penultimate_features
 
 if TYPE_CHECKING:
     import keras
@@ -44,6 +44,10 @@ if TYPE_CHECKING:
 HEAD_NAME = "continental_one"
 """The head's name in a model: finding it (and freezing it when a person teaches the
 model their digits) goes by this name."""
+
+OUTPUT_LAYER = "continental_probabilities"
+"""The layer that adds the head's move to the classifier's probabilities: the attached
+model's output, whose first input is the classifier's own."""
 
 ONE, SEVEN = 1, 7
 
@@ -87,12 +91,7 @@ def train_head(
 
 def head_logits(head: keras.Model, classifier: keras.Model, images: np.ndarray) -> np.ndarray:
     """The head's logit (higher: more surely a 1 with a flag) of N x 28 x 28 images."""
-    import keras
-
-    trunk = keras.Model(classifier.inputs, last_dense(classifier).input)
-    features = trunk.predict(images, batch_size=1000, verbose=0)
-    logits = keras.Model(head.inputs, head.get_layer(LOGIT_LAYER).output)
-    return np.asarray(logits.predict([images, features], batch_size=1000, verbose=0))[:, 0]
+    return branch_logits(head, images, penultimate_features(classifier, images)[0])
 
 
 def move_sevens(probabilities: np.ndarray, logits: np.ndarray, threshold: float) -> np.ndarray:
@@ -143,7 +142,7 @@ def attach_head(model: keras.Model, head: keras.Model, threshold: float) -> kera
     change = keras.layers.Reshape((DIGIT_CLASSES,), name="continental_change")(
         keras.layers.Add(name="continental_moves")([gained, lost])
     )
-    outputs = keras.layers.Add(name="continental_probabilities")([probabilities, change])
+    outputs = keras.layers.Add(name=OUTPUT_LAYER)([probabilities, change])
     return keras.Model(model.inputs, outputs, name=model.name)
 
 
@@ -154,6 +153,4 @@ def without_head(model: keras.Model) -> keras.Model:
 
     if not any(layer.name == HEAD_NAME for layer in model.layers):
         return model
-    return keras.Model(
-        model.inputs, model.get_layer("continental_probabilities").input[0], name=model.name
-    )
+    return keras.Model(model.inputs, model.get_layer(OUTPUT_LAYER).input[0], name=model.name)
