@@ -61,13 +61,21 @@ def test_flags_are_drawn_on_the_1s_only_and_a_blank_image_is_refused(
         add_flag(np.zeros((28, 28), np.uint8), np.random.default_rng(0))
 
 
-def _shipped_classifier() -> keras.Model:
-    return without_head(without_branch(load_keras_model(pretrained_model_path())))
+@pytest.fixture(scope="module")
+def shipped() -> keras.Model:
+    """The shipped model, loaded once for the module's tests (they only read it)."""
+    return load_keras_model(pretrained_model_path())
 
 
-def test_the_head_moves_only_the_probability_of_7_to_1(mnist: MnistArrays, tmp_path: Path) -> None:
+def _classifier(model: keras.Model) -> keras.Model:
+    return without_head(without_branch(model))
+
+
+def test_the_head_moves_only_the_probability_of_7_to_1(
+    mnist: MnistArrays, shipped: keras.Model, tmp_path: Path
+) -> None:
     _, (x_test, y_test) = mnist
-    classifier = _shipped_classifier()
+    classifier = _classifier(shipped)
     head = build_branch(128, seed=3, name=HEAD_NAME)
     model = attach_head(classifier, head, threshold=0.5)
     images = np.concatenate([x_test[y_test == 7][:20], x_test[y_test != 7][:20]])
@@ -106,9 +114,11 @@ def test_every_look_skips_a_look_that_leaves_no_ink(mnist: MnistArrays) -> None:
     assert every_look(np.zeros((0, 28, 28), np.uint8), seed=0).shape == (0, 28, 28)
 
 
-def test_a_head_learns_flagged_1s_from_a_few_hundred_digits(mnist: MnistArrays) -> None:
+def test_a_head_learns_flagged_1s_from_a_few_hundred_digits(
+    mnist: MnistArrays, shipped: keras.Model
+) -> None:
     (x_train, y_train), (x_test, y_test) = mnist
-    classifier = _shipped_classifier()
+    classifier = _classifier(shipped)
     ones, sevens = x_train[:4000][y_train[:4000] == 1], x_train[:4000][y_train[:4000] == 7]
     data = HeadData(ones, sevens, np.zeros((0, 28, 28), np.uint8), np.zeros((0, 28, 28), np.uint8))
     head = train_head(
@@ -124,10 +134,11 @@ def test_a_head_learns_flagged_1s_from_a_few_hundred_digits(mnist: MnistArrays) 
     assert np.mean(positive[:, None] > negative[None, :]) >= 0.95  # AUROC
 
 
-def test_the_shipped_model_reads_flagged_1s_and_keeps_its_7s(mnist: MnistArrays) -> None:
+def test_the_shipped_model_reads_flagged_1s_and_keeps_its_7s(
+    mnist: MnistArrays, shipped: keras.Model
+) -> None:
     _, (x_test, y_test) = mnist
-    model = load_keras_model(pretrained_model_path())
-    classifier = without_head(without_branch(model))
+    model, classifier = shipped, _classifier(shipped)
     flagged = flagged_ones(x_test, y_test, seed=1)
     sevens = x_test[y_test == 7]
     read = model.predict(np.concatenate([flagged, sevens]), batch_size=1000, verbose=0)[:, :10]
