@@ -9,13 +9,15 @@ broad pen, and now and then a gap where the pen lifted. The images are 28 x 28, 
 black and normalised as `to_mnist` normalises a digit, like the MNIST digits the benches
 compose numbers from.
 
-    .venv/bin/python bench/drawn_digits.py [--count 1000] [--seed 0]
-                                                    # the shipped model on single drawn digits
+    .venv/bin/python bench/drawn_digits.py [--count 1000] [--seed 0] [--model M]
+                                                    # a model (default: the shipped one)
+                                                    # on single drawn digits
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -127,8 +129,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000, help="digits per skeleton")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--model", type=Path, default=None, help="model (default: the shipped one)")
     args = parser.parse_args()
-    predictor = Predictor.load()
+    predictor = Predictor.load(args.model)
     rng = np.random.default_rng(args.seed)
     print(f"{'digit':<6}{'skeleton':<16}{'read right':>11}{'flagged':>9}  most read as")
     for digit, skeletons in SKELETONS.items():

@@ -9,8 +9,8 @@ or, with `--extend-to`, a branch trained here (a few minutes) and attached to th
 Every score's threshold is chosen the same way, on validation digits only (at most 0.5% of
 MNIST validation digits and 1% of each styled or looked set of them flagged); the figures
 are on sets never used to fit or choose anything: MNIST test, MNIST test digits in every
-style, the UCI 8x8 digits (other writers, evaluation-only), and the HELD-OUT non-digits,
-drawn afresh. "Unseen kinds" are those no score was trained on:
+style and with pen gaps, the UCI 8x8 digits (other writers, evaluation-only), and the
+HELD-OUT non-digits, drawn afresh. "Unseen kinds" are those no score was trained on:
 the unseen halves of the letters and symbols, new shapes and scrawls; the trained halves are
 reported apart and left out of the AUROC.
 

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import onnxruntime
 import pytest
+from scipy import ndimage
 
 from conftest import MnistArrays
 from digitlab.errors import ConfigError, ModelError
@@ -26,7 +27,7 @@ from digitlab.not_digit.branch import (
 from digitlab.not_digit.datasets import uci_digits
 from digitlab.not_digit.from_digits import KIND, TURNS
 from digitlab.not_digit.glyphs import LETTERS, SYMBOLS
-from digitlab.not_digit.looks import LOOKS, digit_looks
+from digitlab.not_digit.looks import LEAST_PIECE, LOOKS, digit_looks, pen_gaps
 from digitlab.not_digit.non_digits import (
     HELD_OUT_KINDS,
     NEEDS_SOURCE,
@@ -111,6 +112,33 @@ def test_digit_looks_are_deterministic_28x28_uint8_and_differ_from_plain(
         assert np.array_equal(images, again[look])
         assert not np.array_equal(images, other[look])
         assert not np.array_equal(images, digits)
+
+
+def _ring_and_bar() -> tuple[np.ndarray, np.ndarray]:
+    """A 0 as a ring and a 1 as an upright bar, 28 x 28 uint8 white on black like MNIST."""
+    rows, columns = np.mgrid[:28, :28]
+    distance = np.hypot(rows - 14, columns - 14)
+    ring = np.where(np.abs(distance - 8) <= 1.5, 255, 0).astype(np.uint8)
+    bar = np.zeros((28, 28), np.uint8)
+    bar[4:24, 13:16] = 255
+    return ring, bar
+
+
+def test_pen_gaps_open_a_loop_and_never_leave_a_stub() -> None:
+    ring, bar = _ring_and_bar()
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        ink = (255 - pen_gaps(ring, rng).astype(np.float32)) / 255
+        # The loop is open: some direction from its centre holds no ink.
+        where = np.argwhere(ink > 0.5)
+        centre = where.mean(axis=0)
+        angles = np.arctan2(*(where - centre).T)
+        assert len(np.unique(np.floor((angles + np.pi) / (np.pi / 36)))) < 72
+        for digit in (ring, bar):
+            gapped = (255 - pen_gaps(digit, rng).astype(np.float32)) / 255
+            pieces, count = ndimage.label(gapped > 0.5)
+            sizes = ndimage.sum_labels(gapped, pieces, range(1, count + 1))
+            assert count == 1 or sizes.min() >= LEAST_PIECE * sizes.sum()
 
 
 def _shipped_outputs(images: np.ndarray) -> np.ndarray:

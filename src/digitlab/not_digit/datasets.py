@@ -8,9 +8,10 @@ digits:
                 kind of non-digit
     validation  other MNIST training digits, plain, in every style and in every look, one
                 set each: the threshold is chosen here
-    report      MNIST test, MNIST test digits in every style, scikit-learn's UCI digits (43
-                writers outside MNIST, evaluation-only: never trained or tuned on), and
-                every HELD-OUT kind of non-digit
+    report      MNIST test, MNIST test digits in every style and with pen gaps (the look
+                `looks.pen_gaps`), scikit-learn's UCI digits (43 writers outside MNIST,
+                evaluation-only: never trained or tuned on), and every HELD-OUT kind of
+                non-digit
 
 Styled images go through the real path: rendered as image files, then `to_mnist`.
 """
@@ -23,7 +24,7 @@ import numpy as np
 
 from digitlab.data.sources import load_mnist
 from digitlab.images.mnist_style import to_mnist
-from digitlab.not_digit.looks import digit_looks
+from digitlab.not_digit.looks import digit_looks, pen_gaps
 from digitlab.not_digit.non_digits import (
     HELD_OUT_KINDS,
     NEEDS_SOURCE,
@@ -132,12 +133,16 @@ def _add_styled_and_looked(
 
 
 def report_sets(seed: int = 0, per_style: int = PER_CHECKED_SET, per_kind: int = 1000) -> ImageSets:
-    """MNIST test, styled MNIST test, UCI digits and HELD-OUT non-digits, to report on."""
+    """MNIST test, styled MNIST test, MNIST test with pen gaps, UCI digits and HELD-OUT
+    non-digits, to report on."""
     _, (x_test, y_test) = load_mnist()
     sets = ImageSets()
     sets.add("mnist test", x_test, is_digit=True)
     for style, images in styled_digits(x_test[:per_style], seed + 2).items():
         sets.add(style, images, is_digit=True)
+    gaps = np.random.default_rng([seed, 3])
+    gapped = [to_mnist(pen_gaps(digit, gaps)) for digit in x_test[:per_style]]
+    sets.add("pen gaps", np.stack(gapped), is_digit=True)
     sets.add("uci 8x8 digits", uci_digits(), is_digit=True)
     _non_digits(sets, per_kind, seed, True, x_test, y_test)
     return sets

@@ -3,10 +3,12 @@ learns that a digit stays a digit whatever the pen, the resolution or the crop.
 
 People hand in digits that MNIST never shows: a few pixels tall with coarse grey levels
 (an 8 x 8 thumbnail, a form's box), blurred, written with a felt tip or a fine pen, cropped
-to the ink, saved as a lossy JPEG, or light on dark. A score trained on plain MNIST takes
-such digits for non-digits. Each look here is a generic degradation, not a copy of any
-evaluation set: the UCI 8 x 8 digits of `datasets.report_sets` (other writers) stay
-evaluation-only, and these looks are never applied to MNIST test digits.
+to the ink, saved as a lossy JPEG, light on dark, or with a gap where the pen skipped. A
+score trained on plain MNIST takes such digits for non-digits. Each look here is a generic
+degradation, not a copy of any evaluation set: the UCI 8 x 8 digits of
+`datasets.report_sets` (other writers) stay evaluation-only, and no look makes a training or
+validation image of an MNIST test digit (the report's test digits with pen gaps are only
+measured).
 
 Every look renders an image the way a person's file would be, and `to_mnist` reads it
 back, so the digits reach a model exactly as a person's would.
@@ -93,6 +95,44 @@ def light_on_dark(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
 
+def pen_gaps(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A pen that skipped: the digit 3 to 6 times MNIST's size with a gap across a stroke:
+    a disc wiped out of the ink around a point in the middle of a stroke, reaching 0.3 to
+    1 MNIST pixel beyond the stroke's edge (a 0 then shows a gap of a twelfth or so of its
+    loop), dark on white. Gaps that would leave a dot or a stub
+    of a stroke (a piece of less than `LEAST_PIECE` of the ink: a 1 would turn into a "!")
+    are drawn again."""
+    scale = rng.uniform(3, 6)
+    ink = np.pad(pen_strokes(digit, scale), round(2 * scale))
+    rows, columns = np.mgrid[: ink.shape[0], : ink.shape[1]]
+    depth = ndimage.distance_transform_edt(ink > 0.5)
+    middles = np.argwhere((depth > 0) & (depth == ndimage.maximum_filter(depth, size=3)))
+    for _ in range(GAP_TRIES):
+        gapped = ink.copy()
+        row, column = middles[rng.integers(0, len(middles))]
+        radius = depth[row, column] + scale * rng.uniform(0.3, 1.0)
+        gapped[(rows - row) ** 2 + (columns - column) ** 2 <= radius * radius] = 0.0
+        if _no_stubs(ink, gapped):
+            return _dark_on_white(gapped)
+    return _dark_on_white(ink)
+
+
+GAP_TRIES = 10
+LEAST_PIECE = 0.3
+"""`pen_gaps` keeps gaps that split the strokes only into pieces of at least this share of
+the ink, trying up to `GAP_TRIES` times (and then leaving the digit whole)."""
+
+
+def _no_stubs(ink: np.ndarray, gapped: np.ndarray) -> bool:
+    """Whether `gapped` has no more pieces than `ink`, or only pieces of `LEAST_PIECE` of
+    its ink or more."""
+    pieces, count = ndimage.label(gapped > 0.5)
+    if count <= ndimage.label(ink > 0.5)[1]:
+        return True
+    sizes = ndimage.sum_labels(gapped, pieces, range(1, count + 1))
+    return bool(sizes.min() >= LEAST_PIECE * sizes.sum())
+
+
 LOOKS: dict[str, Look] = {
     "coarse": coarse,
     "blurred": blurred,
@@ -100,6 +140,7 @@ LOOKS: dict[str, Look] = {
     "tight": tight,
     "jpeg": jpeg,
     "light on dark": light_on_dark,
+    "pen gaps": pen_gaps,
 }
 """Every look by name."""
 
@@ -116,8 +157,8 @@ def digit_looks(digits: np.ndarray, seed: int) -> dict[str, np.ndarray]:
 
 def every_look(digits: np.ndarray, seed: int) -> np.ndarray:
     """Every look applied to every one of `digits` (MNIST TRAINING digits, N x 28 x 28
-    uint8), read back by `to_mnist`, in one array (up to 6N x 28 x 28 uint8): a look that
-    leaves no ink (a thin stroke box-averaged away) is skipped."""
+    uint8), read back by `to_mnist`, in one array of up to N x len(LOOKS) images (28 x 28
+    uint8): a look that leaves no ink (a thin stroke box-averaged away) is skipped."""
     rng = np.random.default_rng(seed)
     images = []
     for digit in digits:
