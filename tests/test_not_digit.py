@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from conftest import MnistArrays
 from digitlab.errors import ConfigError, ModelError
-from digitlab.images.mnist_style import normalize_digit
+from digitlab.images.mnist_style import normalize_digit, to_mnist
 from digitlab.inference.export import _write
 from digitlab.inference.modelfile import load_keras_model
 from digitlab.inference.pretrained import pretrained_model_path, pretrained_onnx_path
@@ -243,9 +243,17 @@ def test_shipped_model_flags_a_scribble_and_fashion_and_accepts_mnist(mnist: Mni
         "fashion", 200, seed=1, held_out=True, source=load_fashion_mnist("t10k")
     )
     letters = make_non_digits("letters, unseen half", 200, seed=1, held_out=True)
-    assert np.mean(_shipped_outputs(scribbles)[:, 10] < 0.5) >= 0.5  # 64% documented
-    assert np.mean(_shipped_outputs(fashion)[:, 10] < 0.5) >= 0.9  # 97% documented
-    assert np.mean(_shipped_outputs(letters)[:, 10] < 0.5) >= 0.85  # 89% documented, was 76%
+    assert np.mean(_shipped_outputs(scribbles)[:, 10] < 0.5) >= 0.5  # 72% documented
+    assert np.mean(_shipped_outputs(fashion)[:, 10] < 0.5) >= 0.9  # 99% documented
+    assert np.mean(_shipped_outputs(letters)[:, 10] < 0.5) >= 0.85  # 95% documented
+
+
+def test_shipped_model_accepts_test_digits_where_the_pen_skipped(mnist: MnistArrays) -> None:
+    _, (x_test, _) = mnist
+    rng = np.random.default_rng(5)
+    gapped = np.stack([to_mnist(pen_gaps(digit, rng)) for digit in x_test[:500]])
+    # 2.2% of 1,000 documented; the branch trained without pen gaps flagged 6.4% of these.
+    assert np.mean(_shipped_outputs(gapped)[:, 10] < 0.5) <= 0.04
 
 
 def test_shipped_model_accepts_digits_of_writers_outside_mnist() -> None:
