@@ -95,19 +95,24 @@ def light_on_dark(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
 
+GAP_TRIES = 10
+LEAST_PIECE = 0.3
+"""`pen_gaps` keeps gaps that split the strokes only into pieces of at least this share of
+the ink, trying up to `GAP_TRIES` times (and then leaving the digit whole)."""
+
+
 def pen_gaps(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A pen that skipped: the digit 3 to 6 times MNIST's size with a gap across a stroke:
     a disc wiped out of the ink around a point in the middle of a stroke, reaching 0.3 to
     1 MNIST pixel beyond the stroke's edge (a 0 then shows a gap of a twelfth or so of its
-    loop), dark on white. Gaps that would leave a dot or a stub
-    of a stroke (a piece of less than `LEAST_PIECE` of the ink: a 1 would turn into a "!")
-    are drawn again."""
+    loop), dark on white. Gaps that would leave a dot or a stub of a stroke (a piece of
+    less than `LEAST_PIECE` of the ink: a 1 would turn into a "!") are drawn again."""
     scale = rng.uniform(3, 6)
     ink = np.pad(pen_strokes(digit, scale), round(2 * scale))
     rows, columns = np.mgrid[: ink.shape[0], : ink.shape[1]]
     depth = ndimage.distance_transform_edt(ink > 0.5)
     middles = np.argwhere((depth > 0) & (depth == ndimage.maximum_filter(depth, size=3)))
-    for _ in range(GAP_TRIES):
+    for _ in range(GAP_TRIES if len(middles) else 0):
         gapped = ink.copy()
         row, column = middles[rng.integers(0, len(middles))]
         radius = depth[row, column] + scale * rng.uniform(0.3, 1.0)
@@ -115,12 +120,6 @@ def pen_gaps(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if _no_stubs(ink, gapped):
             return _dark_on_white(gapped)
     return _dark_on_white(ink)
-
-
-GAP_TRIES = 10
-LEAST_PIECE = 0.3
-"""`pen_gaps` keeps gaps that split the strokes only into pieces of at least this share of
-the ink, trying up to `GAP_TRIES` times (and then leaving the digit whole)."""
 
 
 def _no_stubs(ink: np.ndarray, gapped: np.ndarray) -> bool:
