@@ -24,7 +24,7 @@ import numpy as np
 
 from digitlab.data.sources import load_mnist
 from digitlab.images.mnist_style import to_mnist
-from digitlab.not_digit.looks import digit_looks, pen_gaps
+from digitlab.not_digit.looks import digit_looks, pen_gaps, read_back
 from digitlab.not_digit.non_digits import (
     HELD_OUT_KINDS,
     NEEDS_SOURCE,
@@ -140,9 +140,8 @@ def report_sets(seed: int = 0, per_style: int = PER_CHECKED_SET, per_kind: int =
     sets.add("mnist test", x_test, is_digit=True)
     for style, images in styled_digits(x_test[:per_style], seed + 2).items():
         sets.add(style, images, is_digit=True)
-    gaps = np.random.default_rng([seed, 3])
-    gapped = [to_mnist(pen_gaps(digit, gaps)) for digit in x_test[:per_style]]
-    sets.add("pen gaps", np.stack(gapped), is_digit=True)
+    gapped = read_back(pen_gaps, x_test[:per_style], np.random.default_rng([seed, 3]))
+    sets.add("pen gaps", gapped, is_digit=True)
     sets.add("uci 8x8 digits", uci_digits(), is_digit=True)
     _non_digits(sets, per_kind, seed, True, x_test, y_test)
     return sets

@@ -112,21 +112,22 @@ def pen_gaps(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     rows, columns = np.mgrid[: ink.shape[0], : ink.shape[1]]
     depth = ndimage.distance_transform_edt(ink > 0.5)
     middles = np.argwhere((depth > 0) & (depth == ndimage.maximum_filter(depth, size=3)))
+    pieces = ndimage.label(ink > 0.5)[1]
     for _ in range(GAP_TRIES if len(middles) else 0):
         gapped = ink.copy()
         row, column = middles[rng.integers(0, len(middles))]
         radius = depth[row, column] + scale * rng.uniform(0.3, 1.0)
         gapped[(rows - row) ** 2 + (columns - column) ** 2 <= radius * radius] = 0.0
-        if _no_stubs(ink, gapped):
+        if _no_stubs(gapped, pieces):
             return _dark_on_white(gapped)
     return _dark_on_white(ink)
 
 
-def _no_stubs(ink: np.ndarray, gapped: np.ndarray) -> bool:
-    """Whether `gapped` has no more pieces than `ink`, or only pieces of `LEAST_PIECE` of
-    its ink or more."""
+def _no_stubs(gapped: np.ndarray, pieces_before: int) -> bool:
+    """Whether `gapped` has no more pieces than the `pieces_before` of the digit it was
+    cut from, or only pieces of `LEAST_PIECE` of its ink or more."""
     pieces, count = ndimage.label(gapped > 0.5)
-    if count <= ndimage.label(ink > 0.5)[1]:
+    if count <= pieces_before:
         return True
     sizes = ndimage.sum_labels(gapped, pieces, range(1, count + 1))
     return bool(sizes.min() >= LEAST_PIECE * sizes.sum())
@@ -147,11 +148,16 @@ LOOKS: dict[str, Look] = {
 def digit_looks(digits: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """Every look applied to every one of `digits` (MNIST TRAINING digits, N x 28 x 28
     uint8), each image read back by `to_mnist`: look name -> N x 28 x 28 uint8."""
-    result = {}
-    for number, (name, look) in enumerate(LOOKS.items()):
-        rng = np.random.default_rng([seed, number])
-        result[name] = np.stack([to_mnist(look(digit, rng)) for digit in digits])
-    return result
+    return {
+        name: read_back(look, digits, np.random.default_rng([seed, number]))
+        for number, (name, look) in enumerate(LOOKS.items())
+    }
+
+
+def read_back(look: Look, digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`look` applied to each of `digits` (N x 28 x 28 uint8), in order, each image read
+    back by `to_mnist`: N x 28 x 28 uint8."""
+    return np.stack([to_mnist(look(digit, rng)) for digit in digits])
 
 
 def every_look(digits: np.ndarray, seed: int) -> np.ndarray:
