@@ -11,11 +11,11 @@ from PIL import Image
 from scipy import ndimage
 
 import digitlab.reading.number as number_module
-from digitlab.errors import NoDigitFoundError
+from digitlab.errors import ConfigError, NoDigitFoundError
 from digitlab.images import decode, extract_ink, normalize_digit, to_grayscale, to_mnist
 from digitlab.inference.modelfile import load_keras_model
 from digitlab.inference.predictor import FileFailure, FileReading, Predictor
-from digitlab.number_images import LOOKS, compose_number
+from digitlab.number_images import LOOKS, SEPARATORS, compose_number
 from digitlab.reading import read_number
 from digitlab.reading.number import SPLIT_WIDTH, _Scorer, cut_parts
 from digitlab.reading.part_scorer import NOT_WHOLE, shipped_part_scorer
@@ -28,6 +28,7 @@ from digitlab.reading.segment import (
     blobs,
     from_mask,
     join_fragments,
+    split_off_separators,
     typical_height,
 )
 from digitlab.reading.specks import give_back_specks
@@ -305,6 +306,63 @@ def test_a_digit_takes_back_its_own_specks_and_no_others():
     specks[:] = 0.0
     specks[40:44, 71:75] = 1.0
     assert give_back_specks([bold, upper], ink + specks, specks, 40.0)[1].bottom == 44
+
+
+@pytest.mark.parametrize("mark", SEPARATORS)
+def test_points_commas_and_dashes_between_digits_are_written_not_read(
+    held_out_digits, predictor, mark
+):
+    # A price, a thousands comma, a date. Before separators, a dash or a comma joined a
+    # neighbour as a fragment and was read as a digit or split one; a point was left out.
+    x_test, y_test = held_out_digits
+    rng = np.random.default_rng(5)
+    read = []
+    for _ in range(12):
+        picked = rng.integers(0, len(x_test), size=4)
+        item = compose_number(x_test[picked], y_test[picked], rng, separator=mark)
+        reading = read_number(item.data, predictor)
+        read.append((reading.number == item.number, reading.text == item.text))
+    digits_right, texts_right = (sum(column) for column in zip(*read, strict=True))
+    assert digits_right >= 10 and texts_right >= 10, read
+
+
+def test_a_separator_is_composed_in_a_wider_gap_between_two_digits(held_out_digits):
+    x_test, y_test = held_out_digits
+    digits, labels = x_test[:5], y_test[:5]
+    for mark in SEPARATORS:
+        item = compose_number(digits, labels, np.random.default_rng(1), separator=mark)
+        at = item.text.index(mark)
+        assert 0 < at < 5 and item.text.replace(mark, "") == item.number
+        gaps = [after[0] - before[2] for before, after in itertools.pairwise(item.boxes)]
+        assert int(np.argmax(gaps)) == at - 1
+        gray = np.asarray(Image.open(io.BytesIO(item.data)).convert("L"), np.float32)
+        ink = np.abs(gray - np.median(gray)) > 100
+        between = ink[:, item.boxes[at - 1][2] + 1 : item.boxes[at][0] - 1]
+        assert between.sum() > 20
+    with pytest.raises(ConfigError, match="ordinary gap"):
+        compose_number(digits, labels, np.random.default_rng(1), "touching", separator=".")
+    with pytest.raises(ConfigError, match="unknown separator"):
+        compose_number(digits, labels, np.random.default_rng(1), separator=":")
+
+
+def test_only_small_marks_between_digits_low_or_across_the_middle_are_separators():
+    # Digits 40 rows tall (rows 10 to 50: middle 30, baseline 50), and marks between them.
+    left, right = _bar(10, 0, 40, 20), _bar(10, 100, 40, 20)
+    point, dash = _bar(44, 26, 6, 6), _bar(28, 40, 4, 14)
+    comma = Piece(44, 64, np.eye(12, 5, dtype=bool) | np.eye(12, 5, k=-1, dtype=bool))
+    pieces, separators = split_off_separators([left, point, dash, comma, right])
+    assert len(pieces) == 2 and pieces[0] is left and pieces[1] is right
+    assert [(separator.mark, id(separator.piece)) for separator in separators] == [
+        (".", id(point)),
+        ("-", id(dash)),
+        (",", id(comma)),
+    ]
+    high = _bar(12, 35, 6, 6)  # a 5's flag or a bit of a 7's bar: a piece of a digit
+    after = _bar(44, 130, 6, 6)  # no digit on its right
+    under = _bar(44, 14, 6, 6)  # in a digit's columns
+    speck = _bar(46, 36, 2, 2)  # dust
+    for mark in (high, after, under, speck):
+        assert split_off_separators([left, mark, right])[1] == []
 
 
 def test_stacked_pieces_join_and_neighbours_sharing_rows_stay_apart():

@@ -17,7 +17,7 @@ from PIL import Image
 from digit_images import png_bytes
 from digitlab.images import memory_needed
 from digitlab.inference.predictor import Predictor
-from digitlab.number_images import ComposedNumber, compose_number
+from digitlab.number_images import SEPARATORS, ComposedNumber, compose_number
 from digitlab.reading import read_number
 from digitlab.serve.app import create_app
 from digitlab.serve.batching import InferenceBatcher
@@ -72,7 +72,7 @@ def test_read_answers_the_number_each_digit_and_its_box_as_read_number_does(
         assert response.status_code == 200
         answer = response.json()
         expected = read_number(item.data, shipped)
-        assert answer["number"] == expected.number
+        assert answer["number"] == expected.number and answer["text"] == expected.text
         assert answer["confidence"] == pytest.approx(expected.confidence, abs=1e-5)
         assert [answer["width"], answer["height"]] == list(expected.size)
         assert answer["model"] == shipped.name
@@ -84,6 +84,23 @@ def test_read_answers_the_number_each_digit_and_its_box_as_read_number_does(
             assert shown["preprocessed"] == digit.image.tolist()
         right += answer["number"] == item.number
     assert right >= 10
+
+
+def test_read_answers_a_number_with_a_separator_as_written(
+    client: TestClient, shipped: Predictor, mnist
+):
+    _, (x_test, y_test) = mnist
+    rng = np.random.default_rng(21)
+    as_written = 0
+    for mark in SEPARATORS:
+        picked = rng.integers(0, len(x_test), size=4)
+        item = compose_number(x_test[picked], y_test[picked], rng, separator=mark)
+        answer = post_read(client, item.data, content_type(item)).json()
+        expected = read_number(item.data, shipped)
+        assert (answer["number"], answer["text"]) == (expected.number, expected.text)
+        assert len(answer["digits"]) == len(answer["number"])
+        as_written += answer["text"] == item.text
+    assert as_written >= 2
 
 
 def test_read_of_one_digit_answers_as_predict_does(client: TestClient, mnist):
@@ -188,6 +205,7 @@ def test_openapi_documents_read_its_bodies_answers_and_errors(client: TestClient
     schemas = spec["components"]["schemas"]
     assert set(schemas["ReadingResponse"]["required"]) == {
         "number",
+        "text",
         "confidence",
         "digits",
         "width",

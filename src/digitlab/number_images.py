@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from digitlab.errors import ConfigError
 from digitlab.styles import change_thickness, encode, pen_strokes, photograph
@@ -43,6 +44,10 @@ dark ink on light paper)."""
 
 PAPER_LOOKS = ("ruled_paper", "squared_paper", "underlined", "desk_edge")
 
+SEPARATORS = (".", ",", "-")
+"""Marks a number may have written between two of its digits: a decimal point, a thousands
+comma, a dash (a date, a range)."""
+
 DIGIT_HEIGHT = 60
 """The tallest digit's height in pixels; the others are 85% to 100% of it."""
 
@@ -56,13 +61,15 @@ class ComposedNumber:
     """An encoded image of a number and what is in it.
 
     `data` is the image file (`suffix` ".png" or ".jpg"), `number` the digits as a string,
-    `boxes` each digit's ink box (x0, y0, x1, y1; x1 and y1 exclusive) in image pixels.
+    `boxes` each digit's ink box (x0, y0, x1, y1; x1 and y1 exclusive) in image pixels,
+    `text` the number as written: `number` with its separator, if it has one, in place.
     """
 
     data: bytes
     suffix: str
     number: str
     boxes: tuple[tuple[int, int, int, int], ...]
+    text: str
 
 
 def compose_number(
@@ -71,29 +78,42 @@ def compose_number(
     rng: np.random.Generator,
     gap: str = "ordinary",
     look: str = "plain",
+    separator: str | None = None,
 ) -> ComposedNumber:
-    """Write the MNIST `digits` (K x 28 x 28 uint8, labels `labels`) as one number image.
+    """Write the MNIST `digits` (K x 28 x 28 uint8, labels `labels`) as one number image;
+    with a `separator` (one of `SEPARATORS`), that mark is written in a wider gap between
+    two digits picked at random.
 
-    Raises `ConfigError` for a gap kind not in `GAPS` or a look not in `LOOKS`.
+    Raises `ConfigError` for a gap kind not in `GAPS`, a look not in `LOOKS`, or a
+    separator not in `SEPARATORS` or not between two digits with an ordinary gap.
     """
     if gap not in GAPS:
         raise ConfigError(f"unknown gap kind {gap!r}; choose from {', '.join(GAPS)}")
     if look not in LOOKS:
         raise ConfigError(f"unknown look {look!r}; choose from {', '.join(LOOKS)}")
+    if separator is not None and separator not in SEPARATORS:
+        raise ConfigError(f"unknown separator {separator!r}; choose from {' '.join(SEPARATORS)}")
+    if separator is not None and (gap != "ordinary" or len(digits) < 2):
+        raise ConfigError("a separator is written between two digits with an ordinary gap")
     strokes = [_stroke(digit, rng, look) for digit in digits]
     canvas, boxes = _lay_out(strokes, rng, GAPS[gap])
-    number = "".join(str(int(label)) for label in labels)
+    number = text = "".join(str(int(label)) for label in labels)
+    inked = boxes
+    if separator is not None:
+        canvas, boxes, at, mark_box = _with_separator(canvas, boxes, rng, separator)
+        text = number[:at] + separator + number[at:]
+        inked = (*boxes, mark_box)
     if look == "ballpoint_photo":
-        return ComposedNumber(photograph(canvas, rng), ".jpg", number, boxes)
+        return ComposedNumber(photograph(canvas, rng), ".jpg", number, boxes, text)
     if look in PAPER_LOOKS:
-        canvas = _PAPERS[look](canvas, boxes, rng)
+        canvas = _PAPERS[look](canvas, inked, rng)
     dark_on_light = look in PAPER_LOOKS or bool(rng.integers(2))
     paper, ink_level = (255.0, 0.0) if dark_on_light else (0.0, 255.0)
     pixels = np.rint(paper + (ink_level - paper) * canvas).astype(np.uint8)
     if rng.integers(2):
-        return ComposedNumber(encode(pixels, "PNG"), ".png", number, boxes)
+        return ComposedNumber(encode(pixels, "PNG"), ".png", number, boxes, text)
     quality = int(rng.integers(70, 96))
-    return ComposedNumber(encode(pixels, "JPEG", quality=quality), ".jpg", number, boxes)
+    return ComposedNumber(encode(pixels, "JPEG", quality=quality), ".jpg", number, boxes, text)
 
 
 def _stroke(digit: np.ndarray, rng: np.random.Generator, look: str) -> np.ndarray:
@@ -139,6 +159,73 @@ def _lay_out(
 
 
 Boxes = tuple[tuple[int, int, int, int], ...]
+
+
+def _with_separator(
+    canvas: np.ndarray, boxes: Boxes, rng: np.random.Generator, separator: str
+) -> tuple[np.ndarray, Boxes, int, tuple[int, int, int, int]]:
+    """`canvas` widened between two digits picked at random, the `separator` written there:
+    a point on the digits' baseline, a comma reaching below it, a dash across their middle.
+    Returns the canvas, the digits' boxes, the index of the digit after the mark and the
+    mark's box."""
+    at = int(rng.integers(1, len(boxes)))
+    mark = _mark(separator, rng)
+    space = round(DIGIT_HEIGHT * rng.uniform(0.1, 0.25))
+    column = (boxes[at - 1][2] + boxes[at][0]) // 2
+    added = mark.shape[1] + 2 * space
+    widened = np.insert(canvas, [column] * added, 0.0, axis=1)
+    moved = tuple(
+        box if number < at else (box[0] + added, box[1], box[2] + added, box[3])
+        for number, box in enumerate(boxes)
+    )
+    baseline = float(np.median([box[3] for box in boxes]))
+    middle = float(np.median([(box[1] + box[3]) / 2 for box in boxes]))
+    if separator == "-":
+        top = middle + DIGIT_HEIGHT * rng.uniform(-0.08, 0.08) - mark.shape[0] / 2
+    elif separator == ",":
+        top = baseline - mark.shape[0] * rng.uniform(0.3, 0.6)
+    else:
+        top = baseline - mark.shape[0] + DIGIT_HEIGHT * rng.uniform(-0.03, 0.03)
+    row, left = round(top), column + space
+    region = widened[row : row + mark.shape[0], left : left + mark.shape[1]]
+    np.maximum(region, mark, out=region)
+    return widened, moved, at, (left, row, left + mark.shape[1], row + mark.shape[0])
+
+
+MARK_SUPERSAMPLING = 4
+"""Marks are drawn this many times larger, then shrunk: smooth edges, as a pen's."""
+
+
+def _mark(separator: str, rng: np.random.Generator) -> np.ndarray:
+    """One separator's ink (float 0..1, cropped), with a pen 10% to 15% of `DIGIT_HEIGHT`
+    wide, about as wide as MNIST's: a round point, a comma (a point with a tail down to
+    the left) or a dash, a little aslant."""
+    big = MARK_SUPERSAMPLING
+    pen = DIGIT_HEIGHT * rng.uniform(0.1, 0.15) * big
+    side = round(DIGIT_HEIGHT * big * 0.7)
+    image = Image.new("L", (side, side))
+    draw = ImageDraw.Draw(image)
+    centre = side / 2
+    if separator == "-":
+        half = DIGIT_HEIGHT * big * rng.uniform(0.25, 0.5) / 2
+        rise = half * rng.uniform(-0.1, 0.1)
+        draw.line(
+            [(centre - half, centre + rise), (centre + half, centre - rise)],
+            fill=255,
+            width=round(pen * 0.8),
+        )
+    else:
+        radius = pen * rng.uniform(0.5, 0.75)
+        draw.ellipse([centre - radius, centre - radius, centre + radius, centre + radius], fill=255)
+        if separator == ",":
+            length = DIGIT_HEIGHT * big * rng.uniform(0.2, 0.32)
+            lean = np.radians(rng.uniform(10.0, 35.0))
+            end = (centre - length * np.sin(lean), centre + length * np.cos(lean))
+            draw.line([(centre + radius / 2, centre), end], fill=255, width=round(pen * 0.7))
+    small = image.resize((side // big, side // big), Image.Resampling.BOX)
+    ink = np.asarray(small, np.float32) / 255.0
+    rows, columns = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    return ink[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
 
 
 def _ruled(canvas: np.ndarray, boxes: Boxes, rng: np.random.Generator) -> np.ndarray:

@@ -86,6 +86,7 @@ def reading_record(result: FileReading) -> dict[str, Any]:
     return {
         "path": str(result.path),
         "number": result.reading.number,
+        "text": result.reading.text,
         "confidence": round(result.reading.confidence, 6),
         "digits": [
             {
@@ -125,10 +126,12 @@ def _boxes_text(record: dict[str, Any]) -> str:
 def records_to_csv(records: list[dict[str, Any]]) -> str:
     """CSV: path, number, confidence, digits as `digit:confidence` pairs, boxes as
     `x0 y0 x1 y1` separated by `;`, each part's is_digit and digit_score separated by
-    spaces."""
+    spaces, and last the number as written (its points, commas and dashes kept)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "number", "confidence", "digits", "boxes", "is_digit", "digit_score"])
+    writer.writerow(
+        ["path", "number", "confidence", "digits", "boxes", "is_digit", "digit_score", "text"]
+    )
     for record in records:
         writer.writerow(
             [
@@ -139,20 +142,22 @@ def records_to_csv(records: list[dict[str, Any]]) -> str:
                 _boxes_text(record),
                 _is_digit_text(record),
                 _scores_text(record),
+                record["text"],
             ]
         )
     return buffer.getvalue()
 
 
 def records_to_table(records: list[dict[str, Any]]) -> str:
-    """An aligned text table: path, number, confidence, each digit's confidence, and
-    `(not a digit)` after each part that is not one."""
+    """An aligned text table: path, the number as written (points, commas and dashes
+    between its digits kept), confidence, each digit's confidence, and `(not a digit)`
+    after each part that is not one."""
     from digitlab.tables import text_table
 
     rows = [
         (
             record["path"],
-            record["number"],
+            record["text"],
             f"{record['confidence']:.4f}",
             _digits_text(record, marked=True),
         )

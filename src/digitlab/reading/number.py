@@ -36,6 +36,7 @@ from digitlab.reading.part_scorer import NOT_WHOLE, shipped_part_scorer
 from digitlab.reading.part_view import part_views
 from digitlab.reading.segment import (
     Piece,
+    Separator,
     between,
     blobs,
     cut_seams,
@@ -43,6 +44,8 @@ from digitlab.reading.segment import (
     from_mask,
     join_fragments,
     left_to_right,
+    separators_among,
+    split_off_separators,
     typical_height,
 )
 from digitlab.reading.specks import give_back_specks
@@ -117,13 +120,16 @@ class DigitReading:
 @dataclass(frozen=True)
 class NumberReading:
     """A number read from an image: its digits as a string, the chance that all of them are
-    right (the product of their confidences), each digit left to right, and the image's
-    size (width, height) in pixels, which the boxes refer to."""
+    right (the product of their confidences), each digit left to right, the image's size
+    (width, height) in pixels, which the boxes refer to, and the number as written: its
+    digits with the points, commas and dashes written between them ("12.50" where
+    `number` is "1250")."""
 
     number: str
     confidence: float
     digits: tuple[DigitReading, ...]
     size: tuple[int, int]
+    text: str
 
 
 def read_number(
@@ -151,19 +157,21 @@ def read_number(
     gray = to_grayscale(decoded, name)
     ink, specks = ink_and_specks(gray, name)
     scorer = _Scorer(ink, predictor)
-    pieces = find_digits(ink, scorer)
+    pieces, separators = find_digits(ink, scorer)
     if len(pieces) == 1:
         # Exactly what `to_mnist` gives: all the ink, specks it keeps included.
-        pieces = [from_mask(ink > 0) or pieces[0]]
+        pieces, separators = [from_mask(ink > 0) or pieces[0]], []
         scorer.use_all_ink(pieces[0])
     else:
-        pieces = scorer.give_back_specks(pieces, specks)
+        marks = separators_among(blobs(specks), [*pieces, *(mark.piece for mark in separators)])
+        separators += marks
+        pieces = scorer.give_back_specks(pieces, _without(specks, marks))
     scorer.score(pieces)
     scale = (size[0] / gray.shape[1], size[1] / gray.shape[0])
     digits = tuple(scorer.reading(piece, scale, size) for piece in pieces)
     confidence = float(np.prod([digit.confidence for digit in digits]))
     number = "".join(str(digit.digit) for digit in digits)
-    return NumberReading(number, confidence, digits, size)
+    return NumberReading(number, confidence, digits, size, _as_written(pieces, digits, separators))
 
 
 @functools.cache
@@ -174,9 +182,10 @@ def shipped_predictor() -> Predictor:
     return Predictor.load()
 
 
-def find_digits(ink: np.ndarray, scorer: _Scorer) -> list[Piece]:
-    """The pieces of `ink` that are one digit each, left to right."""
-    pieces = _pieces(ink, scorer)
+def find_digits(ink: np.ndarray, scorer: _Scorer) -> tuple[list[Piece], list[Separator]]:
+    """The pieces of `ink` that are one digit each, left to right, and the separators
+    written between them."""
+    pieces, separators = _pieces(ink, scorer)
     height = typical_height(pieces)
     digits: list[Piece] = []
     uncut: list[Piece] = []
@@ -185,7 +194,7 @@ def find_digits(ink: np.ndarray, scorer: _Scorer) -> list[Piece]:
         digits.extend(parts)
         if parts[0] is piece:
             uncut.append(piece)
-    return _join_strays(left_to_right(digits), uncut, scorer, height)
+    return _join_strays(left_to_right(digits), uncut, scorer, height), separators
 
 
 def cut_candidates(
@@ -195,16 +204,38 @@ def cut_candidates(
     digit height: what the part scorer is trained on. A piece that may be several digits
     brings its cut search's candidate parts; any other is its own one candidate, judged
     alone as when the reader asks whether it is a stray."""
-    pieces = _pieces(ink, _Scorer(ink, predictor))
+    pieces, _ = _pieces(ink, _Scorer(ink, predictor))
     height = typical_height(pieces)
     for piece in pieces:
         cut = cut_parts(piece, ink, height)
         yield piece, [piece] if cut is None else list(cut[0].values()), height
 
 
-def _pieces(ink: np.ndarray, scorer: _Scorer) -> list[Piece]:
-    """The blobs of `ink` joined into pieces that may each be one digit or several."""
-    return _join_side_by_side(join_fragments(drop_underlines(blobs(ink))), scorer)
+def _pieces(ink: np.ndarray, scorer: _Scorer) -> tuple[list[Piece], list[Separator]]:
+    """The blobs of `ink` joined into pieces that may each be one digit or several, and
+    the separators between them."""
+    pieces, separators = split_off_separators(drop_underlines(blobs(ink)))
+    return _join_side_by_side(join_fragments(pieces), scorer), separators
+
+
+def _without(specks: np.ndarray, separators: list[Separator]) -> np.ndarray:
+    """`specks` less the separators' ink."""
+    kept = specks.copy()
+    for separator in separators:
+        piece = separator.piece
+        kept[piece.top : piece.bottom, piece.left : piece.right][piece.mask] = 0.0
+    return kept
+
+
+def _as_written(
+    pieces: list[Piece], digits: tuple[DigitReading, ...], separators: list[Separator]
+) -> str:
+    """The digits read with the separators written between them, left to right."""
+    marks = [(separator.piece.centre_x, separator.mark) for separator in separators]
+    marks += [
+        (piece.centre_x, str(digit.digit)) for piece, digit in zip(pieces, digits, strict=True)
+    ]
+    return "".join(mark for _, mark in sorted(marks, key=lambda mark: mark[0]))
 
 
 def _join_side_by_side(pieces: list[Piece], scorer: _Scorer) -> list[Piece]:

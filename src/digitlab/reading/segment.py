@@ -35,6 +35,36 @@ UNDERLINE_HEIGHT = 0.25
 UNDERLINE_ASPECT = 4.0
 """... at least this many times as wide as it is tall, and under two digits or more."""
 
+MARK_HEIGHT = 0.5
+"""A mark written between digits, with no other piece above or below it, is a separator
+rather than a digit or a piece of one when it is a point or a comma: at most this share of
+the typical digit height tall and `MARK_WIDTH` wide, at least `LEAST_MARK` tall and wide,
+wholly below the middle of the writing (a comma reaches at least `COMMA_DROP` digit
+heights below the digits' baseline, or is a stroke: its ink at least `COMMA_LENGTH` times
+as long as it is wide) ..."""
+
+MARK_WIDTH = 0.6
+
+LEAST_MARK = 0.1
+"""(About a stroke's width: smaller specks are dust, or bits of a digit a light pen broke.)"""
+
+COMMA_DROP = 0.1
+
+COMMA_LENGTH = 1.8
+
+DASH_HEIGHT = 0.25
+"""... or a dash: at most this share of the typical digit height tall, `LEAST_DASH` to
+`DASH_WIDTH` wide, at least `ASPECT` times as wide as tall, its centre at most
+`DASH_OFFSET` digit heights from the middle of the writing."""
+
+LEAST_DASH = 0.2
+
+DASH_WIDTH = 0.8
+
+DASH_OFFSET = 0.25
+
+ASPECT = 1.5
+
 CUT_STEP = 0.1
 """Cut paths start this far apart (a share of the typical digit height) and may wander as
 far from their start."""
@@ -95,6 +125,14 @@ class Piece:
             cols = slice(piece.left - left, piece.right - left)
             mask[rows, cols] |= piece.mask
         return Piece(top, left, mask)
+
+
+@dataclass(frozen=True)
+class Separator:
+    """A mark written between digits, not a digit: `mark` is ".", "," or "-"."""
+
+    mark: str
+    piece: Piece
 
 
 def from_mask(mask: np.ndarray, top: int = 0, left: int = 0) -> Piece | None:
@@ -167,6 +205,70 @@ def drop_underlines(pieces: list[Piece]) -> list[Piece]:
         )
 
     return [piece for piece in pieces if not underline(piece)]
+
+
+def split_off_separators(pieces: list[Piece]) -> tuple[list[Piece], list[Separator]]:
+    """The pieces that may be digits, and apart from them the separators written between
+    digits (a decimal point, a thousands comma, a dash in a date), which would otherwise
+    join a neighbour as a fragment and be read as a digit or a piece of one."""
+    if len(pieces) < 3:
+        return pieces, []
+    separators = separators_among(pieces, pieces)
+    marked = {id(separator.piece) for separator in separators}
+    return [piece for piece in pieces if id(piece) not in marked], separators
+
+
+def separators_among(marks: list[Piece], pieces: list[Piece]) -> list[Separator]:
+    """Those of `marks` that are separators written between the digits among `pieces`
+    (`marks` may be some of `pieces`, or specks apart from them)."""
+    height = typical_height(pieces)
+    digits = [piece for piece in pieces if piece.height >= FRAGMENT_HEIGHT * height]
+    middle = float(np.median([(digit.top + digit.bottom) / 2 for digit in digits]))
+    baseline = float(np.median([digit.bottom for digit in digits]))
+    separators = []
+    for mark in marks:
+        others = [piece for piece in pieces if piece is not mark]
+        if _stands_between(mark, others, digits):
+            kind = _separator_kind(mark, height, middle, baseline)
+            if kind is not None:
+                separators.append(Separator(kind, mark))
+    return separators
+
+
+def _stands_between(mark: Piece, others: list[Piece], digits: list[Piece]) -> bool:
+    """Whether `mark` shares no column with any of `others` and has a digit on each side."""
+    if any(_overlap(mark.left, mark.right, other.left, other.right) for other in others):
+        return False
+    return any(digit.right <= mark.left for digit in digits) and any(
+        digit.left >= mark.right for digit in digits
+    )
+
+
+def _separator_kind(mark: Piece, height: float, middle: float, baseline: float) -> str | None:
+    """The separator `mark` is by its size and place (".", "," or "-"), or None."""
+    if (
+        mark.height <= DASH_HEIGHT * height
+        and max(LEAST_DASH * height, ASPECT * mark.height) <= mark.width <= DASH_WIDTH * height
+        and abs((mark.top + mark.bottom) / 2 - middle) <= DASH_OFFSET * height
+    ):
+        return "-"
+    if not LEAST_MARK * height <= min(mark.height, mark.width) or mark.top < middle:
+        return None
+    if mark.height > MARK_HEIGHT * height or mark.width > MARK_WIDTH * height:
+        return None
+    if mark.bottom >= baseline + COMMA_DROP * height or _elongation(mark) >= COMMA_LENGTH:
+        return ","
+    return "."
+
+
+def _elongation(piece: Piece) -> float:
+    """How many times longer than wide the piece's pixels are: the ratio of the spreads
+    along its principal axes (1 for a round point)."""
+    rows, columns = np.nonzero(piece.mask)
+    if rows.size < 3:
+        return 1.0
+    spreads = np.linalg.eigvalsh(np.cov(np.stack([rows, columns]).astype(np.float64)))
+    return float(np.sqrt(spreads[1] / max(spreads[0], 1e-6)))
 
 
 def join_fragments(pieces: list[Piece]) -> list[Piece]:

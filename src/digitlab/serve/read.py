@@ -129,6 +129,7 @@ def reading_response(
     width, height = reading.size
     return ReadingResponse(
         number=reading.number,
+        text=reading.text,
         confidence=reading.confidence,
         digits=[
             DigitResponse(

@@ -74,6 +74,10 @@ class ReadingResponse(BaseModel):
     """The number read from one image, its digits left to right."""
 
     number: str = Field(description="The digits read, left to right (one digit: as /predict).")
+    text: str = Field(
+        description="The number as written: its digits with the points, commas and dashes "
+        'written between them ("12.50" where number is "1250").'
+    )
     confidence: Probability = Field(
         description="The chance that every digit is right: the product of their confidences."
     )

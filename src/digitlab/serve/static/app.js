@@ -248,8 +248,8 @@ function showSeen(pixels) {
 }
 
 function showAnswer(answer, request) {
-  predictionText.textContent = answer.number;
-  predictionText.dataset.length = String(answer.number.length);
+  predictionText.textContent = answer.text;
+  predictionText.dataset.length = String(answer.text.length);
   const several = answer.digits.length > 1;
   const sure = `${formatPercent(answer.confidence)} sure`;
   confidenceText.textContent = several ? `${sure}, ${answer.digits.length} digits` : sure;
