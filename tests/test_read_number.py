@@ -326,6 +326,25 @@ def test_points_commas_and_dashes_between_digits_are_written_not_read(
     assert digits_right >= 10 and texts_right >= 10, read
 
 
+def test_separators_are_found_in_a_number_written_aslant(held_out_digits, predictor):
+    # Photographed askew, a number's baseline climbs: a point at one end sits above the
+    # middle of the whole line. Each mark is judged against the two digits beside it.
+    x_test, y_test = held_out_digits
+    rng = np.random.default_rng(8)
+    as_written = 0
+    for number in range(16):
+        picked = rng.integers(0, len(x_test), size=6)
+        mark = SEPARATORS[number % len(SEPARATORS)]
+        item = compose_number(x_test[picked], y_test[picked], rng, separator=mark)
+        image = Image.open(io.BytesIO(item.data)).convert("L")
+        paper = int(np.median(np.asarray(image)))
+        aslant = image.rotate(
+            10 if number % 2 else -10, Image.Resampling.BILINEAR, expand=True, fillcolor=paper
+        )
+        as_written += read_number(np.asarray(aslant), predictor).text == item.text
+    assert as_written >= 14
+
+
 def test_a_separator_is_composed_in_a_wider_gap_between_two_digits(held_out_digits):
     x_test, y_test = held_out_digits
     digits, labels = x_test[:5], y_test[:5]

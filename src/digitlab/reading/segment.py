@@ -220,28 +220,35 @@ def split_off_separators(pieces: list[Piece]) -> tuple[list[Piece], list[Separat
 
 def separators_among(marks: list[Piece], pieces: list[Piece]) -> list[Separator]:
     """Those of `marks` that are separators written between the digits among `pieces`
-    (`marks` may be some of `pieces`, or specks apart from them)."""
+    (`marks` may be some of `pieces`, or specks apart from them). Each is judged against
+    the middle and the baseline of the two digits beside it, so that a number written
+    aslant or on a wandering line is judged as a straight one."""
     height = typical_height(pieces)
     digits = [piece for piece in pieces if piece.height >= FRAGMENT_HEIGHT * height]
-    middle = float(np.median([(digit.top + digit.bottom) / 2 for digit in digits]))
-    baseline = float(np.median([digit.bottom for digit in digits]))
     separators = []
     for mark in marks:
         others = [piece for piece in pieces if piece is not mark]
-        if _stands_between(mark, others, digits):
-            kind = _separator_kind(mark, height, middle, baseline)
-            if kind is not None:
-                separators.append(Separator(kind, mark))
+        beside = _digits_beside(mark, digits)
+        if beside is None or any(
+            _overlap(mark.left, mark.right, other.left, other.right) for other in others
+        ):
+            continue
+        middle = sum(digit.top + digit.bottom for digit in beside) / 4
+        baseline = sum(digit.bottom for digit in beside) / 2
+        kind = _separator_kind(mark, height, middle, baseline)
+        if kind is not None:
+            separators.append(Separator(kind, mark))
     return separators
 
 
-def _stands_between(mark: Piece, others: list[Piece], digits: list[Piece]) -> bool:
-    """Whether `mark` shares no column with any of `others` and has a digit on each side."""
-    if any(_overlap(mark.left, mark.right, other.left, other.right) for other in others):
-        return False
-    return any(digit.right <= mark.left for digit in digits) and any(
-        digit.left >= mark.right for digit in digits
-    )
+def _digits_beside(mark: Piece, digits: list[Piece]) -> tuple[Piece, Piece] | None:
+    """The nearest of `digits` left of `mark` and the nearest right of it; None unless
+    there is one on each side."""
+    before = [digit for digit in digits if digit.right <= mark.left]
+    after = [digit for digit in digits if digit.left >= mark.right]
+    if not before or not after:
+        return None
+    return max(before, key=lambda digit: digit.right), min(after, key=lambda digit: digit.left)
 
 
 def _separator_kind(mark: Piece, height: float, middle: float, baseline: float) -> str | None:
