@@ -12,7 +12,14 @@ from scipy import ndimage
 
 import digitlab.reading.number as number_module
 from digitlab.errors import ConfigError, NoDigitFoundError
-from digitlab.images import decode, extract_ink, normalize_digit, to_grayscale, to_mnist
+from digitlab.images import (
+    decode,
+    extract_ink,
+    ink_and_specks,
+    normalize_digit,
+    to_grayscale,
+    to_mnist,
+)
 from digitlab.inference.modelfile import load_keras_model
 from digitlab.inference.predictor import FileFailure, FileReading, Predictor
 from digitlab.number_images import LOOKS, SEPARATORS, compose_number
@@ -324,6 +331,26 @@ def test_points_commas_and_dashes_between_digits_are_written_not_read(
         read.append((reading.number == item.number, reading.text == item.text))
     digits_right, texts_right = (sum(column) for column in zip(*read, strict=True))
     assert digits_right >= 10 and texts_right >= 10, read
+
+
+def test_a_point_as_small_as_a_speck_is_a_separator(held_out_digits, predictor):
+    # Three MNIST test digits 70 pixels tall; a point 7 pixels across after the first is
+    # under 5% of a digit's ink, so `extract_ink` drops it as a speck: the specks are
+    # looked at for separators too, and this one is not given back to a digit.
+    x_test, y_test = held_out_digits
+    canvas = np.zeros((120, 300), np.uint8)
+    for place, index in enumerate((3, 2, 1)):
+        digit = Image.fromarray(x_test[index]).resize((70, 70), Image.Resampling.BILINEAR)
+        left = 10 + 85 * place + (20 if place else 0)
+        canvas[20:90, left : left + 70] = np.maximum(canvas[20:90, left : left + 70], digit)
+    rows, columns = np.ogrid[:120, :300]
+    point = (rows - 81) ** 2 + (columns - 97) ** 2 <= 12
+    canvas[point] = 255
+    gray = 1.0 - canvas / 255.0
+    assert ink_and_specks(gray)[1][point].min() > 0
+    reading = read_number(255 - canvas, predictor)
+    digits = "".join(str(y_test[index]) for index in (3, 2, 1))
+    assert (reading.number, reading.text) == (digits, f"{digits[0]}.{digits[1:]}")
 
 
 def test_separators_are_found_in_a_number_written_aslant(held_out_digits, predictor):

@@ -39,9 +39,9 @@ MARK_HEIGHT = 0.5
 """A mark written between digits, with no other piece above or below it, is a separator
 rather than a digit or a piece of one when it is a point or a comma: at most this share of
 the typical digit height tall and `MARK_WIDTH` wide, at least `LEAST_MARK` tall and wide,
-wholly below the middle of the writing (a comma reaches at least `COMMA_DROP` digit
-heights below the digits' baseline, or is a stroke: its ink at least `COMMA_LENGTH` times
-as long as it is wide) ..."""
+wholly below the middle of the two digits beside it (a comma reaches at least
+`COMMA_DROP` digit heights below their baseline, or is a stroke: its ink at least
+`COMMA_LENGTH` times as long as it is wide) ..."""
 
 MARK_WIDTH = 0.6
 
@@ -55,7 +55,7 @@ COMMA_LENGTH = 1.8
 DASH_HEIGHT = 0.25
 """... or a dash: at most this share of the typical digit height tall, `LEAST_DASH` to
 `DASH_WIDTH` wide, at least `ASPECT` times as wide as tall, its centre at most
-`DASH_OFFSET` digit heights from the middle of the writing."""
+`DASH_OFFSET` digit heights from the middle of the two digits beside it."""
 
 LEAST_DASH = 0.2
 
