@@ -39,23 +39,25 @@ MARK_HEIGHT = 0.5
 """A mark written between digits, with no other piece above or below it, is a separator
 rather than a digit or a piece of one when it is a point or a comma: at most this share of
 the typical digit height tall and `MARK_WIDTH` wide, at least `LEAST_MARK` tall and wide,
-wholly below the middle of the two digits beside it (a comma reaches at least
-`COMMA_DROP` digit heights below their baseline, or is a stroke: its ink at least
-`COMMA_LENGTH` times as long as it is wide) ..."""
+wholly below the middle of the writing (a comma is a stroke, its ink at least
+`COMMA_LENGTH` times as long as it is wide, or reaches `COMMA_DROP` digit heights below
+the baseline and is at least `COMMA_TAIL` times as long as wide) ..."""
 
 MARK_WIDTH = 0.6
 
 LEAST_MARK = 0.1
 """(About a stroke's width: smaller specks are dust, or bits of a digit a light pen broke.)"""
 
+COMMA_LENGTH = 1.8
+
 COMMA_DROP = 0.1
 
-COMMA_LENGTH = 1.8
+COMMA_TAIL = 1.3
 
 DASH_HEIGHT = 0.25
 """... or a dash: at most this share of the typical digit height tall, `LEAST_DASH` to
 `DASH_WIDTH` wide, at least `ASPECT` times as wide as tall, its centre at most
-`DASH_OFFSET` digit heights from the middle of the two digits beside it."""
+`DASH_OFFSET` digit heights from the middle of the writing."""
 
 LEAST_DASH = 0.2
 
@@ -221,34 +223,39 @@ def split_off_separators(pieces: list[Piece]) -> tuple[list[Piece], list[Separat
 def separators_among(marks: list[Piece], pieces: list[Piece]) -> list[Separator]:
     """Those of `marks` that are separators written between the digits among `pieces`
     (`marks` may be some of `pieces`, or specks apart from them). Each is judged against
-    the middle and the baseline of the two digits beside it, so that a number written
-    aslant or on a wandering line is judged as a straight one."""
+    the middle and the baseline of the writing where it stands: straight lines fitted
+    through the digits' middles and bottoms, so that a number written aslant, as a photo
+    taken askew shows it, is judged as a straight one."""
     height = typical_height(pieces)
     digits = [piece for piece in pieces if piece.height >= FRAGMENT_HEIGHT * height]
+    if len(digits) < 2:
+        return []
+    centres = [digit.centre_x for digit in digits]
+    middle = np.polyfit(centres, [(digit.top + digit.bottom) / 2 for digit in digits], 1)
+    baseline = np.polyfit(centres, [digit.bottom for digit in digits], 1)
     separators = []
     for mark in marks:
         others = [piece for piece in pieces if piece is not mark]
-        beside = _digits_beside(mark, digits)
-        if beside is None or any(
-            _overlap(mark.left, mark.right, other.left, other.right) for other in others
-        ):
+        if not _stands_between(mark, others, digits):
             continue
-        middle = sum(digit.top + digit.bottom for digit in beside) / 4
-        baseline = sum(digit.bottom for digit in beside) / 2
-        kind = _separator_kind(mark, height, middle, baseline)
+        kind = _separator_kind(
+            mark,
+            height,
+            float(np.polyval(middle, mark.centre_x)),
+            float(np.polyval(baseline, mark.centre_x)),
+        )
         if kind is not None:
             separators.append(Separator(kind, mark))
     return separators
 
 
-def _digits_beside(mark: Piece, digits: list[Piece]) -> tuple[Piece, Piece] | None:
-    """The nearest of `digits` left of `mark` and the nearest right of it; None unless
-    there is one on each side."""
-    before = [digit for digit in digits if digit.right <= mark.left]
-    after = [digit for digit in digits if digit.left >= mark.right]
-    if not before or not after:
-        return None
-    return max(before, key=lambda digit: digit.right), min(after, key=lambda digit: digit.left)
+def _stands_between(mark: Piece, others: list[Piece], digits: list[Piece]) -> bool:
+    """Whether `mark` shares no column with any of `others` and has a digit on each side."""
+    if any(_overlap(mark.left, mark.right, other.left, other.right) for other in others):
+        return False
+    return any(digit.right <= mark.left for digit in digits) and any(
+        digit.left >= mark.right for digit in digits
+    )
 
 
 def _separator_kind(mark: Piece, height: float, middle: float, baseline: float) -> str | None:
@@ -263,7 +270,10 @@ def _separator_kind(mark: Piece, height: float, middle: float, baseline: float) 
         return None
     if mark.height > MARK_HEIGHT * height or mark.width > MARK_WIDTH * height:
         return None
-    if mark.bottom >= baseline + COMMA_DROP * height or _elongation(mark) >= COMMA_LENGTH:
+    elongation = _elongation(mark)
+    if elongation >= COMMA_LENGTH or (
+        mark.bottom >= baseline + COMMA_DROP * height and elongation >= COMMA_TAIL
+    ):
         return ","
     return "."
 
