@@ -56,7 +56,7 @@ COMMA_TAIL = 1.3
 
 DASH_HEIGHT = 0.25
 """... or a dash: at most this share of the typical digit height tall, `LEAST_DASH` to
-`DASH_WIDTH` wide, at least `ASPECT` times as wide as tall, its centre at most
+`DASH_WIDTH` wide, at least `DASH_ASPECT` times as wide as tall, its centre at most
 `DASH_OFFSET` digit heights from the middle of the writing."""
 
 LEAST_DASH = 0.2
@@ -65,7 +65,7 @@ DASH_WIDTH = 0.8
 
 DASH_OFFSET = 0.25
 
-ASPECT = 1.5
+DASH_ASPECT = 1.5
 
 CUT_STEP = 0.1
 """Cut paths start this far apart (a share of the typical digit height) and may wander as
@@ -228,9 +228,9 @@ def separators_among(marks: list[Piece], pieces: list[Piece]) -> list[Separator]
     taken askew shows it, is judged as a straight one."""
     height = typical_height(pieces)
     digits = [piece for piece in pieces if piece.height >= FRAGMENT_HEIGHT * height]
-    if len(digits) < 2:
-        return []
     centres = [digit.centre_x for digit in digits]
+    if not marks or len(set(centres)) < 2:
+        return []  # nothing to judge, or no two digits a mark could stand between
     middle = np.polyfit(centres, [(digit.top + digit.bottom) / 2 for digit in digits], 1)
     baseline = np.polyfit(centres, [digit.bottom for digit in digits], 1)
     separators = []
@@ -262,7 +262,7 @@ def _separator_kind(mark: Piece, height: float, middle: float, baseline: float) 
     """The separator `mark` is by its size and place (".", "," or "-"), or None."""
     if (
         mark.height <= DASH_HEIGHT * height
-        and max(LEAST_DASH * height, ASPECT * mark.height) <= mark.width <= DASH_WIDTH * height
+        and max(LEAST_DASH * height, DASH_ASPECT * mark.height) <= mark.width <= DASH_WIDTH * height
         and abs((mark.top + mark.bottom) / 2 - middle) <= DASH_OFFSET * height
     ):
         return "-"
