@@ -8,7 +8,7 @@ same without a separator for comparison. The digits are MNIST *test* digits, or 
 each separator, the share of numbers whose digits (`number`) read right and the share read
 right as written (`text`, the separator in place), by look and over all looks. With
 `--aslant DEGREES`, each image is turned by that angle, one way or the other in turn, as a
-photograph taken askew.
+photograph taken askew shows a page.
 
     .venv/bin/python bench/separators.py [--per-cell 40] [--seed 0] [--hand mnist|drawn]
                                          [--aslant 0]
@@ -78,15 +78,23 @@ def main() -> None:
 
 
 def _turned(data: bytes, degrees: float) -> bytes | np.ndarray:
-    """The image file `data`, or when `degrees` is not 0 its gray pixels turned by that
-    many degrees, the corners filled with the paper's shade."""
+    """The image file `data`, or when `degrees` is not 0 its gray pixels as a photograph
+    taken that many degrees askew shows them: the page runs on past the image's edges
+    (its edge pixels repeated), turned, and cut to the box the turned image fills."""
     if not degrees:
         return data
     with Image.open(io.BytesIO(data)) as image:
-        gray = image.convert("L")
-    paper = int(np.median(np.asarray(gray)))
-    turned = gray.rotate(degrees, Image.Resampling.BILINEAR, expand=True, fillcolor=paper)
-    return np.asarray(turned)
+        gray = np.asarray(image.convert("L"))
+    height, width = gray.shape
+    angle = np.radians(abs(degrees))
+    turned_width = round(width * np.cos(angle) + height * np.sin(angle))
+    turned_height = round(width * np.sin(angle) + height * np.cos(angle))
+    pad = max(width, height) // 2  # enough for the turned page to fill the box up to 30 degrees
+    page = Image.fromarray(np.pad(gray, pad, mode="edge"))
+    turned = np.asarray(page.rotate(degrees, Image.Resampling.BILINEAR))
+    top = pad + (height - turned_height) // 2
+    left = pad + (width - turned_width) // 2
+    return turned[top : top + turned_height, left : left + turned_width]
 
 
 if __name__ == "__main__":

@@ -320,7 +320,7 @@ def test_points_commas_and_dashes_between_digits_are_written_not_read(
     held_out_digits, predictor, mark
 ):
     # A price, a thousands comma, a date. Before separators, a dash or a comma joined a
-    # neighbour as a fragment and was read as a digit or split one; a point was left out.
+    # neighbour as a fragment and was read as a digit or split one; so could a point.
     x_test, y_test = held_out_digits
     rng = np.random.default_rng(5)
     read = []
@@ -355,7 +355,8 @@ def test_a_point_as_small_as_a_speck_is_a_separator(held_out_digits, predictor):
 
 def test_separators_are_found_in_a_number_written_aslant(held_out_digits, predictor):
     # Photographed askew, a number's baseline climbs: a point at one end sits above the
-    # middle of the whole line. Each mark is judged against the two digits beside it.
+    # whole line's median middle. Marks are judged against lines fitted through the
+    # digits' middles and bottoms.
     x_test, y_test = held_out_digits
     rng = np.random.default_rng(8)
     as_written = 0
