@@ -17,15 +17,14 @@ photograph taken askew shows a page.
 from __future__ import annotations
 
 import argparse
-import io
 from collections import defaultdict
 
 import numpy as np
-from PIL import Image
 
 from digitlab.data.sources import load_mnist
+from digitlab.errors import NoDigitFoundError
 from digitlab.inference.predictor import Predictor
-from digitlab.number_images import LOOKS, SEPARATORS, compose_number
+from digitlab.number_images import LOOKS, SEPARATORS, compose_number, photographed_askew
 from digitlab.reading import read_number
 from drawn_digits import draw_digits
 
@@ -61,11 +60,12 @@ def main() -> None:
                     digits, labels = x_test[picked], y_test[picked]
                 item = compose_number(digits, labels, rng, "ordinary", look, separator)
                 turn = args.aslant if number % 2 else -args.aslant
-                reading = read_number(_turned(item.data, turn), predictor)
+                image = photographed_askew(item.data, turn) if turn else item.data
+                read_digits, read_text = _read(image, predictor)
                 for key in ((look, separator or "none"), ("all looks", separator or "none")):
                     tally = tallies[key]
-                    tally[0] += reading.number == item.number
-                    tally[1] += reading.text == item.text
+                    tally[0] += read_digits == item.number
+                    tally[1] += read_text == item.text
                     tally[2] += 1
     print(f"{'look':<18}{'separator':<11}{'numbers':>8}{'digits right':>14}{'as written':>12}")
     for (look, separator), (digits_right, text_right, count) in sorted(
@@ -77,24 +77,14 @@ def main() -> None:
         )
 
 
-def _turned(data: bytes, degrees: float) -> bytes | np.ndarray:
-    """The image file `data`, or when `degrees` is not 0 its gray pixels as a photograph
-    taken that many degrees askew shows them: the page runs on past the image's edges
-    (its edge pixels repeated), turned, and cut to the box the turned image fills."""
-    if not degrees:
-        return data
-    with Image.open(io.BytesIO(data)) as image:
-        gray = np.asarray(image.convert("L"))
-    height, width = gray.shape
-    angle = np.radians(abs(degrees))
-    turned_width = round(width * np.cos(angle) + height * np.sin(angle))
-    turned_height = round(width * np.sin(angle) + height * np.cos(angle))
-    pad = max(width, height) // 2  # enough for the turned page to fill the box up to 30 degrees
-    page = Image.fromarray(np.pad(gray, pad, mode="edge"))
-    turned = np.asarray(page.rotate(degrees, Image.Resampling.BILINEAR))
-    top = pad + (height - turned_height) // 2
-    left = pad + (width - turned_width) // 2
-    return turned[top : top + turned_height, left : left + turned_width]
+def _read(image: bytes | np.ndarray, predictor: Predictor) -> tuple[str, str]:
+    """The number read from `image` and its text; both empty (wrong) where the reader
+    finds no digit in it."""
+    try:
+        reading = read_number(image, predictor)
+    except NoDigitFoundError:
+        return "", ""
+    return reading.number, reading.text
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Compose only MNIST *test* digits, so that the model is measured on writing it ha
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,6 +115,24 @@ def compose_number(
         return ComposedNumber(encode(pixels, "PNG"), ".png", number, boxes, text)
     quality = int(rng.integers(70, 96))
     return ComposedNumber(encode(pixels, "JPEG", quality=quality), ".jpg", number, boxes, text)
+
+
+def photographed_askew(data: bytes, degrees: float) -> np.ndarray:
+    """The image file `data` as a photograph taken `degrees` askew shows the page: gray
+    pixels (uint8), the page running on past the image's edges (its edge pixels
+    repeated), turned, and cut to the box the turned image fills."""
+    with Image.open(io.BytesIO(data)) as image:
+        gray = np.asarray(image.convert("L"))
+    height, width = gray.shape
+    angle = np.radians(abs(degrees))
+    turned_width = round(width * np.cos(angle) + height * np.sin(angle))
+    turned_height = round(width * np.sin(angle) + height * np.cos(angle))
+    pad = max(width, height) // 2  # enough for the turned page to fill the box to 30 degrees
+    page = Image.fromarray(np.pad(gray, pad, mode="edge"))
+    turned = np.asarray(page.rotate(degrees, Image.Resampling.BILINEAR))
+    top = pad + (height - turned_height) // 2
+    left = pad + (width - turned_width) // 2
+    return turned[top : top + turned_height, left : left + turned_width]
 
 
 def _stroke(digit: np.ndarray, rng: np.random.Generator, look: str) -> np.ndarray:

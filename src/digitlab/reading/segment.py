@@ -30,10 +30,12 @@ above the other are one digit when their columns overlap at all (a slanted 1 bro
 two)."""
 
 UNDERLINE_HEIGHT = 0.25
-"""An underline is at most this share of the typical digit height tall ..."""
+"""An underline is at most this share of the typical digit height thick (its ink per
+column), its middle at least as far below the middle of the writing ..."""
 
 UNDERLINE_ASPECT = 4.0
-"""... at least this many times as wide as it is tall, and under two digits or more."""
+"""... at least this many times as wide as its box is tall (a line under a number
+photographed askew slants), and under two digits or more."""
 
 MARK_HEIGHT = 0.5
 """A mark written between digits, with no other piece above or below it, is a separator
@@ -186,8 +188,9 @@ def _stacked(a: Piece, b: Piece) -> bool:
 
 def drop_underlines(pieces: list[Piece]) -> list[Piece]:
     """The pieces without a line drawn under the number: a thin, long piece below the
-    middle of the writing with two pieces or more above it. (Left in, it would be read as
-    a digit or joined to one; a printed rule is already gone, `images.rules`.)"""
+    middle of the writing, straight or aslant, with two pieces or more above it. (Left in,
+    it would be read as a digit or joined to one; a printed rule is already gone,
+    `images.rules`.)"""
     if len(pieces) < 3:
         return pieces
     height = typical_height(pieces)
@@ -199,10 +202,11 @@ def drop_underlines(pieces: list[Piece]) -> list[Piece]:
             for other in pieces
             if other is not piece
         )
+        thickness = float(piece.mask.sum()) / piece.width
         return (
-            piece.height <= UNDERLINE_HEIGHT * height
+            thickness <= UNDERLINE_HEIGHT * height
             and piece.width >= UNDERLINE_ASPECT * piece.height
-            and piece.top > middle
+            and (piece.top + piece.bottom) / 2 > middle + UNDERLINE_HEIGHT * height
             and above >= 2
         )
 
