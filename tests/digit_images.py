@@ -4,9 +4,13 @@ from real MNIST digits, or drawn as a hand would) for the browser tests."""
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+if TYPE_CHECKING:
+    from digitlab.inference.predictor import Predictor
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -35,6 +39,35 @@ def digits_in_look(
     picks = rng.choice(len(x), size=count, replace=False)
     images = [to_mnist(compose_number(x[[i]], y[[i]], rng, look=look).data) for i in picks]
     return np.stack(images), picks
+
+
+def numbers_read_right(
+    x: np.ndarray,
+    y: np.ndarray,
+    predictor: Predictor,
+    looks: tuple[str, ...],
+    seed: int,
+    count: int,
+    lengths: tuple[int, int] = (2, 7),
+    turn: float = 0.0,
+) -> dict[str, int]:
+    """How many of `count` numbers of the digits `x` (labels `y`), `lengths[0]` to
+    `lengths[1] - 1` long with ordinary gaps, each written in every one of `looks`,
+    `predictor` reads right, per look. `turn`: the degrees each image is photographed
+    askew, one way and the other in turn."""
+    from digitlab.number_images import compose_number, photographed_askew
+    from digitlab.reading import read_number
+
+    rng = np.random.default_rng(seed)
+    right = dict.fromkeys(looks, 0)
+    for number in range(count):
+        picked = rng.integers(0, len(x), size=int(rng.integers(*lengths)))
+        for look in looks:
+            item = compose_number(x[picked], y[picked], rng, "ordinary", look)
+            image = photographed_askew(item.data, turn if number % 2 else -turn) if turn else None
+            reading = read_number(item.data if image is None else image, predictor)
+            right[look] += reading.number == item.number
+    return right
 
 
 # Must match STROKE_FRACTION and UPLOAD_SIZE in serve/static/app.js.

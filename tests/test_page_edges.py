@@ -6,11 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from digit_images import digits_in_look
+from digit_images import digits_in_look, numbers_read_right
 from digitlab.images.page_edges import remove_page_edges
 from digitlab.inference.predictor import Predictor
-from digitlab.number_images import compose_number
-from digitlab.reading import read_number
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +74,5 @@ def test_to_mnist_reads_a_digit_photographed_on_a_desk(mnist, predictor):
 def test_numbers_photographed_on_a_desk_read_as_on_paper_alone(mnist, predictor):
     # Before the desk was taken out, such numbers read 0% against 95% without it.
     _, (x_test, y_test) = mnist
-    rng = np.random.default_rng(12)
-    right = {"paper": 0, "desk": 0}
-    for _ in range(30):
-        picked = rng.integers(0, len(x_test), size=int(rng.integers(2, 7)))
-        for page in right:
-            look = "plain" if page == "paper" else "desk_edge"
-            item = compose_number(x_test[picked], y_test[picked], rng, look=look)
-            right[page] += read_number(item.data, predictor).number == item.number
-    assert right["desk"] >= right["paper"] - 3, right
+    right = numbers_read_right(x_test, y_test, predictor, ("plain", "desk_edge"), 12, 30)
+    assert right["desk_edge"] >= right["plain"] - 3, right

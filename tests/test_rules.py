@@ -6,12 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from digit_images import digits_in_look
+from digit_images import digits_in_look, numbers_read_right
 from digitlab.images import to_mnist
 from digitlab.images.rules import remove_rules
 from digitlab.inference.predictor import Predictor
-from digitlab.number_images import compose_number, photographed_askew
-from digitlab.reading import read_number
 
 
 @pytest.fixture(scope="module")
@@ -112,13 +110,7 @@ def test_numbers_on_notebook_pages_read_as_on_blank_paper(mnist, predictor, look
     # Before the rules were taken out, numbers read 65% (ruled), 39% (squared) and 1%
     # (underlined) where the same digits on blank paper read 95%.
     _, (x_test, y_test) = mnist
-    rng = np.random.default_rng(7)
-    right = {"plain": 0, look: 0}
-    for _ in range(40):
-        picked = rng.integers(0, len(x_test), size=int(rng.integers(2, 7)))
-        for page in right:
-            item = compose_number(x_test[picked], y_test[picked], rng, "ordinary", page)
-            right[page] += read_number(item.data, predictor).number == item.number
+    right = numbers_read_right(x_test, y_test, predictor, ("plain", look), seed=7, count=40)
     assert right[look] >= right["plain"] - 4, right
 
 
@@ -127,12 +119,7 @@ def test_a_number_underlined_and_photographed_askew_reads_as_on_blank_paper(mnis
     # height along it: taken for a thin piece only when its box was that thin, it was read
     # as digits (at 5 degrees, 8 of 20 such numbers read right, against 20 on blank paper).
     _, (x_test, y_test) = mnist
-    rng = np.random.default_rng(11)
-    right = {"plain": 0, "underlined": 0}
-    for number in range(20):
-        picked = rng.integers(0, len(x_test), size=int(rng.integers(3, 7)))
-        for page in right:
-            item = compose_number(x_test[picked], y_test[picked], rng, "ordinary", page)
-            aslant = photographed_askew(item.data, 7 if number % 2 else -7)
-            right[page] += read_number(aslant, predictor).number == item.number
+    right = numbers_read_right(
+        x_test, y_test, predictor, ("plain", "underlined"), 11, 20, lengths=(3, 7), turn=7.0
+    )
     assert right["underlined"] >= right["plain"] - 3, right
