@@ -304,7 +304,7 @@ def test_a_digit_takes_back_its_own_specks_and_no_others():
     specks[20:24, 48:52] = 1.0  # between the two, out of both reaches: dust
     specks[5:9, 12:16] = 1.0  # on the bold digit, 16: under 5% of it
     bold, light = Piece(10, 10, np.ones((40, 20), bool)), Piece(10, 70, np.ones((40, 6), bool))
-    given = give_back_specks([bold, light], ink + specks, specks, height=40.0)
+    given = give_back_specks([bold, light], ink + specks, blobs(specks), height=40.0)
     assert given[0] is bold
     assert given[1].left == 70 and given[1].right == 82 and given[1].mask.sum() == 240 + 16
     # The dots of a faint digit's lower half, below its upper half, are its own too.
@@ -312,7 +312,7 @@ def test_a_digit_takes_back_its_own_specks_and_no_others():
     ink[30:50, 70:76] = 0.0
     specks[:] = 0.0
     specks[40:44, 71:75] = 1.0
-    assert give_back_specks([bold, upper], ink + specks, specks, 40.0)[1].bottom == 44
+    assert give_back_specks([bold, upper], ink + specks, blobs(specks), 40.0)[1].bottom == 44
 
 
 @pytest.mark.parametrize("mark", SEPARATORS)

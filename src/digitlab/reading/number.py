@@ -163,9 +163,12 @@ def read_number(
         pieces, separators = [from_mask(ink > 0) or pieces[0]], []
         scorer.use_all_ink(pieces[0])
     else:
-        marks = separators_among(blobs(specks), [*pieces, *(mark.piece for mark in separators)])
+        speck_pieces = blobs(specks)
+        marks = separators_among(speck_pieces, [*pieces, *(mark.piece for mark in separators)])
         separators += marks
-        pieces = scorer.give_back_specks(pieces, _without(specks, marks))
+        marked = {id(mark.piece) for mark in marks}
+        own = [speck for speck in speck_pieces if id(speck) not in marked]
+        pieces = scorer.give_back_specks(pieces, specks, own)
     scorer.score(pieces)
     scale = (size[0] / gray.shape[1], size[1] / gray.shape[0])
     digits = tuple(scorer.reading(piece, scale, size) for piece in pieces)
@@ -216,15 +219,6 @@ def _pieces(ink: np.ndarray, scorer: _Scorer) -> tuple[list[Piece], list[Separat
     the separators between them."""
     pieces, separators = split_off_separators(drop_underlines(blobs(ink)))
     return _join_side_by_side(join_fragments(pieces), scorer), separators
-
-
-def _without(specks: np.ndarray, separators: list[Separator]) -> np.ndarray:
-    """`specks` less the separators' ink."""
-    kept = specks.copy()
-    for separator in separators:
-        piece = separator.piece
-        kept[piece.top : piece.bottom, piece.left : piece.right][piece.mask] = 0.0
-    return kept
 
 
 def _as_written(
@@ -475,12 +469,15 @@ class _Scorer:
         probabilities = shipped_part_scorer().probabilities(views)
         return 1.0 - probabilities[:, NOT_WHOLE]
 
-    def give_back_specks(self, digits: list[Piece], specks: np.ndarray) -> list[Piece]:
-        """`digits`, each with the specks that are its own (`specks.give_back_specks`); the
-        specks' ink joins the scorer's, and a digit that takes specks keeps the part
-        scorer's probabilities of it."""
+    def give_back_specks(
+        self, digits: list[Piece], specks: np.ndarray, candidates: list[Piece]
+    ) -> list[Piece]:
+        """`digits`, each with those of the `candidates` (blobs of `specks`, the ink
+        `extract_ink` dropped) that are its own (`specks.give_back_specks`); the specks'
+        ink joins the scorer's, and a digit that takes specks keeps the part scorer's
+        probabilities of it."""
         self._ink = self._ink + specks
-        given = give_back_specks(digits, self._ink, specks, typical_height(digits))
+        given = give_back_specks(digits, self._ink, candidates, typical_height(digits))
         for old, new in zip(digits, given, strict=True):
             if new is not old and self._key(old) in self._in_context:
                 self._in_context[self._key(new)] = self._in_context[self._key(old)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from digitlab.images.mnist_style import remove_specks
-from digitlab.reading.segment import Piece, blobs, from_mask
+from digitlab.reading.segment import Piece, from_mask
 
 SPECK_REACH = 0.15
 """A speck belongs to a digit when its centre lies within this share of the typical digit
@@ -25,14 +25,14 @@ or from its bottom (the dots of a faint 3's lower half lie below its upper half)
 
 
 def give_back_specks(
-    digits: list[Piece], ink: np.ndarray, specks: np.ndarray, height: float
+    digits: list[Piece], ink: np.ndarray, specks: list[Piece], height: float
 ) -> list[Piece]:
-    """`digits`, each joined by those of the specks (the blobs of `specks`, the ink
-    `extract_ink` dropped) in its reach that `remove_specks` keeps beside it, as it would
-    for the digit alone; `ink` is all the ink, specks included. A speck in the reach of two
-    digits goes to the nearer (`_owner`)."""
+    """`digits`, each joined by those of the `specks` (blobs of the ink `extract_ink`
+    dropped) in its reach that `remove_specks` keeps beside it, as it would for the digit
+    alone; `ink` is all the ink, specks included. A speck in the reach of two digits goes
+    to the nearer (`_owner`)."""
     nearby: list[list[Piece]] = [[] for _ in digits]
-    for speck in blobs(specks):
+    for speck in specks:
         owner = _owner(speck, digits, height)
         if owner is not None:
             nearby[owner].append(speck)
