@@ -44,6 +44,7 @@ from digitlab.reading.segment import (
     from_mask,
     join_fragments,
     left_to_right,
+    not_separators,
     separators_among,
     split_off_separators,
     typical_height,
@@ -166,9 +167,7 @@ def read_number(
         speck_pieces = blobs(specks)
         marks = separators_among(speck_pieces, [*pieces, *(mark.piece for mark in separators)])
         separators += marks
-        marked = {id(mark.piece) for mark in marks}
-        own = [speck for speck in speck_pieces if id(speck) not in marked]
-        pieces = scorer.give_back_specks(pieces, specks, own)
+        pieces = scorer.give_back_specks(pieces, specks, not_separators(speck_pieces, marks))
     scorer.score(pieces)
     scale = (size[0] / gray.shape[1], size[1] / gray.shape[0])
     digits = tuple(scorer.reading(piece, scale, size) for piece in pieces)

@@ -220,8 +220,13 @@ def split_off_separators(pieces: list[Piece]) -> tuple[list[Piece], list[Separat
     if len(pieces) < 3:
         return pieces, []
     separators = separators_among(pieces, pieces)
+    return not_separators(pieces, separators), separators
+
+
+def not_separators(pieces: list[Piece], separators: list[Separator]) -> list[Piece]:
+    """`pieces` less those that are the `separators`' marks."""
     marked = {id(separator.piece) for separator in separators}
-    return [piece for piece in pieces if id(piece) not in marked], separators
+    return [piece for piece in pieces if id(piece) not in marked]
 
 
 def separators_among(marks: list[Piece], pieces: list[Piece]) -> list[Separator]:
