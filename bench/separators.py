@@ -24,7 +24,7 @@ import numpy as np
 from digitlab.data.sources import load_mnist
 from digitlab.errors import NoDigitFoundError
 from digitlab.inference.predictor import Predictor
-from digitlab.number_images import LOOKS, SEPARATORS, compose_number, photographed_askew
+from digitlab.number_images import LOOKS, SEPARATORS, compose_number
 from digitlab.reading import read_number
 from drawn_digits import draw_digits
 
@@ -58,10 +58,9 @@ def main() -> None:
                 else:
                     picked = rng.integers(0, len(x_test), size=length)
                     digits, labels = x_test[picked], y_test[picked]
-                item = compose_number(digits, labels, rng, "ordinary", look, separator)
                 turn = args.aslant if number % 2 else -args.aslant
-                image = photographed_askew(item.data, turn) if turn else item.data
-                read_digits, read_text = _read(image, predictor)
+                item = compose_number(digits, labels, rng, "ordinary", look, separator, turn)
+                read_digits, read_text = _read(item.data, predictor)
                 for key in ((look, separator or "none"), ("all looks", separator or "none")):
                     tally = tallies[key]
                     tally[0] += read_digits == item.number

@@ -55,7 +55,7 @@ def numbers_read_right(
     `lengths[1] - 1` long with ordinary gaps, each written in every one of `looks`,
     `predictor` reads right, per look. `turn`: the degrees each image is photographed
     askew, one way and the other in turn."""
-    from digitlab.number_images import compose_number, photographed_askew
+    from digitlab.number_images import compose_number
     from digitlab.reading import read_number
 
     rng = np.random.default_rng(seed)
@@ -63,9 +63,9 @@ def numbers_read_right(
     for number in range(count):
         picked = rng.integers(0, len(x), size=int(rng.integers(*lengths)))
         for look in looks:
-            item = compose_number(x[picked], y[picked], rng, "ordinary", look)
-            image = photographed_askew(item.data, turn if number % 2 else -turn) if turn else None
-            reading = read_number(item.data if image is None else image, predictor)
+            turned = turn if number % 2 else -turn
+            item = compose_number(x[picked], y[picked], rng, "ordinary", look, turned=turned)
+            reading = read_number(item.data, predictor)
             right[look] += reading.number == item.number
     return right
 

@@ -15,14 +15,14 @@ from digitlab.errors import ConfigError, NoDigitFoundError
 from digitlab.images import (
     decode,
     extract_ink,
-    ink_and_specks,
+    find_ink,
     normalize_digit,
     to_grayscale,
     to_mnist,
 )
 from digitlab.inference.modelfile import load_keras_model
 from digitlab.inference.predictor import FileFailure, FileReading, Predictor
-from digitlab.number_images import LOOKS, SEPARATORS, compose_number, photographed_askew
+from digitlab.number_images import LOOKS, SEPARATORS, compose_number
 from digitlab.reading import read_number
 from digitlab.reading.number import SPLIT_WIDTH, _Scorer, cut_parts
 from digitlab.reading.part_scorer import NOT_WHOLE, shipped_part_scorer
@@ -347,7 +347,7 @@ def test_a_point_as_small_as_a_speck_is_a_separator(held_out_digits, predictor):
     point = (rows - 81) ** 2 + (columns - 97) ** 2 <= 12
     canvas[point] = 255
     gray = 1.0 - canvas / 255.0
-    assert ink_and_specks(gray)[1][point].min() > 0
+    assert find_ink(gray).specks[point].min() > 0
     reading = read_number(255 - canvas, predictor)
     digits = "".join(str(y_test[index]) for index in (3, 2, 1))
     assert (reading.number, reading.text) == (digits, f"{digits[0]}.{digits[1:]}")
@@ -363,9 +363,9 @@ def test_separators_are_found_in_a_number_written_aslant(held_out_digits, predic
     for number in range(16):
         picked = rng.integers(0, len(x_test), size=6)
         mark = SEPARATORS[number % len(SEPARATORS)]
-        item = compose_number(x_test[picked], y_test[picked], rng, separator=mark)
-        aslant = photographed_askew(item.data, 10 if number % 2 else -10)
-        as_written += read_number(aslant, predictor).text == item.text
+        turned = 10 if number % 2 else -10
+        item = compose_number(x_test[picked], y_test[picked], rng, separator=mark, turned=turned)
+        as_written += read_number(item.data, predictor).text == item.text
     assert as_written >= 14
 
 

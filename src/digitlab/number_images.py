@@ -11,7 +11,6 @@ Compose only MNIST *test* digits, so that the model is measured on writing it ha
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,10 +79,14 @@ def compose_number(
     gap: str = "ordinary",
     look: str = "plain",
     separator: str | None = None,
+    turned: float = 0.0,
 ) -> ComposedNumber:
     """Write the MNIST `digits` (K x 28 x 28 uint8, labels `labels`) as one number image;
     with a `separator` (one of `SEPARATORS`), that mark is written in a wider gap between
-    two digits picked at random.
+    two digits picked at random. `turned` (degrees, counterclockwise) photographs the page
+    that far askew: the page is laid out with room around it (its paper, rules and desk
+    carry on), turned, and cut to the box the turned number's image fills; the same
+    random draws are made as for the number upright.
 
     Raises `ConfigError` for a gap kind not in `GAPS`, a look not in `LOOKS`, or a
     separator not in `SEPARATORS` or not between two digits with an ordinary gap.
@@ -104,10 +107,17 @@ def compose_number(
         canvas, boxes, at, mark_box = _with_separator(canvas, boxes, rng, separator)
         text = number[:at] + separator + number[at:]
         inked = (*boxes, mark_box)
+    turn = _Turn.of(canvas.shape, turned)
     if look == "ballpoint_photo":
+        canvas, boxes = turn.turned(turn.with_room(canvas)), turn.boxes(boxes)
         return ComposedNumber(photograph(canvas, rng), ".jpg", number, boxes, text)
-    if look in PAPER_LOOKS:
-        canvas = _PAPERS[look](canvas, inked, rng)
+    if look == "desk_edge":
+        canvas = _desk_edge(turn.with_room(canvas), turn.moved(inked), rng, turn.room)
+    elif look in PAPER_LOOKS:
+        canvas = _PAPERS[look](turn.with_room(canvas), turn.moved(inked), rng)
+    else:
+        canvas = turn.with_room(canvas)
+    canvas, boxes = turn.turned(canvas), turn.boxes(boxes)
     dark_on_light = look in PAPER_LOOKS or bool(rng.integers(2))
     paper, ink_level = (255.0, 0.0) if dark_on_light else (0.0, 255.0)
     pixels = np.rint(paper + (ink_level - paper) * canvas).astype(np.uint8)
@@ -117,22 +127,75 @@ def compose_number(
     return ComposedNumber(encode(pixels, "JPEG", quality=quality), ".jpg", number, boxes, text)
 
 
-def photographed_askew(data: bytes, degrees: float) -> np.ndarray:
-    """The image file `data` as a photograph taken `degrees` askew shows the page: gray
-    pixels (uint8), the page running on past the image's edges (its edge pixels
-    repeated), turned, and cut to the box the turned image fills."""
-    with Image.open(io.BytesIO(data)) as image:
-        gray = np.asarray(image.convert("L"))
-    height, width = gray.shape
-    angle = np.radians(abs(degrees))
-    turned_width = round(width * np.cos(angle) + height * np.sin(angle))
-    turned_height = round(width * np.sin(angle) + height * np.cos(angle))
-    pad = max(width, height) // 2  # enough for the turned page to fill the box to 30 degrees
-    page = Image.fromarray(np.pad(gray, pad, mode="edge"))
-    turned = np.asarray(page.rotate(degrees, Image.Resampling.BILINEAR))
-    top = pad + (height - turned_height) // 2
-    left = pad + (width - turned_width) // 2
-    return turned[top : top + turned_height, left : left + turned_width]
+@dataclass(frozen=True)
+class _Turn:
+    """A number image `shape` (rows, columns) photographed `degrees` askew: laid out
+    `room` pixels inside a larger page, turned about its centre and cut to the box the
+    turned image fills."""
+
+    shape: tuple[int, int]
+    degrees: float
+    room: int
+
+    @classmethod
+    def of(cls, shape: tuple[int, ...], degrees: float) -> _Turn:
+        height, width = int(shape[0]), int(shape[1])
+        return cls((height, width), degrees, max(height, width) // 2 if degrees else 0)
+
+    def with_room(self, canvas: np.ndarray) -> np.ndarray:
+        """`canvas` (ink, 0 on paper) in the middle of the larger page."""
+        return np.pad(canvas, self.room) if self.room else canvas
+
+    def moved(self, boxes: Boxes) -> Boxes:
+        """`boxes` on the larger page."""
+        room = self.room
+        return tuple((x0 + room, y0 + room, x1 + room, y1 + room) for x0, y0, x1, y1 in boxes)
+
+    def turned(self, page: np.ndarray) -> np.ndarray:
+        """The larger `page` turned and cut to the turned image's box (as it is unturned)."""
+        if not self.room:
+            return page
+        turned = Image.fromarray(page.astype(np.float32), mode="F").rotate(
+            self.degrees, Image.Resampling.BILINEAR
+        )
+        (top, left), (height, width) = self._cut()
+        return np.asarray(turned, np.float32)[top : top + height, left : left + width]
+
+    def boxes(self, boxes: Boxes) -> Boxes:
+        """Each of `boxes` (on the image unturned) as the box its turned corners fill in the
+        turned image's pixels."""
+        if not self.room:
+            return boxes
+        (top, left), _ = self._cut()
+        centre_x, centre_y = self.shape[1] / 2 + self.room, self.shape[0] / 2 + self.room
+        angle = np.radians(self.degrees)
+        cos, sin = np.cos(angle), np.sin(angle)
+        turned = []
+        for x0, y0, x1, y1 in self.moved(boxes):
+            xs = np.array([x0, x1, x1, x0]) - centre_x
+            ys = np.array([y0, y0, y1, y1]) - centre_y
+            # Counterclockwise as the image shows it: y runs down.
+            new_x = centre_x + cos * xs + sin * ys - left
+            new_y = centre_y - sin * xs + cos * ys - top
+            turned.append(
+                (
+                    int(np.floor(new_x.min())),
+                    int(np.floor(new_y.min())),
+                    int(np.ceil(new_x.max())),
+                    int(np.ceil(new_y.max())),
+                )
+            )
+        return tuple(turned)
+
+    def _cut(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The turned image's box on the larger page: (top, left), (height, width)."""
+        height, width = self.shape
+        angle = np.radians(abs(self.degrees))
+        turned_width = round(width * np.cos(angle) + height * np.sin(angle))
+        turned_height = round(width * np.sin(angle) + height * np.cos(angle))
+        top = self.room + (height - turned_height) // 2
+        left = self.room + (width - turned_width) // 2
+        return (top, left), (turned_height, turned_width)
 
 
 def _stroke(digit: np.ndarray, rng: np.random.Generator, look: str) -> np.ndarray:
@@ -300,16 +363,20 @@ def _underlined(canvas: np.ndarray, boxes: Boxes, rng: np.random.Generator) -> n
     return lined
 
 
-def _desk_edge(canvas: np.ndarray, boxes: Boxes, rng: np.random.Generator) -> np.ndarray:
+def _desk_edge(
+    canvas: np.ndarray, boxes: Boxes, rng: np.random.Generator, room: int = 0
+) -> np.ndarray:
     """A strip of a darker desk along the left side, and along the bottom half the time,
-    its edge straight and slightly aslant: a sheet photographed without filling the frame."""
-    height, width = canvas.shape
-    rows, columns = np.mgrid[:height, :width]
+    its edge straight and slightly aslant: a sheet photographed without filling the frame.
+    The image lies `room` pixels inside `canvas` (a page to be turned): the desk is laid
+    beside the image, and runs on beyond it."""
+    height, width = canvas.shape[0] - 2 * room, canvas.shape[1] - 2 * room
+    rows, columns = np.mgrid[: canvas.shape[0], : canvas.shape[1]] - room
     shade = float(rng.uniform(0.55, 0.8))
     edge = width * rng.uniform(0.05, 0.12) + rng.uniform(-0.03, 0.03) * (rows - height / 2)
-    desk = columns < np.minimum(edge, min(box[0] for box in boxes) - 0.05 * width)
+    desk = columns < np.minimum(edge, min(box[0] for box in boxes) - room - 0.05 * width)
     if rng.random() < 0.5:
-        top = max(box[3] for box in boxes) + 0.05 * height
+        top = max(box[3] for box in boxes) - room + 0.05 * height
         desk |= rows >= max(top, height - height * rng.uniform(0.06, 0.12))
     return np.where(desk, np.maximum(canvas, shade), canvas)
 
@@ -318,5 +385,4 @@ _PAPERS = {
     "ruled_paper": _ruled,
     "squared_paper": _squared,
     "underlined": _underlined,
-    "desk_edge": _desk_edge,
 }

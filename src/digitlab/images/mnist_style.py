@@ -5,7 +5,8 @@ anti-aliasing), then placed in a 28x28 field so that their centre of mass sits a
 A model trained on MNIST expects exactly that, so `to_mnist` rebuilds it from any image:
 
     decode -> grayscale (alpha laid on a contrasting background) -> ink polarity
-    -> flatten the paper and threshold it gently -> drop specks -> crop to the ink
+    -> flatten the paper and threshold it gently -> level a turned ruled page
+    -> take out rules and a desk beside the page -> drop specks -> crop to the ink
     -> scale the longest side to 20 px -> centre by centre of mass in 28x28
 
 Each step is a public function, so each can be tested and looked at on its own. Decoding
@@ -15,6 +16,7 @@ Each step is a public function, so each can be tested and looked at on its own. 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -23,6 +25,7 @@ from scipy import ndimage
 from digitlab.errors import CorruptImageError, ImageError, NoDigitFoundError
 from digitlab.images.decoding import WORKING_SIDE, ImageSource, decode
 from digitlab.images.fast_paths import centre_of_mass, median, smooth
+from digitlab.images.levelling import Turn, page_turn
 from digitlab.images.page_edges import remove_page_edges
 from digitlab.images.paper import paper_level
 from digitlab.images.rules import remove_rules
@@ -226,22 +229,52 @@ def _border(gray: np.ndarray) -> np.ndarray:
     return np.concatenate([edge.ravel() for edge in edges])
 
 
+@dataclass(frozen=True)
+class Ink:
+    """The ink `find_ink` found in a gray image (float32 in 0..1, 1 for ink cores, 0 for
+    paper), the specks it dropped beside it (the same scale, zero elsewhere), and the turn
+    that levelled the page first (`levelling`; None when it was not turned). Both arrays
+    lie in the levelled image's pixels."""
+
+    ink: np.ndarray
+    specks: np.ndarray
+    turn: Turn | None
+
+
 def extract_ink(gray: np.ndarray, name: str = "the image") -> np.ndarray:
     """Find the ink: float32 in 0..1, 1 for ink cores, 0 for paper, specks removed.
 
     The paper level is subtracted, the result scaled so that typical ink is 1 and paper
-    noise (three robust standard deviations) is 0, a ruled or squared page's printed rules
+    noise (three robust standard deviations) is 0, a page turned further than its rules
+    are looked for is levelled (`levelling`), a ruled or squared page's printed rules
     (`rules`) and a desk caught beside the page (`page_edges`) are taken out, and ink blobs
     far smaller than the largest one are dropped.
     Raises `NoDigitFoundError` for blank or near-blank images.
     """
-    return ink_and_specks(gray, name)[0]
+    return find_ink(gray, name).ink
 
 
-def ink_and_specks(gray: np.ndarray, name: str = "the image") -> tuple[np.ndarray, np.ndarray]:
-    """`extract_ink`'s ink, and beside it the specks it dropped (the same scale, zero
-    elsewhere): the number reader gives a digit back the specks that are its own.
-    Raises what `extract_ink` raises."""
+def find_ink(gray: np.ndarray, name: str = "the image") -> Ink:
+    """`extract_ink`'s ink, the specks it dropped (the number reader gives a digit back the
+    specks that are its own) and the turn that levelled the page. Raises what
+    `extract_ink` raises."""
+    found = _ink_levels(gray, name)
+    turn = page_turn(found)
+    if turn is None:
+        found = remove_rules(found)
+    else:
+        found = remove_rules(_ink_levels(turn.level(gray), name), turn.inside())
+    found = remove_page_edges(found)
+    ink = remove_specks(found)
+    if np.count_nonzero(ink >= 0.5) < MIN_INK_PIXELS:
+        raise NoDigitFoundError(f"{name}: no digit found (only specks, no stroke)")
+    return Ink(ink, found - ink, turn)
+
+
+def _ink_levels(gray: np.ndarray, name: str) -> np.ndarray:
+    """How much ink each pixel holds: the paper level subtracted, scaled so that typical
+    ink is 1 and paper (and the noise on it) 0. Raises `NoDigitFoundError` when the image
+    has no contrast."""
     signal = (1.0 - gray) if ink_is_dark(gray) else gray
     deviation = signal - paper_level(signal)
     contrast = float(smooth(deviation).max())
@@ -256,12 +289,8 @@ def ink_and_specks(gray: np.ndarray, name: str = "the image") -> tuple[np.ndarra
     # a floor of a few percent of the ink keeps those ripples out of the bounding box.
     paper_top = paper_median + 3 * noise
     floor = min(max(paper_top, FLOOR_SHARE * core), core / 2)
-    found = np.clip((deviation - floor) / (core - floor), 0.0, 1.0).astype(np.float32)
-    found = remove_page_edges(remove_rules(found))
-    ink = remove_specks(found)
-    if np.count_nonzero(ink >= 0.5) < MIN_INK_PIXELS:
-        raise NoDigitFoundError(f"{name}: no digit found (only specks, no stroke)")
-    return ink, found - ink
+    levels: np.ndarray = np.clip((deviation - floor) / (core - floor), 0.0, 1.0).astype(np.float32)
+    return levels
 
 
 def remove_specks(ink: np.ndarray) -> np.ndarray:

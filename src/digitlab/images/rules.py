@@ -51,17 +51,21 @@ MAX_SLANT = 0.07
 """The steepest slant looked for: about 4 degrees, rise over run."""
 
 
-def remove_rules(ink: np.ndarray) -> np.ndarray:
-    """`ink` (float, 0 on paper) without the page's rules, across and down."""
+def remove_rules(ink: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
+    """`ink` (float, 0 on paper) without the page's rules, across and down. `inside`
+    (bool, default all) marks the pixels that lie in the photograph: a levelled page's
+    corners come from beyond it, and a rule is judged by the share of it inside."""
     mask = ink > 0
-    across, down = _Rules.find(mask), _Rules.find(mask.T)
+    inside = np.ones_like(mask) if inside is None else inside
+    across, down = _Rules.find(mask, inside), _Rules.find(mask.T, inside.T)
     if across is None and down is None:
         return ink
     stroke = stroke_width(mask & ~_pixels(across, mask) & ~_pixels(down, mask.T).T)
     if stroke < MIN_STROKE:
         return ink
-    across = across.thinner_than(THINNER_THAN_STROKES * stroke) if across else None
-    down = down.thinner_than(THINNER_THAN_STROKES * stroke) if down else None
+    limit = THINNER_THAN_STROKES * stroke
+    across = across.thinner_than(limit, ink) if across else None
+    down = down.thinner_than(limit, ink.T) if down else None
     writing = mask & ~_pixels(across, mask) & ~_pixels(down, mask.T).T
     rules = np.zeros_like(mask)
     if across is not None:
@@ -78,16 +82,18 @@ def _pixels(rules: _Rules | None, mask: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Slant:
-    """A shear that lays rules of one slant along rows: column c moves up by `shifts[c]`
-    rows, every column padded by `pad` rows above and below so that nothing falls off."""
+    """A shear that lays rules of one slant (`slope`, rise over run) along rows: column c
+    moves up by `shifts[c]` rows, every column padded by `pad` rows above and below so
+    that nothing falls off."""
 
+    slope: float
     shifts: np.ndarray
     pad: int
 
     @classmethod
     def of(cls, slope: float, width: int) -> _Slant:
         shifts = np.rint(slope * (np.arange(width) - width / 2)).astype(np.int64)
-        return cls(shifts, int(np.abs(shifts).max(initial=0)))
+        return cls(slope, shifts, int(np.abs(shifts).max(initial=0)))
 
     def level(self, mask: np.ndarray) -> np.ndarray:
         """`mask` sheared: `pad` rows taller at each edge, slanted rules along rows."""
@@ -105,11 +111,18 @@ class _Slant:
         return np.take_along_axis(sheared, rows + self.pad - self.shifts[np.newaxis, :], axis=0)
 
 
-def _slope(mask: np.ndarray) -> float | None:
-    """The slant (rise over run) along which the thin ink of `mask` (`_thin_across`) lines
-    up into the fullest row, when a rule could lie along it: None when too few columns hold
-    ink, or thin ink, for any rule to cross the image. Tried coarsely, then to a pixel's
-    rise across the image."""
+def slope_of_rules(mask: np.ndarray, max_slant: float) -> float | None:
+    """The slant (rise over run, rows down per column) of the rules along the rows of
+    `mask` (ink), looked for up to `max_slant`: None when there are none."""
+    rules = _Rules.find(mask, np.ones_like(mask), max_slant)
+    return None if rules is None else rules.slant.slope
+
+
+def _slope(mask: np.ndarray, max_slant: float) -> float | None:
+    """The slant (rise over run) up to `max_slant` along which the thin ink of `mask`
+    (`_thin_across`) lines up into the fullest row, when a rule could lie along it: None
+    when too few columns hold ink, or thin ink, for any rule to cross the image. Tried
+    coarsely, then to a pixel's rise across the image."""
     width = mask.shape[1]
     if mask.any(axis=0).mean() < RULE_SPAN:
         return None
@@ -124,7 +137,7 @@ def _slope(mask: np.ndarray) -> float | None:
         levelled = rows - np.rint(slope * centred).astype(np.int64)
         return int(np.bincount(levelled - levelled.min()).max())
 
-    coarse = np.arange(-MAX_SLANT, MAX_SLANT + 1e-9, 4 / width)
+    coarse = np.arange(-max_slant, max_slant + 1e-9, 4 / width)
     best = max([0.0, *coarse.tolist()], key=fullest)
     fine = best + np.arange(-3, 4) / width
     return float(max([best, *fine.tolist()], key=fullest))
@@ -149,16 +162,19 @@ class _Rules:
     bands: list[slice]
 
     @classmethod
-    def find(cls, mask: np.ndarray) -> _Rules | None:
-        """The candidate rules along the rows of `mask`, None when there are none."""
+    def find(
+        cls, mask: np.ndarray, inside: np.ndarray, max_slant: float = MAX_SLANT
+    ) -> _Rules | None:
+        """The candidate rules along the rows of `mask`, slanted up to `max_slant`, None
+        when there are none; only the pixels `inside` the photograph count."""
         if mask.shape[1] < MIN_RULE_LENGTH:
             return None
-        slope = _slope(mask)
+        slope = _slope(mask, max_slant)
         if slope is None:
             return None
         slant = _Slant.of(slope, mask.shape[1])
         level = slant.level(mask)
-        bands = _bands(level, slant.level(np.ones_like(mask)))
+        bands = _bands(level, slant.level(inside))
         return cls(mask.shape[0], slant, level, bands) if bands else None
 
     def pixels(self) -> np.ndarray:
@@ -168,9 +184,13 @@ class _Rules:
             on_bands[band] = self.level[band]
         return self.slant.back(on_bands, self.height)
 
-    def thinner_than(self, thickness: float) -> _Rules | None:
-        """Only the bands at most `thickness` rows thick; None when no band is."""
-        bands = [band for band in self.bands if band.stop - band.start <= thickness]
+    def thinner_than(self, thickness: float, ink: np.ndarray) -> _Rules | None:
+        """Only the bands at most `thickness` thick; None when no band is. A band is as
+        thick as its rows, or as its `ink` (the mask's levels) per column where that is
+        less: a rule blurred over a row more, by a lens or by levelling, holds no more
+        ink than it did."""
+        levels = self.slant.level(ink)
+        bands = [band for band in self.bands if _thickness(band, levels) <= thickness]
         return _Rules(self.height, self.slant, self.level, bands) if bands else None
 
     def off_the_writing(self, writing: np.ndarray) -> np.ndarray:
@@ -179,6 +199,15 @@ class _Rules:
         return self.slant.back(
             _rule_pixels(self.level, self.slant.level(writing), self.bands), self.height
         )
+
+
+def _thickness(band: slice, levels: np.ndarray) -> float:
+    """How thick the rule along the rows `band` of `levels` (ink, levelled) is: its rows,
+    or its median ink per column it crosses where that is less."""
+    ink = levels[band].sum(axis=0)
+    crossed = ink[ink > 0]
+    rows = band.stop - band.start
+    return min(float(rows), float(np.median(crossed))) if crossed.size else float(rows)
 
 
 def _bands(mask: np.ndarray, inside: np.ndarray) -> list[slice]:

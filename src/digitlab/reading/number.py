@@ -27,11 +27,12 @@ import numpy as np
 from digitlab.images import (
     ImageSource,
     decode,
-    ink_and_specks,
+    find_ink,
     normalize_digit,
     read_header,
     to_grayscale,
 )
+from digitlab.images.levelling import Turn
 from digitlab.reading.part_scorer import NOT_WHOLE, shipped_part_scorer
 from digitlab.reading.part_view import part_views
 from digitlab.reading.segment import (
@@ -156,7 +157,8 @@ def read_number(
     decoded = decode(image, name, max_memory_bytes)
     size = _original_size(image, decoded, name)
     gray = to_grayscale(decoded, name)
-    ink, specks = ink_and_specks(gray, name)
+    found = find_ink(gray, name)
+    ink, specks = found.ink, found.specks
     scorer = _Scorer(ink, predictor)
     pieces, separators = find_digits(ink, scorer)
     if len(pieces) == 1:
@@ -169,8 +171,8 @@ def read_number(
         separators += marks
         pieces = scorer.give_back_specks(pieces, specks, not_separators(speck_pieces, marks))
     scorer.score(pieces)
-    scale = (size[0] / gray.shape[1], size[1] / gray.shape[0])
-    digits = tuple(scorer.reading(piece, scale, size) for piece in pieces)
+    frame = _Frame(size, (int(gray.shape[0]), int(gray.shape[1])), found.turn)
+    digits = tuple(scorer.reading(piece, frame.box(piece)) for piece in pieces)
     confidence = float(np.prod([digit.confidence for digit in digits]))
     number = "".join(str(digit.digit) for digit in digits)
     return NumberReading(number, confidence, digits, size, _as_written(pieces, digits, separators))
@@ -490,10 +492,8 @@ class _Scorer:
         image = normalize_digit(self._ink)
         self._known[self._key(piece)] = _scored(image[np.newaxis], self._predictor)[0]
 
-    def reading(
-        self, piece: Piece, scale: tuple[float, float], size: tuple[int, int]
-    ) -> DigitReading:
-        """The piece's digit, with its box scaled from working pixels to the image's."""
+    def reading(self, piece: Piece, box: tuple[int, int, int, int]) -> DigitReading:
+        """The piece's digit, with its `box` in the image's pixels."""
         self.score([piece])
         scored = self._known[self._key(piece)]
         probabilities = scored.probabilities
@@ -502,12 +502,6 @@ class _Scorer:
             joint = probabilities * in_context
             probabilities = (joint / max(float(joint.sum()), 1e-30)).astype(np.float32)
         digit = int(probabilities.argmax())
-        box = (
-            max(0, int(np.floor(piece.left * scale[0]))),
-            max(0, int(np.floor(piece.top * scale[1]))),
-            min(size[0], int(np.ceil(piece.right * scale[0]))),
-            min(size[1], int(np.ceil(piece.bottom * scale[1]))),
-        )
         return DigitReading(
             digit,
             float(probabilities[digit]),
@@ -516,6 +510,36 @@ class _Scorer:
             scored.image,
             scored.digit_score,
             scored.is_digit,
+        )
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """Where the reader's pixels lie in the image: the image is `size` (width, height)
+    pixels, read at `working` (rows, columns), and levelled there by `turn` (or not)."""
+
+    size: tuple[int, int]
+    working: tuple[int, int]
+    turn: Turn | None
+
+    def box(self, piece: Piece) -> tuple[int, int, int, int]:
+        """The box (x0, y0, x1, y1; x1 and y1 exclusive) around `piece`'s ink in the
+        image's pixels; around the ink itself, turned back, when the page was levelled."""
+        top, left = float(piece.top), float(piece.left)
+        bottom, right = float(piece.bottom), float(piece.right)
+        if self.turn is not None:
+            rows, columns = np.nonzero(piece.mask)
+            image_rows, image_columns = self.turn.to_image(
+                rows + float(piece.top), columns + float(piece.left)
+            )
+            top, left = float(image_rows.min()), float(image_columns.min())
+            bottom, right = float(image_rows.max()) + 1, float(image_columns.max()) + 1
+        across, down = self.size[0] / self.working[1], self.size[1] / self.working[0]
+        return (
+            max(0, int(np.floor(left * across))),
+            max(0, int(np.floor(top * down))),
+            min(self.size[0], int(np.ceil(right * across))),
+            min(self.size[1], int(np.ceil(bottom * down))),
         )
 
 
