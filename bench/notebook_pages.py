@@ -6,9 +6,12 @@ paper, on a ruled page, on a squared page, with a line under them, and on a shee
 photographed with a strip of the desk beside it. Each is read twice by `read_number` with
 the shipped model: as it is, and with the page cleanup switched off in this process (the
 desk and rule removal of `images.page_edges` and `images.rules`, and the reader's dropping
-of underlines), which is how these numbers read before it. Prints whole-number accuracy.
+of underlines), which is how these numbers read before it, and once more with only the
+levelling of a turned page (`images.levelling`) switched off. With `--turned DEGREES`, each
+page is photographed that far askew, one way and the other in turn. Prints whole-number
+accuracy.
 
-    .venv/bin/python bench/notebook_pages.py [--per-length 40] [--seed 0]
+    .venv/bin/python bench/notebook_pages.py [--per-length 40] [--seed 0] [--turned 0]
 """
 
 from __future__ import annotations
@@ -34,13 +37,25 @@ LENGTHS = range(2, 7)
 def without_cleanup() -> Iterator[None]:
     """Read as before the page cleanup: every step of it left out, in this process only."""
     kept = (mnist_style.remove_rules, mnist_style.remove_page_edges, number_module.drop_underlines)
-    mnist_style.remove_rules = mnist_style.remove_page_edges = lambda ink: ink
+    mnist_style.remove_rules = lambda ink, inside=None: ink
+    mnist_style.remove_page_edges = lambda ink: ink
     number_module.drop_underlines = lambda pieces: pieces
     try:
         yield
     finally:
         mnist_style.remove_rules, mnist_style.remove_page_edges = kept[:2]
         number_module.drop_underlines = kept[2]
+
+
+@contextlib.contextmanager
+def without_levelling() -> Iterator[None]:
+    """Read as before turned pages were levelled, in this process only."""
+    kept = mnist_style.page_turn
+    mnist_style.page_turn = lambda ink: None
+    try:
+        yield
+    finally:
+        mnist_style.page_turn = kept
 
 
 def _share_read(items: list[ComposedNumber], predictor: Predictor) -> float:
@@ -53,6 +68,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-length", type=int, default=40, help="numbers per look and length")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--turned", type=float, default=0.0, help="photograph each page this many degrees askew"
+    )
     args = parser.parse_args()
     _, (x_test, y_test) = load_mnist()
     predictor = Predictor.load(threads=1)
@@ -61,15 +79,23 @@ def main() -> None:
         rng = np.random.default_rng([args.seed, len(rows)])
         items = []
         for length in LENGTHS:
-            for _ in range(args.per_length):
+            for number in range(args.per_length):
                 picked = rng.integers(0, len(x_test), size=length)
-                items.append(compose_number(x_test[picked], y_test[picked], rng, "ordinary", look))
+                turned = args.turned if number % 2 else -args.turned
+                items.append(
+                    compose_number(
+                        x_test[picked], y_test[picked], rng, "ordinary", look, turned=turned
+                    )
+                )
         cleaned = _share_read(items, predictor)
-        with without_cleanup():
+        with without_cleanup(), without_levelling():
             before = _share_read(items, predictor)
-        rows.append([look, len(items), f"{before:.1%}", f"{cleaned:.1%}"])
+        with without_levelling():
+            unlevelled = _share_read(items, predictor)
+        rows.append([look, len(items), f"{before:.1%}", f"{unlevelled:.1%}", f"{cleaned:.1%}"])
         print(rows[-1], flush=True)
-    print(markdown_table(["look", "numbers", "without the cleanup", "with it"], rows))
+    headers = ["look", "numbers", "without the cleanup", "without levelling", "with both"]
+    print(markdown_table(headers, rows))
 
 
 if __name__ == "__main__":

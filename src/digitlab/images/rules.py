@@ -30,6 +30,11 @@ THINNER_THAN_STROKES = 0.75
 """A rule is at most this share of the writing's stroke width thick; a digit's bar drawn
 across a tight crop is as thick as the digit's other strokes, and stays."""
 
+LIGHTER_THAN_STROKES = 0.5
+"""... or holds at most this share of a stroke's width in ink per column: a light rule
+spread over another row or two, by a lens or by levelling a turned page, is no thicker
+than it was, where a desk's dark strip along the image's edge holds more."""
+
 MIN_STROKE = 3.0
 """Writing whose strokes are thinner than this many pixels (a small or coarse image) has
 no thinner line to tell apart: nothing is taken out."""
@@ -43,6 +48,9 @@ MIN_INSIDE = 0.25
 """A slanted rule may leave the image through its top or bottom edge (a page photographed
 askew and cropped close); it is looked for where at least this share of its length is in
 the image."""
+
+ALONE = 3
+"""A rule stands alone: the rows this many beyond it on each side are mostly paper."""
 
 THICKEST_RULE = 7
 """No rule is looked for thicker than this many pixels (its slant is found from thinner ink)."""
@@ -63,9 +71,8 @@ def remove_rules(ink: np.ndarray, inside: np.ndarray | None = None) -> np.ndarra
     stroke = stroke_width(mask & ~_pixels(across, mask) & ~_pixels(down, mask.T).T)
     if stroke < MIN_STROKE:
         return ink
-    limit = THINNER_THAN_STROKES * stroke
-    across = across.thinner_than(limit, ink) if across else None
-    down = down.thinner_than(limit, ink.T) if down else None
+    across = across.thinner_than(stroke, ink) if across else None
+    down = down.thinner_than(stroke, ink.T) if down else None
     writing = mask & ~_pixels(across, mask) & ~_pixels(down, mask.T).T
     rules = np.zeros_like(mask)
     if across is not None:
@@ -113,9 +120,12 @@ class _Slant:
 
 def slope_of_rules(mask: np.ndarray, max_slant: float) -> float | None:
     """The slant (rise over run, rows down per column) of the rules along the rows of
-    `mask` (ink), looked for up to `max_slant`: None when there are none."""
+    `mask` (ink), looked for up to `max_slant`: None when there are none standing alone
+    (a dark block, such as a desk beside the page, has full rows along any slant)."""
     rules = _Rules.find(mask, np.ones_like(mask), max_slant)
-    return None if rules is None else rules.slant.slope
+    if rules is None or not rules.standing_alone():
+        return None
+    return rules.slant.slope
 
 
 def _slope(mask: np.ndarray, max_slant: float) -> float | None:
@@ -153,12 +163,13 @@ def _thin_across(mask: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Rules:
-    """The bands of a mask `height` rows tall, sheared level by `slant`, where rules along
-    rows may lie."""
+    """The bands of a mask `height` rows tall, sheared level by `slant` (`level`, and
+    the pixels `inside` the image so sheared), where rules along rows may lie."""
 
     height: int
     slant: _Slant
     level: np.ndarray
+    inside: np.ndarray
     bands: list[slice]
 
     @classmethod
@@ -173,9 +184,23 @@ class _Rules:
         if slope is None:
             return None
         slant = _Slant.of(slope, mask.shape[1])
-        level = slant.level(mask)
-        bands = _bands(level, slant.level(inside))
-        return cls(mask.shape[0], slant, level, bands) if bands else None
+        level, inside = slant.level(mask), slant.level(inside)
+        bands = _bands(level, inside)
+        return cls(mask.shape[0], slant, level, inside, bands) if bands else None
+
+    def standing_alone(self) -> list[slice]:
+        """The bands at most `THICKEST_RULE` rows thick whose rows `ALONE` beyond each
+        side hold ink over less than half of their pixels inside the image."""
+        inked = self.level.sum(axis=1) / np.maximum(self.inside.sum(axis=1), 1)
+        return [
+            band
+            for band in self.bands
+            if band.stop - band.start <= THICKEST_RULE
+            and all(
+                not 0 <= row < inked.size or inked[row] < RULE_SPAN / 2
+                for row in (band.start - ALONE, band.stop - 1 + ALONE)
+            )
+        ]
 
     def pixels(self) -> np.ndarray:
         """The ink on every band, in the mask's own rows."""
@@ -184,14 +209,25 @@ class _Rules:
             on_bands[band] = self.level[band]
         return self.slant.back(on_bands, self.height)
 
-    def thinner_than(self, thickness: float, ink: np.ndarray) -> _Rules | None:
-        """Only the bands at most `thickness` thick; None when no band is. A band is as
-        thick as its rows, or as its `ink` (the mask's levels) per column where that is
-        less: a rule blurred over a row more, by a lens or by levelling, holds no more
-        ink than it did."""
+    def thinner_than(self, stroke: float, ink: np.ndarray) -> _Rules | None:
+        """Only the bands thinner than the writing's `stroke` width: at most
+        `THINNER_THAN_STROKES` of it in rows, or, unless the band runs along the image's
+        first or last row (where a desk's strip lies), at most `LIGHTER_THAN_STROKES` of it
+        in `ink` (the mask's levels) per column. None when no band is."""
         levels = self.slant.level(ink)
-        bands = [band for band in self.bands if _thickness(band, levels) <= thickness]
-        return _Rules(self.height, self.slant, self.level, bands) if bands else None
+        first, last = np.zeros(ink.shape, bool), np.zeros(ink.shape, bool)
+        first[0], last[-1] = True, True
+        edges = (self.slant.level(first), self.slant.level(last))
+        bands = [
+            band
+            for band in self.bands
+            if band.stop - band.start <= THINNER_THAN_STROKES * stroke
+            or (
+                not any(edge[band].sum() > edge.sum() / 2 for edge in edges)
+                and _ink_per_column(band, levels) <= LIGHTER_THAN_STROKES * stroke
+            )
+        ]
+        return _Rules(self.height, self.slant, self.level, self.inside, bands) if bands else None
 
     def off_the_writing(self, writing: np.ndarray) -> np.ndarray:
         """The rules' pixels, less those where a stroke of `writing` (the ink off every
@@ -201,13 +237,11 @@ class _Rules:
         )
 
 
-def _thickness(band: slice, levels: np.ndarray) -> float:
-    """How thick the rule along the rows `band` of `levels` (ink, levelled) is: its rows,
-    or its median ink per column it crosses where that is less."""
+def _ink_per_column(band: slice, levels: np.ndarray) -> float:
+    """The median ink (`levels`, levelled) per column the rows `band` cross."""
     ink = levels[band].sum(axis=0)
     crossed = ink[ink > 0]
-    rows = band.stop - band.start
-    return min(float(rows), float(np.median(crossed))) if crossed.size else float(rows)
+    return float(np.median(crossed)) if crossed.size else 0.0
 
 
 def _bands(mask: np.ndarray, inside: np.ndarray) -> list[slice]:
