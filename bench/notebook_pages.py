@@ -37,7 +37,7 @@ LENGTHS = range(2, 7)
 def without_cleanup() -> Iterator[None]:
     """Read as before the page cleanup: every step of it left out, in this process only."""
     kept = (mnist_style.remove_rules, mnist_style.remove_page_edges, number_module.drop_underlines)
-    mnist_style.remove_rules = lambda ink, inside=None: ink
+    mnist_style.remove_rules = lambda ink, rules=None: ink
     mnist_style.remove_page_edges = lambda ink: ink
     number_module.drop_underlines = lambda pieces: pieces
     try:
@@ -51,7 +51,7 @@ def without_cleanup() -> Iterator[None]:
 def without_levelling() -> Iterator[None]:
     """Read as before turned pages were levelled, in this process only."""
     kept = mnist_style.page_turn
-    mnist_style.page_turn = lambda ink: None
+    mnist_style.page_turn = lambda ink, rules=None: None
     try:
         yield
     finally:

@@ -2,11 +2,11 @@
 
 `rules` finds a ruled or squared page's rules slanted up to `rules.MAX_SLANT` (about 4
 degrees), as a scan or a careful photo leaves them. A phone held loosely turns the page
-further, and then the rules stay and cage the digits. Such a page is levelled first: its
-rules are looked for up to `MAX_TURN`, and when they slant more than `rules` handles, the
-gray image is turned about its centre until they lie level, the page running on past the
-image's edges (its edge pixels carried out), and read as any other image. The digits
-stand upright again too.
+further, and then the rules stay and cage the digits. Such a page is levelled first:
+where no rules are found within `rules.MAX_SLANT`, they are looked for up to `MAX_TURN`,
+and when they slant more than `rules` handles, the gray image is turned about its centre
+until they lie level, the page running on past the image's edges (its edge pixels carried
+out), and read as any other image. The digits stand upright again too.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from digitlab.images.rules import MAX_SLANT, slope_of_rules
+from digitlab.images.rules import MAX_SLANT, PageRules
 
 MAX_TURN = math.tan(math.radians(15))
 """The steepest slant of a page's rules that is levelled (rise over run): 15 degrees."""
@@ -74,14 +74,13 @@ class Turn:
         return matrix, centre - matrix @ centre
 
 
-def page_turn(ink: np.ndarray) -> Turn | None:
-    """The turn that levels the page of `ink` (float, 0 on paper) by its rules, None when
-    it has none slanted more than `rules` itself handles. A squared page is turned by the
-    mean of the slants of its rules across and down (a page photographed at an angle
+def page_turn(ink: np.ndarray, rules: PageRules | None = None) -> Turn | None:
+    """The turn that levels the page of `ink` (float, 0 on paper) by its `rules` (the
+    candidates `PageRules.find` finds in it, found here when not given), None when it has
+    none slanted more than `rules` itself handles. A squared page is turned by
+    the mean of the slants of its rules across and down (a page photographed at an angle
     leaves them a little off square)."""
-    mask = ink > 0
-    across = slope_of_rules(mask, MAX_TURN)
-    down = slope_of_rules(mask.T, MAX_TURN)
+    across, down = (rules or PageRules.find(ink)).slopes(MAX_TURN)
     # Turned by an angle, rules across slope by its tangent, rules down by minus it.
     slants = [math.atan(across)] if across is not None else []
     slants += [-math.atan(down)] if down is not None else []

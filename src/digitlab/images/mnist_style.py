@@ -28,7 +28,7 @@ from digitlab.images.fast_paths import centre_of_mass, median, smooth
 from digitlab.images.levelling import Turn, page_turn
 from digitlab.images.page_edges import remove_page_edges
 from digitlab.images.paper import paper_level
-from digitlab.images.rules import remove_rules
+from digitlab.images.rules import PageRules, remove_rules
 from digitlab.images.strokes import stroke_width
 
 BOX_SIDE = 20
@@ -259,12 +259,12 @@ def find_ink(gray: np.ndarray, name: str = "the image") -> Ink:
     specks that are its own) and the turn that levelled the page. Raises what
     `extract_ink` raises."""
     found = _ink_levels(gray, name)
-    turn = page_turn(found)
-    if turn is None:
-        found = remove_rules(found)
-    else:
-        found = remove_rules(_ink_levels(turn.level(gray), name), turn.inside())
-    found = remove_page_edges(found)
+    rules = PageRules.find(found)
+    turn = page_turn(found, rules)
+    if turn is not None:
+        found = _ink_levels(turn.level(gray), name)
+        rules = PageRules.find(found, turn.inside())
+    found = remove_page_edges(remove_rules(found, rules))
     ink = remove_specks(found)
     if np.count_nonzero(ink >= 0.5) < MIN_INK_PIXELS:
         raise NoDigitFoundError(f"{name}: no digit found (only specks, no stroke)")

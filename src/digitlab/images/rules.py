@@ -59,27 +59,68 @@ MAX_SLANT = 0.07
 """The steepest slant looked for: about 4 degrees, rise over run."""
 
 
-def remove_rules(ink: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
-    """`ink` (float, 0 on paper) without the page's rules, across and down. `inside`
-    (bool, default all) marks the pixels that lie in the photograph: a levelled page's
-    corners come from beyond it, and a rule is judged by the share of it inside."""
-    mask = ink > 0
-    inside = np.ones_like(mask) if inside is None else inside
-    across, down = _Rules.find(mask, inside), _Rules.find(mask.T, inside.T)
+def remove_rules(ink: np.ndarray, rules: PageRules | None = None) -> np.ndarray:
+    """`ink` (float, 0 on paper) without the page's rules across and down: `rules`, the
+    candidates `PageRules.find` finds in it (found here when not given)."""
+    if rules is None:
+        rules = PageRules.find(ink)
+    across, down = rules.across, rules.down
     if across is None and down is None:
         return ink
+    mask = ink > 0
     stroke = stroke_width(mask & ~_pixels(across, mask) & ~_pixels(down, mask.T).T)
     if stroke < MIN_STROKE:
         return ink
     across = across.thinner_than(stroke, ink) if across else None
     down = down.thinner_than(stroke, ink.T) if down else None
     writing = mask & ~_pixels(across, mask) & ~_pixels(down, mask.T).T
-    rules = np.zeros_like(mask)
+    found = np.zeros_like(mask)
     if across is not None:
-        rules |= across.off_the_writing(writing)
+        found |= across.off_the_writing(writing)
     if down is not None:
-        rules |= down.off_the_writing(writing.T).T
-    return np.where(rules, 0.0, ink).astype(np.float32)
+        found |= down.off_the_writing(writing.T).T
+    return np.where(found, 0.0, ink).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class PageRules:
+    """A page's candidate rules along its rows (`across`) and along its columns (`down`,
+    found in the transposed ink), slanted at most `MAX_SLANT`, each None where there are
+    none; and what they were found in, per direction: the ink `masks`, the pixels
+    `inside` the photograph and the `thin` ink (None where no rule can cross the image),
+    for a search at steeper slants."""
+
+    across: _Rules | None
+    down: _Rules | None
+    masks: tuple[np.ndarray, np.ndarray]
+    inside: tuple[np.ndarray, np.ndarray]
+    thin: tuple[np.ndarray | None, np.ndarray | None]
+
+    @classmethod
+    def find(cls, ink: np.ndarray, inside: np.ndarray | None = None) -> PageRules:
+        """The candidate rules of `ink` (float, 0 on paper). `inside` (bool, default all)
+        marks the pixels that lie in the photograph: a levelled page's corners come from
+        beyond it, and a rule is judged by the share of it inside."""
+        mask = ink > 0
+        inside = np.ones_like(mask) if inside is None else inside
+        masks, insides = (mask, mask.T), (inside, inside.T)
+        thin = (_thin_if_rules_may_cross(mask), _thin_if_rules_may_cross(mask.T))
+        across, down = (
+            _Rules.find(masks[way], insides[way], thin[way], MAX_SLANT) for way in (0, 1)
+        )
+        return cls(across, down, masks, insides, thin)
+
+    def slopes(self, max_slant: float) -> tuple[float | None, float | None]:
+        """The slant (rise over run) of the rules across and of those down (of the
+        transposed ink) that stand alone (`_Rules.standing_alone`): those found when they
+        do, else the ones looked for up to `max_slant`; None where there are none."""
+        found = []
+        for way, rules in enumerate((self.across, self.down)):
+            if rules is None or not rules.standing_alone():
+                rules = _Rules.find(self.masks[way], self.inside[way], self.thin[way], max_slant)
+            alone = rules is not None and bool(rules.standing_alone())
+            found.append(rules.slant.slope if rules is not None and alone else None)
+        return found[0], found[1]
 
 
 def _pixels(rules: _Rules | None, mask: np.ndarray) -> np.ndarray:
@@ -118,28 +159,21 @@ class _Slant:
         return np.take_along_axis(sheared, rows + self.pad - self.shifts[np.newaxis, :], axis=0)
 
 
-def slope_of_rules(mask: np.ndarray, max_slant: float) -> float | None:
-    """The slant (rise over run, rows down per column) of the rules along the rows of
-    `mask` (ink), looked for up to `max_slant`: None when there are none standing alone
-    (a dark block, such as a desk beside the page, has full rows along any slant)."""
-    rules = _Rules.find(mask, np.ones_like(mask), max_slant)
-    if rules is None or not rules.standing_alone():
-        return None
-    return rules.slant.slope
-
-
-def _slope(mask: np.ndarray, max_slant: float) -> float | None:
-    """The slant (rise over run) up to `max_slant` along which the thin ink of `mask`
-    (`_thin_across`) lines up into the fullest row, when a rule could lie along it: None
-    when too few columns hold ink, or thin ink, for any rule to cross the image. Tried
-    coarsely, then to a pixel's rise across the image."""
-    width = mask.shape[1]
-    if mask.any(axis=0).mean() < RULE_SPAN:
+def _thin_if_rules_may_cross(mask: np.ndarray) -> np.ndarray | None:
+    """The thin ink of `mask` (`_thin_across`), None when the image is narrower than
+    `MIN_RULE_LENGTH` or too few of its columns hold ink, or thin ink, for any rule to
+    cross it."""
+    if mask.shape[1] < MIN_RULE_LENGTH or mask.any(axis=0).mean() < RULE_SPAN:
         return None
     thin = _thin_across(mask)
     # Where writing stands on a rule, its ink runs on down the column: half is enough.
-    if thin.any(axis=0).mean() < RULE_SPAN / 2:
-        return None
+    return None if thin.any(axis=0).mean() < RULE_SPAN / 2 else thin
+
+
+def _slope(thin: np.ndarray, max_slant: float) -> float:
+    """The slant (rise over run) up to `max_slant` along which the `thin` ink lines up
+    into the fullest row. Tried coarsely, then to a pixel's rise across the image."""
+    width = thin.shape[1]
     rows, columns = np.nonzero(thin)
     centred = columns - width / 2
 
@@ -174,19 +208,17 @@ class _Rules:
 
     @classmethod
     def find(
-        cls, mask: np.ndarray, inside: np.ndarray, max_slant: float = MAX_SLANT
+        cls, mask: np.ndarray, inside: np.ndarray, thin: np.ndarray | None, max_slant: float
     ) -> _Rules | None:
-        """The candidate rules along the rows of `mask`, slanted up to `max_slant`, None
-        when there are none; only the pixels `inside` the photograph count."""
-        if mask.shape[1] < MIN_RULE_LENGTH:
+        """The candidate rules along the rows of `mask`, slanted up to `max_slant` along
+        its `thin` ink (None: no rule can cross it), None when there are none; only the
+        pixels `inside` the photograph count."""
+        if thin is None:
             return None
-        slope = _slope(mask, max_slant)
-        if slope is None:
-            return None
-        slant = _Slant.of(slope, mask.shape[1])
-        level, inside = slant.level(mask), slant.level(inside)
-        bands = _bands(level, inside)
-        return cls(mask.shape[0], slant, level, inside, bands) if bands else None
+        slant = _Slant.of(_slope(thin, max_slant), mask.shape[1])
+        level, sheared_inside = slant.level(mask), slant.level(inside)
+        bands = _bands(level, sheared_inside)
+        return cls(mask.shape[0], slant, level, sheared_inside, bands) if bands else None
 
     def standing_alone(self) -> list[slice]:
         """The bands at most `THICKEST_RULE` rows thick whose rows `ALONE` beyond each
