@@ -31,9 +31,9 @@ THINNER_THAN_STROKES = 0.75
 across a tight crop is as thick as the digit's other strokes, and stays."""
 
 LIGHTER_THAN_STROKES = 0.5
-"""... or holds at most this share of a stroke's width in ink per column: a light rule
-spread over another row or two, by a lens or by levelling a turned page, is no thicker
-than it was, where a desk's dark strip along the image's edge holds more."""
+"""... or, away from the image's edges (where a desk's strip lies, judged by its rows),
+holds at most this share of a stroke's width in ink per column: a light rule spread over
+another row or two, by a lens or by levelling a turned page, is no thicker than it was."""
 
 MIN_STROKE = 3.0
 """Writing whose strokes are thinner than this many pixels (a small or coarse image) has
