@@ -111,12 +111,13 @@ def test_a_strip_of_desk_as_wide_as_a_stroke_and_lighter_is_no_rule():
 
 
 def test_numbers_on_turned_notebook_pages_read_nearly_as_on_blank_paper(mnist, predictor):
-    # Without levelling, at 8 degrees: ruled 8 of 20 right, squared 1 of 20.
+    # Without levelling, at 8 degrees: ruled 8 of 20 right, squared 1 of 20; levelled but
+    # with the rules' smeared ends left in the corners beyond the photograph, squared 14.
     _, (x_test, y_test) = mnist
     looks = ("plain", "ruled_paper", "squared_paper")
     right = numbers_read_right(x_test, y_test, predictor, looks, 5, 20, lengths=(3, 7), turn=8.0)
     assert right["ruled_paper"] >= right["plain"] - 2, right
-    assert right["squared_paper"] >= right["plain"] - 8, right
+    assert right["squared_paper"] >= right["plain"] - 4, right
 
 
 def test_the_boxes_of_a_levelled_page_lie_round_each_digit_in_the_image(mnist, predictor):
@@ -125,7 +126,10 @@ def test_the_boxes_of_a_levelled_page_lie_round_each_digit_in_the_image(mnist, p
         x_test[:5], y_test[:5], np.random.default_rng(2), look="ruled_paper", turned=10.0
     )
     gray = to_grayscale(np.asarray(Image.open(io.BytesIO(item.data)).convert("L")))
-    assert find_ink(gray).turn is not None
+    found = find_ink(gray)
+    assert found.turn is not None
+    beyond = ~found.turn.inside()
+    assert beyond.any() and not found.ink[beyond].any() and not found.specks[beyond].any()
     reading = read_number(item.data, predictor)
     assert reading.number == item.number
     for digit, (x0, y0, x1, y1) in zip(reading.digits, item.boxes, strict=True):

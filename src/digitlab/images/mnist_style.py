@@ -261,10 +261,15 @@ def find_ink(gray: np.ndarray, name: str = "the image") -> Ink:
     found = _ink_levels(gray, name)
     rules = PageRules.find(found)
     turn = page_turn(found, rules)
-    if turn is not None:
+    if turn is None:
+        found = remove_page_edges(remove_rules(found, rules))
+    else:
+        inside = turn.inside()
         found = _ink_levels(turn.level(gray), name)
-        rules = PageRules.find(found, turn.inside())
-    found = remove_page_edges(remove_rules(found, rules))
+        found = remove_page_edges(remove_rules(found, PageRules.find(found, inside)))
+        # The corners beyond the photograph carried its edge pixels on: a desk there has
+        # gone with the desk, and whatever else is there was never on the page.
+        found = np.where(inside, found, 0.0).astype(np.float32)
     ink = remove_specks(found)
     if np.count_nonzero(ink >= 0.5) < MIN_INK_PIXELS:
         raise NoDigitFoundError(f"{name}: no digit found (only specks, no stroke)")
