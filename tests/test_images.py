@@ -191,6 +191,19 @@ def test_ink_polarity_comes_from_border_and_histogram(page, mnist):
         assert ink_is_dark(gray)
 
 
+def test_a_light_sheet_lying_on_a_darker_desk_has_dark_ink():
+    # The desk is the whole border, so the border alone said light ink.
+    photo = np.full((100, 200), 0.35)
+    photo[20:80, 40:160] = 1.0
+    photo[35:65, 70:73] = photo[35:65, 120:123] = 0.0
+    assert ink_is_dark(photo)
+    # Light ink on a dark page whose middle is as light, but in a block: the border decides.
+    block = np.zeros((100, 200))
+    block[20:80, 40:160] = 1.0
+    block[35:65, 80:120] = 0.0
+    assert not ink_is_dark(block)
+
+
 def test_inverted_and_off_centre_digit_gives_the_same_image(page, expected):
     canvas = np.zeros((700, 500), np.uint8)
     canvas[20 : 20 + page.shape[0], 300 : 300 + page.shape[1]] = 255 - page

@@ -46,6 +46,14 @@ STROKE_SHARE = 0.13
 MIN_INK_PIXELS = 6
 """Fewest clearly inked pixels (at working size) that count as a digit rather than a speck."""
 
+SHEET_SHARE = 0.7
+"""An image whose border is mostly dark but whose middle is at least this share light, in
+thin dark strokes (at most `THIN_STROKES` of the shorter side wide), is a light sheet on
+a darker desk: dark ink."""
+
+THIN_STROKES = 0.1
+"""The widest dark strokes on such a sheet, as a share of the image's shorter side."""
+
 SPECK_FRACTION = 0.05
 """Ink blobs with less than this share of the largest blob's ink are dust or noise."""
 
@@ -211,16 +219,37 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     covers more than half of it, so a border that is nearly all one level (three quarters)
     decides. Otherwise ink is the minority of the pixels when the histogram is clear (two
     thirds on one side of the mid level). When neither is clear: dark ink, the usual case.
+    A sheet photographed lying on a darker desk is the exception (`_sheet_on_desk`): the
+    desk makes the border dark, but the middle of the image is the light sheet.
     """
     smoothed = smooth(gray)
     mid = (float(smoothed.min()) + float(smoothed.max())) / 2
     border_light = float(np.mean(_border(gray) > mid))
+    if border_light < 0.5 and _sheet_on_desk(smoothed, mid):
+        return True
     if abs(border_light - 0.5) >= 0.25:
         return border_light > 0.5
     light_share = float(np.mean(gray > mid))
     if abs(light_share - 0.5) >= 1 / 6:
         return light_share > 0.5
     return border_light >= 0.5
+
+
+def _sheet_on_desk(smoothed: np.ndarray, mid: float) -> bool:
+    """Whether an image with a dark border is a light sheet on a darker desk: the middle
+    of the image (`_middle`) at least `SHEET_SHARE` light, and what is dark there thin
+    strokes, at most `THIN_STROKES` of the image's shorter side wide (where the counter of
+    a bold light digit filling its frame is a block)."""
+    middle = _middle(smoothed)
+    if float(np.mean(middle > mid)) < SHEET_SHARE:
+        return False
+    return bool(stroke_width(middle <= mid) <= THIN_STROKES * min(smoothed.shape))
+
+
+def _middle(gray: np.ndarray) -> np.ndarray:
+    """The middle of `gray`: the box of half its height and half its width."""
+    height, width = gray.shape
+    return gray[height // 4 : height - height // 4, width // 4 : width - width // 4]
 
 
 def _border(gray: np.ndarray) -> np.ndarray:

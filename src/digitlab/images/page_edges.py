@@ -75,10 +75,18 @@ def _straight(blob: np.ndarray) -> bool:
     """Whether `blob`, which runs along the first row, ends in a straight line below it:
     how deep it reaches down each column where it meets the first row, fitted by a line
     through the closest `STRAIGHT_SHARE` of those depths (where the desk turns a corner
-    with the page, it reaches deeper)."""
+    with the page, it reaches deeper), leaving out the runs of columns at either end that
+    it fills all the way down, when at least half the columns are left."""
     columns = np.flatnonzero(blob[0])
     depth = np.argmin(blob[:, columns], axis=0).astype(np.float64)
-    depth[blob[:, columns].all(axis=0)] = blob.shape[0]
+    through = np.asarray(blob[:, columns].all(axis=0), bool)
+    depth[through] = blob.shape[0]
+    # Where the desk runs right across the image at either end of the side (down the
+    # sides of a sheet lying on it), the page's edge is not seen there.
+    seen = ~_ends(through)
+    if np.count_nonzero(seen) < len(columns) / 2:
+        return False
+    columns, depth = columns[seen], depth[seen]
     tolerance = max(2.0, STRAIGHT * blob.shape[1])
     kept = np.ones(len(columns), bool)
     for _ in range(2):
@@ -86,3 +94,13 @@ def _straight(blob: np.ndarray) -> bool:
         strays = np.abs(depth - line)
         kept = strays <= np.quantile(strays, STRAIGHT_SHARE)
     return bool(np.quantile(strays, STRAIGHT_SHARE) <= tolerance)
+
+
+def _ends(flags: np.ndarray) -> np.ndarray:
+    """The True runs of `flags` that start at its first item or end at its last."""
+    ends = np.zeros_like(flags)
+    leading = int(np.argmin(flags)) if not flags.all() else flags.size
+    trailing = int(np.argmin(flags[::-1])) if not flags.all() else flags.size
+    ends[:leading] = True
+    ends[flags.size - trailing :] = True
+    return ends
