@@ -2,8 +2,9 @@
 cleanup (issue 17's phone photos of paper).
 
 Numbers of 2 to 6 MNIST *test* digits with ordinary gaps (`digitlab.number_images`) on blank
-paper, on a ruled page, on a squared page, with a line under them, and on a sheet
-photographed with a strip of the desk beside it. Each is read twice by `read_number` with
+paper, on a ruled page, on a squared page, with a line under them, on a sheet
+photographed with a strip of the desk beside it, and on a sheet lying on a darker desk
+that shows all round it. Each is read twice by `read_number` with
 the shipped model: as it is, and with the page cleanup switched off in this process (the
 desk and rule removal of `images.page_edges` and `images.rules`, and the reader's dropping
 of underlines), which is how these numbers read before it, and once more with only the
@@ -26,11 +27,13 @@ import digitlab.images.mnist_style as mnist_style
 import digitlab.reading.number as number_module
 from digitlab.data.sources import load_mnist
 from digitlab.inference.predictor import Predictor
-from digitlab.number_images import PAPER_LOOKS, ComposedNumber, compose_number
+from digitlab.number_images import PAPER_LOOKS, ComposedNumber, compose_number, lying_on_a_desk
 from digitlab.reading import read_number
 from digitlab.tables import markdown_table
 
 LENGTHS = range(2, 7)
+ON_A_DESK = "sheet_on_a_desk"
+"""Numbers on blank paper, the sheet lying on a darker desk that shows all round it."""
 
 
 @contextlib.contextmanager
@@ -75,18 +78,18 @@ def main() -> None:
     _, (x_test, y_test) = load_mnist()
     predictor = Predictor.load(threads=1)
     rows = []
-    for look in ("plain", *PAPER_LOOKS):
+    for look in ("plain", *PAPER_LOOKS, ON_A_DESK):
         rng = np.random.default_rng([args.seed, len(rows)])
         items = []
         for length in LENGTHS:
             for number in range(args.per_length):
                 picked = rng.integers(0, len(x_test), size=length)
                 turned = args.turned if number % 2 else -args.turned
-                items.append(
-                    compose_number(
-                        x_test[picked], y_test[picked], rng, "ordinary", look, turned=turned
-                    )
+                written = "plain" if look == ON_A_DESK else look
+                item = compose_number(
+                    x_test[picked], y_test[picked], rng, "ordinary", written, turned=turned
                 )
+                items.append(lying_on_a_desk(item, rng) if look == ON_A_DESK else item)
         cleaned = _share_read(items, predictor)
         with without_cleanup(), without_levelling():
             before = _share_read(items, predictor)

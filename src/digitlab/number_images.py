@@ -11,6 +11,7 @@ Compose only MNIST *test* digits, so that the model is measured on writing it ha
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,6 +126,24 @@ def compose_number(
         return ComposedNumber(encode(pixels, "PNG"), ".png", number, boxes, text)
     quality = int(rng.integers(70, 96))
     return ComposedNumber(encode(pixels, "JPEG", quality=quality), ".jpg", number, boxes, text)
+
+
+def lying_on_a_desk(item: ComposedNumber, rng: np.random.Generator) -> ComposedNumber:
+    """`item` (dark ink on light, or turned so) as a sheet lying in the middle of a
+    photograph of a darker desk (gray 60 to 140 of 255), which shows 10% to 40% of the
+    sheet's height above and below it and of its width either side. A PNG."""
+    with Image.open(io.BytesIO(item.data)) as image:
+        sheet = np.asarray(image.convert("L"))
+    if sheet.mean() < 128:
+        sheet = 255 - sheet
+    rows = round(sheet.shape[0] * rng.uniform(0.1, 0.4))
+    columns = round(sheet.shape[1] * rng.uniform(0.1, 0.4))
+    shade = round(rng.uniform(60, 140))
+    photo = np.pad(sheet, ((rows, rows), (columns, columns)), constant_values=shade)
+    boxes = tuple(
+        (x0 + columns, y0 + rows, x1 + columns, y1 + rows) for x0, y0, x1, y1 in item.boxes
+    )
+    return ComposedNumber(encode(photo, "PNG"), ".png", item.number, boxes, item.text)
 
 
 @dataclass(frozen=True)
