@@ -8,7 +8,8 @@ Where a stroke crosses a rule, the ink above and below it carries on, and those 
 
 A page photographed a little askew has slanted rules: the slant (up to `MAX_SLANT`) is
 found first, as the one along which the ink lines up best, and the rules are looked for
-along it. Rules bent by a lens, or slanted further, stay.
+along it. Rules bent by a lens stay; a page turned further is levelled first
+(`levelling`), by the slants `PageRules.slopes` finds beyond `MAX_SLANT`.
 """
 
 from __future__ import annotations
@@ -118,8 +119,7 @@ class PageRules:
         for way, rules in enumerate((self.across, self.down)):
             if rules is None or not rules.standing_alone():
                 rules = _Rules.find(self.masks[way], self.inside[way], self.thin[way], max_slant)
-            alone = rules is not None and bool(rules.standing_alone())
-            found.append(rules.slant.slope if rules is not None and alone else None)
+            found.append(rules.slant.slope if rules and rules.standing_alone() else None)
         return found[0], found[1]
 
 
