@@ -86,8 +86,9 @@ def compose_number(
     with a `separator` (one of `SEPARATORS`), that mark is written in a wider gap between
     two digits picked at random. `turned` (degrees, counterclockwise) photographs the page
     that far askew: the page is laid out with room around it (its paper, rules and desk
-    carry on), turned, and cut to the box the turned number's image fills; the same
-    random draws are made as for the number upright.
+    carry on), turned, and cut to the box the turned number's image fills, each digit's
+    box becoming the box its turned corners fill; the same random draws are made as for
+    the number upright.
 
     Raises `ConfigError` for a gap kind not in `GAPS`, a look not in `LOOKS`, or a
     separator not in `SEPARATORS` or not between two digits with an ordinary gap.
@@ -129,7 +130,7 @@ def compose_number(
 
 
 def lying_on_a_desk(item: ComposedNumber, rng: np.random.Generator) -> ComposedNumber:
-    """`item` (dark ink on light, or turned so) as a sheet lying in the middle of a
+    """`item` (made dark ink on light where it is not) as a sheet lying in the middle of a
     photograph of a darker desk (gray 60 to 140 of 255), which shows 10% to 40% of the
     sheet's height above and below it and of its width either side. A PNG."""
     with Image.open(io.BytesIO(item.data)) as image:
