@@ -28,8 +28,7 @@ def _ruled_page(degrees: float, width: int = 300, height: int = 160) -> np.ndarr
     middle, turned `degrees` counterclockwise about its centre."""
     side = 2 * max(width, height)
     page = np.zeros((side, side), np.float32)
-    page[::25, :] = 0.4
-    page[::25][1:] = 0.4
+    page[::25, :] = page[1::25, :] = 0.4  # rules two pixels thick
     page[side // 2 - 40 : side // 2 + 40, side // 2 - 3 : side // 2 + 3] = 1.0
     turned = np.asarray(Image.fromarray(page, mode="F").rotate(degrees, Image.Resampling.BILINEAR))
     top, left = (side - height) // 2, (side - width) // 2
