@@ -141,10 +141,13 @@ def lying_on_a_desk(item: ComposedNumber, rng: np.random.Generator) -> ComposedN
     columns = round(sheet.shape[1] * rng.uniform(0.1, 0.4))
     shade = round(rng.uniform(60, 140))
     photo = np.pad(sheet, ((rows, rows), (columns, columns)), constant_values=shade)
-    boxes = tuple(
-        (x0 + columns, y0 + rows, x1 + columns, y1 + rows) for x0, y0, x1, y1 in item.boxes
-    )
+    boxes = _moved(item.boxes, columns, rows)
     return ComposedNumber(encode(photo, "PNG"), ".png", item.number, boxes, item.text)
+
+
+def _moved(boxes: Boxes, right: int, down: int) -> Boxes:
+    """`boxes` moved `right` and `down` pixels."""
+    return tuple((x0 + right, y0 + down, x1 + right, y1 + down) for x0, y0, x1, y1 in boxes)
 
 
 @dataclass(frozen=True)
@@ -168,8 +171,7 @@ class _Turn:
 
     def moved(self, boxes: Boxes) -> Boxes:
         """`boxes` on the larger page."""
-        room = self.room
-        return tuple((x0 + room, y0 + room, x1 + room, y1 + room) for x0, y0, x1, y1 in boxes)
+        return _moved(boxes, self.room, self.room)
 
     def turned(self, page: np.ndarray) -> np.ndarray:
         """The larger `page` turned and cut to the turned image's box (as it is unturned)."""
