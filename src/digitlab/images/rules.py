@@ -119,7 +119,8 @@ class PageRules:
         for way, rules in enumerate((self.across, self.down)):
             if rules is None or not rules.standing_alone():
                 rules = _Rules.find(self.masks[way], self.inside[way], self.thin[way], max_slant)
-            found.append(rules.slant.slope if rules and rules.standing_alone() else None)
+                rules = rules if rules and rules.standing_alone() else None
+            found.append(None if rules is None else rules.slant.slope)
         return found[0], found[1]
 
 
