@@ -47,7 +47,7 @@ def test_a_turned_ruled_page_is_found_turned_by_its_rules(degrees):
     ("ink", "why"),
     [
         (_ruled_page(2.0), "rules within the slant `rules` handles itself"),
-        (_ruled_page(0.0)[:, :40], "an image too narrow for rules"),
+        (_ruled_page(8.0)[:, :40], "an image too narrow for rules, turned or not"),
         (np.pad(np.ones((80, 6), np.float32), 60), "a stroke and no rule"),
     ],
 )
