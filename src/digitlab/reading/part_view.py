@@ -10,6 +10,7 @@ and all the other ink in the window.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,7 +33,10 @@ def part_views(ink: np.ndarray, blob: Piece, parts: list[Piece], height: float) 
     The window is box-filtered as Pillow's BOX resize of a float image filters it (across
     the columns, rounded to float32, then down the rows), which made the views the shipped
     part scorer was trained on; here from running sums of the rows of the ink and of the
-    blob's ink, shared by all parts, rather than a resize of each part's window."""
+    blob's ink, shared by all parts, rather than a resize of each part's window. The
+    filtered rows are kept first (rows x N x VIEW_COLUMNS x 2), so that the filter down the
+    rows adds whole rows of every part and both channels at once; a part's own ink is
+    summed only in the blob's rows."""
     window_rows = max(1, round(WINDOW_HEIGHT * height))
     window_columns = max(1, round(window_rows * VIEW_COLUMNS / VIEW_ROWS))
     top = round((blob.top + blob.bottom) / 2 - window_rows / 2)
@@ -40,15 +44,55 @@ def part_views(ink: np.ndarray, blob: Piece, parts: list[Piece], height: float) 
     origin = int(lefts.min(initial=blob.left))
     columns = max(int(lefts.max(initial=blob.left)) + window_columns, blob.right) - origin
     starts, counts = _box_ranges(window_columns, VIEW_COLUMNS)
-    first = ((lefts - origin)[:, np.newaxis] + starts)[:, np.newaxis, :]
+    first = (lefts - origin)[:, np.newaxis] + starts
     last = first + counts
-    everything = _box_sums(_cut_out(ink, top, origin, window_rows, columns), first, last)
-    lows, highs = _row_spans(parts, top, origin, window_rows)
-    blob_ink = _cut_out(blob.ink(ink), top - blob.top, origin - blob.left, window_rows, columns)
-    alone_sums = _box_sums(blob_ink, np.clip(first, lows, highs), np.clip(last, lows, highs))
-    alone = (alone_sums / counts).astype(np.float32)
-    rest = (everything / counts).astype(np.float32) - alone
-    return np.moveaxis(_shrink_down(np.stack([alone, rest], axis=1)), 1, -1)
+    everything = _running_sums(_cut_out(ink, top, origin, window_rows, columns))
+    across = np.zeros((window_rows, len(parts), VIEW_COLUMNS, 2), np.float32)
+    across[..., 1] = (
+        np.take(everything, last, axis=1) - np.take(everything, first, axis=1)
+    ) / counts
+    rows = _clipped(blob.top - top, blob.height, window_rows)
+    if rows.start < rows.stop:
+        window = _Window(top + rows.start, rows.stop - rows.start, origin, columns)
+        alone = across[rows, ..., 0]
+        alone[...] = _alone_sums(ink, blob, parts, window, first, last) / counts
+        across[rows, ..., 1] -= alone
+    return _shrink_down(across)
+
+
+@dataclass(frozen=True)
+class _Window:
+    """`rows` x `columns` pixels of the ink from (`top`, `left`)."""
+
+    top: int
+    rows: int
+    left: int
+    columns: int
+
+
+def _alone_sums(
+    ink: np.ndarray,
+    blob: Piece,
+    parts: list[Piece],
+    window: _Window,
+    first: np.ndarray,
+    last: np.ndarray,
+) -> np.ndarray:
+    """Each part's own ink summed from column `first` up to `last` (N x K each, from the
+    window's left) in each of the window's rows: rows x N x K. In a row, a part holds all
+    of the blob's pixels from its first to its last, so its sum is the blob's over the
+    columns clipped to those."""
+    blob_ink = _cut_out(
+        blob.ink(ink), window.top - blob.top, window.left - blob.left, window.rows, window.columns
+    )
+    # Indices into the flattened running sums: row r's start at r * (columns + 1).
+    flat = _running_sums(blob_ink).ravel()
+    offsets = (np.arange(window.rows) * (window.columns + 1))[:, np.newaxis, np.newaxis]
+    lows, highs = _row_spans(parts, blob, window)
+    ends = np.clip(last, lows, highs) + offsets
+    begins = np.clip(first, lows, highs) + offsets
+    sums: np.ndarray = np.take(flat, ends) - np.take(flat, begins)
+    return sums
 
 
 def _cut_out(ink: np.ndarray, top: int, left: int, rows: int, columns: int) -> np.ndarray:
@@ -64,34 +108,30 @@ def _cut_out(ink: np.ndarray, top: int, left: int, rows: int, columns: int) -> n
     return window
 
 
-def _row_spans(parts: list[Piece], top: int, left: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Where each part starts and ends (exclusive) in each of `rows` rows from `top`, in
-    columns from `left` (N x rows x 1 each; equal where the part has no pixel)."""
-    lows = np.zeros((len(parts), rows, 1), np.int64)
-    highs = np.zeros((len(parts), rows, 1), np.int64)
+def _row_spans(parts: list[Piece], blob: Piece, window: _Window) -> tuple[np.ndarray, np.ndarray]:
+    """Where each part of `blob` starts and ends (exclusive) in each of the window's rows,
+    in columns from its left (rows x N x 1 each; both 0 where the part has no pixel)."""
+    masks = np.zeros((window.rows, len(parts), blob.width), bool)
     for number, part in enumerate(parts):
-        inside = _clipped(part.top - top, part.height, rows)
-        mask = part.mask[inside.start - (part.top - top) : inside.stop - (part.top - top)]
-        filled = mask.any(axis=1)
-        low = part.left - left + mask.argmax(axis=1)
-        high = part.left - left + part.width - mask[:, ::-1].argmax(axis=1)
-        lows[number, inside, 0] = np.where(filled, low, 0)
-        highs[number, inside, 0] = np.where(filled, high, 0)
-    return lows, highs
+        inside = _clipped(part.top - window.top, part.height, window.rows)
+        skipped = inside.start - (part.top - window.top)
+        masks[inside, number, part.left - blob.left : part.right - blob.left] = part.mask[
+            skipped : skipped + inside.stop - inside.start
+        ]
+    filled = masks.any(axis=2)
+    shift = blob.left - window.left
+    lows = np.where(filled, masks.argmax(axis=2) + shift, 0)
+    highs = np.where(filled, blob.width - masks[:, :, ::-1].argmax(axis=2) + shift, 0)
+    return lows[..., np.newaxis], highs[..., np.newaxis]
 
 
-def _box_sums(pixels: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """Each row's sum (float64) of `pixels` (rows x columns) from column `first` up to
-    `last` (N x rows x K each, or N x 1 x K for the same columns in every row):
-    N x rows x K."""
+def _running_sums(pixels: np.ndarray) -> np.ndarray:
+    """Each row's running sums (float64) of `pixels` (rows x columns), 0 first: rows x
+    (columns + 1), so that columns a to b sum to sums[:, b] - sums[:, a]."""
     rows, columns = pixels.shape
     sums = np.zeros((rows, columns + 1), np.float64)
     np.cumsum(pixels, axis=1, dtype=np.float64, out=sums[:, 1:])
-    # Indices into the flattened sums: row r's running sums start at r * (columns + 1).
-    starts = (np.arange(rows) * (columns + 1))[:, np.newaxis]
-    flat = sums.ravel()
-    box: np.ndarray = np.take(flat, starts + last) - np.take(flat, starts + first)
-    return box
+    return sums
 
 
 def _clipped(start: int, length: int, limit: int) -> slice:
@@ -101,21 +141,15 @@ def _clipped(start: int, length: int, limit: int) -> slice:
 
 
 def _shrink_down(across: np.ndarray) -> np.ndarray:
-    """(..., rows, VIEW_COLUMNS) box-filtered down the rows to VIEW_ROWS, rounded to
-    float32: Pillow's second pass."""
-    weights, counts = _summing_rows(across.shape[-2], VIEW_ROWS)
-    down: np.ndarray = np.matmul(weights, across.astype(np.float64)) / counts
-    return down.astype(np.float32)
-
-
-@functools.cache
-def _summing_rows(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
-    """The 0/1 matrix (out x size) that sums each box-filtered pixel's rows, and their
-    counts (out x 1)."""
-    starts, counts = _box_ranges(size, out)
-    rows = np.arange(size)
-    weights = (rows >= starts[:, np.newaxis]) & (rows < (starts + counts)[:, np.newaxis])
-    return weights.astype(np.float64), counts[:, np.newaxis].astype(np.float64)
+    """Filtered rows (rows x N x VIEW_COLUMNS x 2) box-filtered down to VIEW_ROWS and
+    rounded to float32, Pillow's second pass: N x VIEW_ROWS x VIEW_COLUMNS x 2. Each
+    output row is a sum of a few rows (a matrix product here would be large enough for
+    the BLAS library to start threads that spin on every core)."""
+    starts, counts = _box_ranges(across.shape[0], VIEW_ROWS)
+    down = np.empty((VIEW_ROWS, *across.shape[1:]), np.float32)
+    for row, (start, count) in enumerate(zip(starts.tolist(), counts.tolist(), strict=True)):
+        down[row] = across[start : start + count].sum(axis=0, dtype=np.float64) / count
+    return np.moveaxis(down, 0, 1)
 
 
 @functools.cache
