@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 if TYPE_CHECKING:
     from digitlab.inference.predictor import Predictor
+    from digitlab.reading import NumberReading
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -50,12 +51,14 @@ def numbers_read_right(
     count: int,
     lengths: tuple[int, int] = (2, 7),
     turn: float = 0.0,
+    narrowing: float = 0.0,
 ) -> dict[str, int]:
     """How many of `count` numbers of the digits `x` (labels `y`), `lengths[0]` to
     `lengths[1] - 1` long with ordinary gaps, each written in every one of `looks`,
     `predictor` reads right, per look. `turn`: the degrees each image is photographed
-    askew, one way and the other in turn."""
-    from digitlab.number_images import compose_number
+    askew, one way and the other in turn; `narrowing`: the page photographed at an angle
+    (`photographed_at_an_angle`), from nearer its top and its bottom in turn."""
+    from digitlab.number_images import compose_number, photographed_at_an_angle
     from digitlab.reading import read_number
 
     rng = np.random.default_rng(seed)
@@ -65,9 +68,23 @@ def numbers_read_right(
         for look in looks:
             turned = turn if number % 2 else -turn
             item = compose_number(x[picked], y[picked], rng, "ordinary", look, turned=turned)
+            if narrowing:
+                item = photographed_at_an_angle(item, narrowing if number % 2 else -narrowing)
             reading = read_number(item.data, predictor)
             right[look] += reading.number == item.number
     return right
+
+
+def assert_boxes_round_digits(
+    reading: NumberReading, boxes: tuple[tuple[int, int, int, int], ...]
+) -> None:
+    """Each digit `reading` found lies in the composed box of its digit, give or take 2
+    pixels, and fills at least 0.3 of it: a composed box photographed turned or at an
+    angle is the box its corners fill, larger than the digit's ink."""
+    for digit, (x0, y0, x1, y1) in zip(reading.digits, boxes, strict=True):
+        rx0, ry0, rx1, ry1 = digit.box
+        assert x0 - 2 <= rx0 < rx1 <= x1 + 2 and y0 - 2 <= ry0 < ry1 <= y1 + 2
+        assert (rx1 - rx0) * (ry1 - ry0) >= 0.3 * (x1 - x0) * (y1 - y0)
 
 
 # Must match STROKE_FRACTION and UPLOAD_SIZE in serve/static/app.js.

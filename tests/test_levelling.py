@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digit_images import numbers_read_right
+from digit_images import assert_boxes_round_digits, numbers_read_right
 from digitlab.images import find_ink, to_grayscale
 from digitlab.images.levelling import page_turn
 from digitlab.images.rules import remove_rules
@@ -134,8 +134,4 @@ def test_the_boxes_of_a_levelled_page_lie_round_each_digit_in_the_image(mnist, p
     assert beyond.any() and not found.ink[beyond].any() and not found.specks[beyond].any()
     reading = read_number(item.data, predictor)
     assert reading.number == item.number
-    for digit, (x0, y0, x1, y1) in zip(reading.digits, item.boxes, strict=True):
-        # The composed box is the turned box of the digit's box: larger than its ink.
-        rx0, ry0, rx1, ry1 = digit.box
-        assert x0 - 2 <= rx0 < rx1 <= x1 + 2 and y0 - 2 <= ry0 < ry1 <= y1 + 2
-        assert (rx1 - rx0) * (ry1 - ry0) >= 0.3 * (x1 - x0) * (y1 - y0)
+    assert_boxes_round_digits(reading, item.boxes)

@@ -145,6 +145,59 @@ def lying_on_a_desk(item: ComposedNumber, rng: np.random.Generator) -> ComposedN
     return ComposedNumber(encode(photo, "PNG"), ".png", item.number, boxes, item.text)
 
 
+def photographed_at_an_angle(item: ComposedNumber, narrowing: float) -> ComposedNumber:
+    """`item` as a phone held at an angle to the page photographs it: the image's top edge
+    (its bottom edge, where `narrowing` is negative) takes in `narrowing` (a share of the
+    width) less of the page than the other, nearer the phone, so the lines down the page
+    close in towards the far edge. Each digit's box becomes the box its corners fill. In
+    `item`'s format (a JPEG at quality 90)."""
+    with Image.open(io.BytesIO(item.data)) as image:
+        page = image.convert("L")
+    width, height = page.size
+    inset = abs(narrowing) * width / 2
+    top, bottom = (inset, 0.0) if narrowing >= 0 else (0.0, inset)
+    corners = [(0.0, 0.0), (width, 0.0), (width, height), (0.0, height)]
+    narrowed = [(top, 0.0), (width - top, 0.0), (width - bottom, height), (bottom, height)]
+    # The photograph's pixel at a corner shows the page where `narrowed` puts it.
+    to_page = _homography(corners, narrowed)
+    photo = page.transform(
+        page.size,
+        Image.Transform.PERSPECTIVE,
+        tuple(to_page.ravel()[:8].tolist()),
+        Image.Resampling.BICUBIC,
+    )
+    to_photo = np.linalg.inv(to_page)
+    boxes = []
+    for x0, y0, x1, y1 in item.boxes:
+        points = to_photo @ np.array([[x0, x1, x1, x0], [y0, y0, y1, y1], [1.0, 1.0, 1.0, 1.0]])
+        xs, ys = points[0] / points[2], points[1] / points[2]
+        boxes.append(
+            (
+                max(0, int(np.floor(xs.min()))),
+                max(0, int(np.floor(ys.min()))),
+                min(width, int(np.ceil(xs.max()))),
+                min(height, int(np.ceil(ys.max()))),
+            )
+        )
+    pixels = np.asarray(photo)
+    jpeg = item.suffix == ".jpg"
+    data = encode(pixels, "JPEG", quality=90) if jpeg else encode(pixels, "PNG")
+    return ComposedNumber(data, item.suffix, item.number, tuple(boxes), item.text)
+
+
+def _homography(
+    sources: list[tuple[float, float]], targets: list[tuple[float, float]]
+) -> np.ndarray:
+    """The 3 x 3 projective map that takes each of four `sources` points to its target."""
+    equations, values = [], []
+    for (x, y), (u, v) in zip(sources, targets, strict=True):
+        equations.append([x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y])
+        equations.append([0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y])
+        values += [u, v]
+    solved = np.linalg.solve(np.array(equations), np.array(values))
+    return np.append(solved, 1.0).reshape(3, 3)
+
+
 def _moved(boxes: Boxes, right: int, down: int) -> Boxes:
     """`boxes` moved `right` and `down` pixels."""
     return tuple((x0 + right, y0 + down, x1 + right, y1 + down) for x0, y0, x1, y1 in boxes)
