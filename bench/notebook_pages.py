@@ -8,11 +8,14 @@ that shows all round it. Each is read twice by `read_number` with
 the shipped model: as it is, and with the page cleanup switched off in this process (the
 desk and rule removal of `images.page_edges` and `images.rules`, and the reader's dropping
 of underlines), which is how these numbers read before it, and once more with only the
-levelling of a turned page (`images.levelling`) switched off. With `--turned DEGREES`, each
-page is photographed that far askew, one way and the other in turn. Prints whole-number
-accuracy.
+levelling of a turned page (`images.levelling`) switched off, and once with rules taken out
+at one slant only (`PageRules.every_slant`). With `--turned DEGREES`, each page is
+photographed that far askew, one way and the other in turn; with `--at-an-angle SHARE`, from
+nearer its top or its bottom edge in turn, the far edge taking in that share of the width
+more of the page (`photographed_at_an_angle`). Prints whole-number accuracy.
 
     .venv/bin/python bench/notebook_pages.py [--per-length 40] [--seed 0] [--turned 0]
+        [--at-an-angle 0]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +31,15 @@ import digitlab.images.mnist_style as mnist_style
 import digitlab.reading.number as number_module
 from digitlab.data.sources import load_mnist
 from digitlab.errors import NoDigitFoundError
+from digitlab.images.rules import PageRules
 from digitlab.inference.predictor import Predictor
-from digitlab.number_images import PAPER_LOOKS, ComposedNumber, compose_number, lying_on_a_desk
+from digitlab.number_images import (
+    PAPER_LOOKS,
+    ComposedNumber,
+    compose_number,
+    lying_on_a_desk,
+    photographed_at_an_angle,
+)
 from digitlab.reading import read_number
 from digitlab.tables import markdown_table
 
@@ -62,6 +73,22 @@ def without_levelling() -> Iterator[None]:
         mnist_style.page_turn = kept
 
 
+@contextlib.contextmanager
+def at_one_slant() -> Iterator[None]:
+    """Take out rules at the one slant found first, as before rules at other slants were
+    looked for, in this process only."""
+    kept = PageRules.every_slant
+
+    def first_only(rules: PageRules) -> tuple[list[Any], list[Any]]:
+        return [*filter(None, [rules.across])], [*filter(None, [rules.down])]
+
+    PageRules.every_slant = first_only  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        PageRules.every_slant = kept  # type: ignore[method-assign]
+
+
 def _share_read(items: list[ComposedNumber], predictor: Predictor) -> float:
     return float(np.mean([_number(item.data, predictor) == item.number for item in items]))
 
@@ -82,6 +109,13 @@ def main() -> None:
     parser.add_argument(
         "--turned", type=float, default=0.0, help="photograph each page this many degrees askew"
     )
+    parser.add_argument(
+        "--at-an-angle",
+        type=float,
+        default=0.0,
+        help="photograph each page from nearer one edge: the far edge takes in this share "
+        "of the width more of the page",
+    )
     args = parser.parse_args()
     _, (x_test, y_test) = load_mnist()
     predictor = Predictor.load(threads=1)
@@ -97,15 +131,30 @@ def main() -> None:
                 item = compose_number(
                     x_test[picked], y_test[picked], rng, "ordinary", written, turned=turned
                 )
-                items.append(lying_on_a_desk(item, rng) if look == ON_A_DESK else item)
+                if look == ON_A_DESK:
+                    item = lying_on_a_desk(item, rng)
+                if args.at_an_angle:
+                    narrowing = args.at_an_angle if number % 2 else -args.at_an_angle
+                    item = photographed_at_an_angle(item, narrowing)
+                items.append(item)
         cleaned = _share_read(items, predictor)
         with without_cleanup(), without_levelling():
             before = _share_read(items, predictor)
         with without_levelling():
             unlevelled = _share_read(items, predictor)
-        rows.append([look, len(items), f"{before:.1%}", f"{unlevelled:.1%}", f"{cleaned:.1%}"])
+        with at_one_slant():
+            one_slant = _share_read(items, predictor)
+        shares = (before, unlevelled, one_slant, cleaned)
+        rows.append([look, len(items), *(f"{share:.1%}" for share in shares)])
         print(rows[-1], flush=True)
-    headers = ["look", "numbers", "without the cleanup", "without levelling", "with both"]
+    headers = [
+        "look",
+        "numbers",
+        "without the cleanup",
+        "without levelling",
+        "rules at one slant",
+        "now",
+    ]
     print(markdown_table(headers, rows))
 
 

@@ -9,7 +9,9 @@ Where a stroke crosses a rule, the ink above and below it carries on, and those 
 A page photographed a little askew has slanted rules: the slant (up to `MAX_SLANT`) is
 found first, as the one along which the ink lines up best, and the rules are looked for
 along it. Rules bent by a lens stay; a page turned further is levelled first
-(`levelling`), by the slants `PageRules.slopes` finds beyond `MAX_SLANT`.
+(`levelling`), by the slants `PageRules.slopes` finds beyond `MAX_SLANT`. A page
+photographed at an angle has rules that close in towards its far edge, each at its own
+slant: they are taken out slant by slant (`PageRules.every_slant`).
 """
 
 from __future__ import annotations
@@ -59,28 +61,46 @@ THICKEST_RULE = 7
 MAX_SLANT = 0.07
 """The steepest slant looked for: about 4 degrees, rise over run."""
 
+MAX_CONVERGING = 0.18
+"""The steepest slant of rules not parallel to those found first (about 10 degrees): the
+lines down a squared page photographed at an angle close in towards its far edge. Rules
+longer than the image is across them close in less: the slant is scaled down by that."""
+
+MAX_SLANTS = 16
+"""Rules at most this many slants a direction are taken out (see `PageRules.every_slant`)."""
+
 
 def remove_rules(ink: np.ndarray, rules: PageRules | None = None) -> np.ndarray:
     """`ink` (float, 0 on paper) without the page's rules across and down: `rules`, the
-    candidates `PageRules.find` finds in it (found here when not given)."""
+    candidates `PageRules.find` finds in it (found here when not given), at every slant
+    they lie at (`PageRules.every_slant`)."""
     if rules is None:
         rules = PageRules.find(ink)
-    across, down = rules.across, rules.down
-    if across is None and down is None:
+    across, down = rules.every_slant()
+    if not across and not down:
         return ink
     mask = ink > 0
-    stroke = stroke_width(mask & ~_pixels(across, mask) & ~_pixels(down, mask.T).T)
+    # The writing's strokes, without the rules or the row either side of them that goes
+    # with them (`_rule_pixels`): a rule found along a slant a little off its own leaves
+    # thin slivers there.
+    stroke = stroke_width(mask & ~_pixels(across, mask, 1) & ~_pixels(down, mask.T, 1).T)
     if stroke < MIN_STROKE:
         return ink
-    across = across.thinner_than(stroke, ink) if across else None
-    down = down.thinner_than(stroke, ink.T) if down else None
+    across = _thinner_than(across, stroke, ink)
+    down = _thinner_than(down, stroke, ink.T)
     writing = mask & ~_pixels(across, mask) & ~_pixels(down, mask.T).T
     found = np.zeros_like(mask)
-    if across is not None:
-        found |= across.off_the_writing(writing)
-    if down is not None:
-        found |= down.off_the_writing(writing.T).T
+    for rules_across in across:
+        found |= rules_across.off_the_writing(writing)
+    for rules_down in down:
+        found |= rules_down.off_the_writing(writing.T).T
     return np.where(found, 0.0, ink).astype(np.float32)
+
+
+def _thinner_than(rules: list[_Rules], stroke: float, ink: np.ndarray) -> list[_Rules]:
+    """Of each of `rules`, only the bands thinner than the writing (`_Rules.thinner_than`)."""
+    thinner = (each.thinner_than(stroke, ink) for each in rules)
+    return [each for each in thinner if each is not None]
 
 
 @dataclass(frozen=True)
@@ -123,10 +143,38 @@ class PageRules:
             found.append(None if rules is None else rules.slant.slope)
         return found[0], found[1]
 
+    def every_slant(self) -> tuple[list[_Rules], list[_Rules]]:
+        """The rules across and down: those found, and where there are some, those at
+        other slants up to `MAX_CONVERGING` in the ink left, each slant in turn (at most
+        `MAX_SLANTS` a direction). A page photographed at an angle has rules that are not
+        parallel: the lines down a squared page close in towards its far edge."""
+        found: list[list[_Rules]] = []
+        for way, rules in enumerate((self.across, self.down)):
+            mask, thin = self.masks[way], self.thin[way]
+            every = [] if rules is None else [rules]
+            taken = np.zeros_like(mask) if rules is None else rules.pixels()
+            steepest = MAX_CONVERGING * min(1.0, mask.shape[0] / mask.shape[1])
+            while every and len(every) < MAX_SLANTS and thin is not None:
+                left = thin & ~taken
+                # The thin ink left must cross the image as the first rules' had to.
+                if left.any(axis=0).mean() < RULE_SPAN / 2:
+                    break
+                more = _Rules.find(mask & ~taken, self.inside[way], left, steepest, RULE_SPAN / 2)
+                if more is None:
+                    break
+                every.append(more)
+                taken |= more.pixels()
+            found.append(every)
+        return found[0], found[1]
 
-def _pixels(rules: _Rules | None, mask: np.ndarray) -> np.ndarray:
-    """All the ink of `mask` on `rules` (none when there are no rules)."""
-    return np.zeros_like(mask) if rules is None else rules.pixels()
+
+def _pixels(rules: list[_Rules], mask: np.ndarray, fringe: int = 0) -> np.ndarray:
+    """All the ink of `mask` on `rules` and `fringe` rows either side of them (none when
+    there are no rules)."""
+    pixels = np.zeros_like(mask)
+    for each in rules:
+        pixels |= each.pixels(fringe)
+    return pixels
 
 
 @dataclass(frozen=True)
@@ -176,16 +224,21 @@ def _slope(thin: np.ndarray, max_slant: float) -> float:
     into the fullest row. Tried coarsely, then to a pixel's rise across the image."""
     width = thin.shape[1]
     rows, columns = np.nonzero(thin)
-    centred = columns - width / 2
 
     def fullest(slope: float) -> int:
-        levelled = rows - np.rint(slope * centred).astype(np.int64)
-        return int(np.bincount(levelled - levelled.min()).max())
+        return _fullest_row(rows, columns, width, slope)
 
     coarse = np.arange(-max_slant, max_slant + 1e-9, 4 / width)
     best = max([0.0, *coarse.tolist()], key=fullest)
     fine = best + np.arange(-3, 4) / width
     return float(max([best, *fine.tolist()], key=fullest))
+
+
+def _fullest_row(rows: np.ndarray, columns: np.ndarray, width: int, slope: float) -> int:
+    """How many of the pixels (`rows`, `columns`) of an image `width` wide lie in the
+    fullest row once sheared level along `slope`."""
+    levelled = rows - np.rint(slope * (columns - width / 2)).astype(np.int64)
+    return int(np.bincount(levelled - levelled.min()).max())
 
 
 def _thin_across(mask: np.ndarray) -> np.ndarray:
@@ -209,14 +262,25 @@ class _Rules:
 
     @classmethod
     def find(
-        cls, mask: np.ndarray, inside: np.ndarray, thin: np.ndarray | None, max_slant: float
+        cls,
+        mask: np.ndarray,
+        inside: np.ndarray,
+        thin: np.ndarray | None,
+        max_slant: float,
+        least: float = 0.0,
     ) -> _Rules | None:
         """The candidate rules along the rows of `mask`, slanted up to `max_slant` along
-        its `thin` ink (None: no rule can cross it), None when there are none; only the
-        pixels `inside` the photograph count."""
+        its `thin` ink (None: no rule can cross it), None when there are none, or when
+        the thin ink's fullest row along that slant holds under `least` of the width;
+        only the pixels `inside` the photograph count."""
         if thin is None:
             return None
-        slant = _Slant.of(_slope(thin, max_slant), mask.shape[1])
+        slope = _slope(thin, max_slant)
+        if least:
+            rows, columns = np.nonzero(thin)
+            if _fullest_row(rows, columns, mask.shape[1], slope) < least * mask.shape[1]:
+                return None
+        slant = _Slant.of(slope, mask.shape[1])
         level, sheared_inside = slant.level(mask), slant.level(inside)
         bands = _bands(level, sheared_inside)
         return cls(mask.shape[0], slant, level, sheared_inside, bands) if bands else None
@@ -235,11 +299,12 @@ class _Rules:
             )
         ]
 
-    def pixels(self) -> np.ndarray:
-        """The ink on every band, in the mask's own rows."""
+    def pixels(self, fringe: int = 0) -> np.ndarray:
+        """The ink on every band and `fringe` rows either side, in the mask's own rows."""
         on_bands = np.zeros_like(self.level)
         for band in self.bands:
-            on_bands[band] = self.level[band]
+            rows = slice(max(0, band.start - fringe), band.stop + fringe)
+            on_bands[rows] = self.level[rows]
         return self.slant.back(on_bands, self.height)
 
     def thinner_than(self, stroke: float, ink: np.ndarray) -> _Rules | None:
