@@ -99,6 +99,16 @@ def test_the_lines_down_a_squared_page_photographed_at_an_angle_go():
     np.testing.assert_array_equal(cleaned[:, 97:103], _page()[:, 97:103])
 
 
+def test_a_strip_of_desk_widening_down_the_images_side_is_no_rule():
+    # Beside a page photographed at an angle, the desk shows as a strip 3 pixels wide at the
+    # top of the image's left side and 12 at the bottom. Its outer columns went as a rule
+    # (559 of its 837 pixels), leaving the rest, clear of the border, to be read as a 1.
+    ink = _page(stroke=8)
+    for row in range(ink.shape[0]):
+        ink[row, : 3 + 9 * row // ink.shape[0]] = 0.6
+    np.testing.assert_array_equal(remove_rules(ink), ink)
+
+
 @pytest.mark.parametrize(
     ("rows", "width", "why"),
     [

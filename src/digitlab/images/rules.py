@@ -288,16 +288,18 @@ class _Rules:
     def standing_alone(self) -> list[slice]:
         """The bands at most `THICKEST_RULE` rows thick whose rows `ALONE` beyond each
         side hold ink over less than half of their pixels inside the image."""
-        inked = self.level.sum(axis=1) / np.maximum(self.inside.sum(axis=1), 1)
+        inked = self._inked()
         return [
             band
             for band in self.bands
             if band.stop - band.start <= THICKEST_RULE
-            and all(
-                not 0 <= row < inked.size or inked[row] < RULE_SPAN / 2
-                for row in (band.start - ALONE, band.stop - 1 + ALONE)
-            )
+            and all(_paper(row, inked) for row in (band.start - ALONE, band.stop - 1 + ALONE))
         ]
+
+    def _inked(self) -> np.ndarray:
+        """The share of each row's pixels inside the image that hold ink."""
+        inked: np.ndarray = self.level.sum(axis=1) / np.maximum(self.inside.sum(axis=1), 1)
+        return inked
 
     def pixels(self, fringe: int = 0) -> np.ndarray:
         """The ink on every band and `fringe` rows either side, in the mask's own rows."""
@@ -311,20 +313,30 @@ class _Rules:
         """Only the bands thinner than the writing's `stroke` width: at most
         `THINNER_THAN_STROKES` of it in rows, or, unless the band runs along the image's
         first or last row (where a desk's strip lies), at most `LIGHTER_THAN_STROKES` of it
-        in `ink` (the mask's levels) per column. None when no band is."""
+        in `ink` (the mask's levels) per column. A band along the first or last row must
+        also have paper `ALONE` rows inside it (under half their pixels inked): a desk's
+        strip that widens along the side, as beside a page photographed at an angle, is no
+        rule where it is thinnest. None when no band is."""
         levels = self.slant.level(ink)
         first, last = np.zeros(ink.shape, bool), np.zeros(ink.shape, bool)
         first[0], last[-1] = True, True
         edges = (self.slant.level(first), self.slant.level(last))
-        bands = [
-            band
-            for band in self.bands
-            if band.stop - band.start <= THINNER_THAN_STROKES * stroke
-            or (
-                not any(edge[band].sum() > edge.sum() / 2 for edge in edges)
-                and _ink_per_column(band, levels) <= LIGHTER_THAN_STROKES * stroke
-            )
-        ]
+        inked = self._inked()
+
+        def thinner(band: slice) -> bool:
+            thin = band.stop - band.start <= THINNER_THAN_STROKES * stroke
+            inside_edges = [
+                row
+                for edge, row in zip(
+                    edges, (band.stop - 1 + ALONE, band.start - ALONE), strict=True
+                )
+                if edge[band].sum() > edge.sum() / 2
+            ]
+            if inside_edges:  # along the image's first or last row
+                return thin and all(_paper(row, inked) for row in inside_edges)
+            return thin or _ink_per_column(band, levels) <= LIGHTER_THAN_STROKES * stroke
+
+        bands = [band for band in self.bands if thinner(band)]
         return _Rules(self.height, self.slant, self.level, self.inside, bands) if bands else None
 
     def off_the_writing(self, writing: np.ndarray) -> np.ndarray:
@@ -333,6 +345,12 @@ class _Rules:
         return self.slant.back(
             _rule_pixels(self.level, self.slant.level(writing), self.bands), self.height
         )
+
+
+def _paper(row: int, inked: np.ndarray) -> bool:
+    """Whether `row` is mostly paper: under half its pixels inked (`inked`, each row's
+    share), or beyond the image."""
+    return not 0 <= row < inked.size or bool(inked[row] < RULE_SPAN / 2)
 
 
 def _ink_per_column(band: slice, levels: np.ndarray) -> float:
