@@ -287,7 +287,7 @@ class _Rules:
 
     def standing_alone(self) -> list[slice]:
         """The bands at most `THICKEST_RULE` rows thick whose rows `ALONE` beyond each
-        side hold ink over less than half of their pixels inside the image."""
+        side are mostly paper (`_paper`)."""
         inked = self._inked()
         return [
             band
@@ -314,7 +314,7 @@ class _Rules:
         `THINNER_THAN_STROKES` of it in rows, or, unless the band runs along the image's
         first or last row (where a desk's strip lies), at most `LIGHTER_THAN_STROKES` of it
         in `ink` (the mask's levels) per column. A band along the first or last row must
-        also have paper `ALONE` rows inside it (under half their pixels inked): a desk's
+        also have paper `ALONE` rows inside it (`_paper`): a desk's
         strip that widens along the side, as beside a page photographed at an angle, is no
         rule where it is thinnest. None when no band is."""
         levels = self.slant.level(ink)
@@ -348,8 +348,8 @@ class _Rules:
 
 
 def _paper(row: int, inked: np.ndarray) -> bool:
-    """Whether `row` is mostly paper: under half its pixels inked (`inked`, each row's
-    share), or beyond the image."""
+    """Whether `row` is mostly paper: under `RULE_SPAN` / 2 of its pixels inked (`inked`,
+    each row's share), or beyond the image."""
     return not 0 <= row < inked.size or bool(inked[row] < RULE_SPAN / 2)
 
 
