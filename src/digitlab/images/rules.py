@@ -152,7 +152,7 @@ class PageRules:
         for way, rules in enumerate((self.across, self.down)):
             mask, thin = self.masks[way], self.thin[way]
             every = [] if rules is None else [rules]
-            taken = np.zeros_like(mask) if rules is None else rules.pixels()
+            taken = np.zeros_like(mask) if rules is None else rules.pixels(1)
             steepest = MAX_CONVERGING * min(1.0, mask.shape[0] / mask.shape[1])
             while every and len(every) < MAX_SLANTS and thin is not None:
                 left = thin & ~taken
@@ -163,7 +163,7 @@ class PageRules:
                 if more is None:
                     break
                 every.append(more)
-                taken |= more.pixels()
+                taken |= more.pixels(1)
             found.append(every)
         return found[0], found[1]
 
