@@ -219,26 +219,22 @@ def _thin_if_rules_may_cross(mask: np.ndarray) -> np.ndarray | None:
     return None if thin.any(axis=0).mean() < RULE_SPAN / 2 else thin
 
 
-def _slope(thin: np.ndarray, max_slant: float) -> float:
+def _slope(thin: np.ndarray, max_slant: float) -> tuple[float, int]:
     """The slant (rise over run) up to `max_slant` along which the `thin` ink lines up
-    into the fullest row. Tried coarsely, then to a pixel's rise across the image."""
+    into the fullest row, and how many pixels that row holds. Tried coarsely, then to a
+    pixel's rise across the image."""
     width = thin.shape[1]
     rows, columns = np.nonzero(thin)
 
     def fullest(slope: float) -> int:
-        return _fullest_row(rows, columns, width, slope)
+        levelled = rows - np.rint(slope * (columns - width / 2)).astype(np.int64)
+        return int(np.bincount(levelled - levelled.min()).max())
 
     coarse = np.arange(-max_slant, max_slant + 1e-9, 4 / width)
     best = max([0.0, *coarse.tolist()], key=fullest)
     fine = best + np.arange(-3, 4) / width
-    return float(max([best, *fine.tolist()], key=fullest))
-
-
-def _fullest_row(rows: np.ndarray, columns: np.ndarray, width: int, slope: float) -> int:
-    """How many of the pixels (`rows`, `columns`) of an image `width` wide lie in the
-    fullest row once sheared level along `slope`."""
-    levelled = rows - np.rint(slope * (columns - width / 2)).astype(np.int64)
-    return int(np.bincount(levelled - levelled.min()).max())
+    slope = max([best, *fine.tolist()], key=fullest)
+    return float(slope), fullest(slope)
 
 
 def _thin_across(mask: np.ndarray) -> np.ndarray:
@@ -275,11 +271,9 @@ class _Rules:
         only the pixels `inside` the photograph count."""
         if thin is None:
             return None
-        slope = _slope(thin, max_slant)
-        if least:
-            rows, columns = np.nonzero(thin)
-            if _fullest_row(rows, columns, mask.shape[1], slope) < least * mask.shape[1]:
-                return None
+        slope, fullest = _slope(thin, max_slant)
+        if fullest < least * mask.shape[1]:
+            return None
         slant = _Slant.of(slope, mask.shape[1])
         level, sheared_inside = slant.level(mask), slant.level(inside)
         bands = _bands(level, sheared_inside)
