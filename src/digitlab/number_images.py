@@ -170,15 +170,8 @@ def photographed_at_an_angle(item: ComposedNumber, narrowing: float) -> Composed
     boxes = []
     for x0, y0, x1, y1 in item.boxes:
         points = to_photo @ np.array([[x0, x1, x1, x0], [y0, y0, y1, y1], [1.0, 1.0, 1.0, 1.0]])
-        xs, ys = points[0] / points[2], points[1] / points[2]
-        boxes.append(
-            (
-                max(0, int(np.floor(xs.min()))),
-                max(0, int(np.floor(ys.min()))),
-                min(width, int(np.ceil(xs.max()))),
-                min(height, int(np.ceil(ys.max()))),
-            )
-        )
+        left, top, right, bottom = _filled_box(points[0] / points[2], points[1] / points[2])
+        boxes.append((max(0, left), max(0, top), min(width, right), min(height, bottom)))
     pixels = np.asarray(photo)
     jpeg = item.suffix == ".jpg"
     data = encode(pixels, "JPEG", quality=90) if jpeg else encode(pixels, "PNG")
@@ -196,6 +189,16 @@ def _homography(
         values += [u, v]
     solved = np.linalg.solve(np.array(equations), np.array(values))
     return np.append(solved, 1.0).reshape(3, 3)
+
+
+def _filled_box(xs: np.ndarray, ys: np.ndarray) -> tuple[int, int, int, int]:
+    """The box (x0, y0, x1, y1) of whole pixels that the points (`xs`, `ys`) fill."""
+    return (
+        int(np.floor(xs.min())),
+        int(np.floor(ys.min())),
+        int(np.ceil(xs.max())),
+        int(np.ceil(ys.max())),
+    )
 
 
 def _moved(boxes: Boxes, right: int, down: int) -> Boxes:
@@ -252,14 +255,7 @@ class _Turn:
             # Counterclockwise as the image shows it: y runs down.
             new_x = centre_x + cos * xs + sin * ys - left
             new_y = centre_y - sin * xs + cos * ys - top
-            turned.append(
-                (
-                    int(np.floor(new_x.min())),
-                    int(np.floor(new_y.min())),
-                    int(np.ceil(new_x.max())),
-                    int(np.ceil(new_y.max())),
-                )
-            )
+            turned.append(_filled_box(new_x, new_y))
         return tuple(turned)
 
     def _cut(self) -> tuple[tuple[int, int], tuple[int, int]]:
